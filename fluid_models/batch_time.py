@@ -1,0 +1,248 @@
+"""Batch-time models: how long one engine iteration lasts, as a function of its token count.
+
+Every model works in milliseconds, evaluates vectorised in numpy (``model(b)``),
+and exposes the same function as an exact sympy expression (``model.expression(b)``)
+whose coefficients are rationals, so that theory can decide inequalities exactly.
+
+Examples
+--------
+>>> m = Staircase(c="11.28", a="35.47", b0=128)
+>>> float(m(512))
+153.16
+>>> m.exact(512)
+3829/25
+>>> m.expression(sympy.Symbol("b", positive=True, integer=True))
+3547*ceiling(b/128)/100 + 282/25
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import sympy
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "BatchTimeModel",
+    "Staircase",
+    "PiecewiseLinear",
+    "Tiled",
+    "Table",
+    "exact_number",
+]
+
+
+def exact_number(value: object) -> sympy.Rational:
+    """Return ``value`` as an exact rational, reading floats by their decimal text.
+
+    ``0.1`` becomes ``1/10`` (not the binary double nearest to it), which is
+    what a user who wrote ``0.1`` in a file meant.
+
+    >>> exact_number(11.28)
+    282/25
+    >>> exact_number("3/4")
+    3/4
+    """
+    if isinstance(value, sympy.Rational):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not a number")
+    if isinstance(value, (int, np.integer)):
+        return sympy.Integer(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            raise ValueError(f"{value} is not finite")
+        return sympy.Rational(repr(float(value)))
+    if isinstance(value, str):
+        return sympy.Rational(value.strip())
+    raise TypeError(f"{value!r} is not a number")
+
+
+class BatchTimeModel(ABC):
+    """Time (ms) of one iteration that processes ``b`` tokens."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def __call__(self, tokens: ArrayLike) -> np.ndarray:
+        """Batch time in ms for each token count in ``tokens`` (vectorised)."""
+
+    @abstractmethod
+    def expression(self, b: sympy.Symbol) -> sympy.Expr:
+        """The batch time as an exact sympy expression in the token count ``b``."""
+
+    def exact(self, tokens: int) -> sympy.Rational:
+        """Exact batch time (ms) of a batch of ``tokens`` tokens, as a rational."""
+        b = sympy.Symbol("b", positive=True, integer=True)
+        return sympy.nsimplify(self.expression(b).subs(b, int(tokens)))
+
+    def table(self, b_max: int) -> np.ndarray:
+        """Batch times for ``b = 0, 1, ..., b_max`` as a float array (index = tokens)."""
+        return np.asarray(self(np.arange(b_max + 1)), dtype=float)
+
+    @abstractmethod
+    def parameters(self) -> dict:
+        """The model's parameters, as written in an input file."""
+
+
+def _ceil_div(b: np.ndarray, d: int) -> np.ndarray:
+    return -(-b // d)
+
+
+@dataclass(frozen=True)
+class Staircase(BatchTimeModel):
+    """``t_b = c + a * ceil(b / b0)`` (Li-Dai-Peng, v3)."""
+
+    c: object
+    a: object
+    b0: int
+    kind: ClassVar[str] = "staircase"
+    c_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+    a_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "c_exact", exact_number(self.c))
+        object.__setattr__(self, "a_exact", exact_number(self.a))
+
+    def __call__(self, tokens: ArrayLike) -> np.ndarray:
+        b = np.asarray(tokens, dtype=np.int64)
+        return float(self.c_exact) + float(self.a_exact) * _ceil_div(b, self.b0)
+
+    def expression(self, b: sympy.Symbol) -> sympy.Expr:
+        return self.c_exact + self.a_exact * sympy.ceiling(b / self.b0)
+
+    def exact(self, tokens: int) -> sympy.Rational:
+        return self.c_exact + self.a_exact * (-(-int(tokens) // self.b0))
+
+    def parameters(self) -> dict:
+        return {"kind": self.kind, "c": self.c, "a": self.a, "b0": self.b0}
+
+
+@dataclass(frozen=True)
+class PiecewiseLinear(BatchTimeModel):
+    """``t_b = c + a * max(0, b - b0)`` (Li-Dai-Peng, v1)."""
+
+    c: object
+    a: object
+    b0: int
+    kind: ClassVar[str] = "piecewise_linear"
+    c_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+    a_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "c_exact", exact_number(self.c))
+        object.__setattr__(self, "a_exact", exact_number(self.a))
+
+    def __call__(self, tokens: ArrayLike) -> np.ndarray:
+        b = np.asarray(tokens, dtype=np.int64)
+        return float(self.c_exact) + float(self.a_exact) * np.maximum(0, b - self.b0)
+
+    def expression(self, b: sympy.Symbol) -> sympy.Expr:
+        return self.c_exact + self.a_exact * sympy.Max(0, b - self.b0)
+
+    def exact(self, tokens: int) -> sympy.Rational:
+        return self.c_exact + self.a_exact * max(0, int(tokens) - self.b0)
+
+    def parameters(self) -> dict:
+        return {"kind": self.kind, "c": self.c, "a": self.a, "b0": self.b0}
+
+
+@dataclass(frozen=True)
+class Tiled(BatchTimeModel):
+    """``t_b = c + t_lin * ceil(b / b_col) + t_nl * b`` (Bari-Hegde-de Veciana).
+
+    ``t_lin`` is the time of one tile of the linear layers, ``b_col`` the tile
+    width in tokens, ``t_nl`` the per-token time of the non-linear operators and
+    ``c`` a fixed per-iteration overhead (0 by default).
+    """
+
+    t_lin: object
+    b_col: int
+    t_nl: object = 0
+    c: object = 0
+    kind: ClassVar[str] = "tiled"
+    t_lin_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+    t_nl_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+    c_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "t_lin_exact", exact_number(self.t_lin))
+        object.__setattr__(self, "t_nl_exact", exact_number(self.t_nl))
+        object.__setattr__(self, "c_exact", exact_number(self.c))
+
+    def __call__(self, tokens: ArrayLike) -> np.ndarray:
+        b = np.asarray(tokens, dtype=np.int64)
+        return (
+            float(self.c_exact)
+            + float(self.t_lin_exact) * _ceil_div(b, self.b_col)
+            + float(self.t_nl_exact) * b
+        )
+
+    def expression(self, b: sympy.Symbol) -> sympy.Expr:
+        return self.c_exact + self.t_lin_exact * sympy.ceiling(b / self.b_col) + self.t_nl_exact * b
+
+    def exact(self, tokens: int) -> sympy.Rational:
+        b = int(tokens)
+        return self.c_exact + self.t_lin_exact * (-(-b // self.b_col)) + self.t_nl_exact * b
+
+    def parameters(self) -> dict:
+        return {"kind": self.kind, "t_lin": self.t_lin, "b_col": self.b_col, "t_nl": self.t_nl, "c": self.c}
+
+
+@dataclass(frozen=True)
+class Table(BatchTimeModel):
+    """Measured batch times at token counts, linearly interpolated between them.
+
+    Below the first point the first time applies; beyond the last point the
+    model is undefined (an engine whose budget exceeds the table is rejected).
+    """
+
+    tokens: tuple
+    times: tuple
+    kind: ClassVar[str] = "table"
+    _x: np.ndarray = field(init=False, repr=False, compare=False)
+    _y: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        x = [int(v) for v in self.tokens]
+        if len(x) < 1 or len(x) != len(self.times):
+            raise ValueError("tokens and times must be non-empty and of equal length")
+        if any(b >= a for a, b in zip(x[1:], x[:-1])):
+            raise ValueError("tokens must be strictly increasing")
+        y = [exact_number(v) for v in self.times]
+        if any(v <= 0 for v in y):
+            raise ValueError("times must be positive")
+        object.__setattr__(self, "tokens", tuple(x))
+        object.__setattr__(self, "times", tuple(y))
+        object.__setattr__(self, "_x", np.array(x, dtype=float))
+        object.__setattr__(self, "_y", np.array([float(v) for v in y]))
+
+    @property
+    def max_tokens(self) -> int:
+        """The largest token count the table covers."""
+        return self.tokens[-1]
+
+    def __call__(self, tokens: ArrayLike) -> np.ndarray:
+        return np.interp(np.asarray(tokens, dtype=float), self._x, self._y)
+
+    def expression(self, b: sympy.Symbol) -> sympy.Expr:
+        pieces = [(self.times[0], b <= self.tokens[0])]
+        for (x0, y0), (x1, y1) in zip(zip(self.tokens, self.times), zip(self.tokens[1:], self.times[1:])):
+            pieces.append((y0 + (y1 - y0) * (b - x0) / (x1 - x0), b <= x1))
+        return sympy.Piecewise(*pieces)
+
+    def exact(self, tokens: int) -> sympy.Rational:
+        b = int(tokens)
+        if b <= self.tokens[0]:
+            return self.times[0]
+        if b > self.tokens[-1]:
+            raise ValueError(f"{b} tokens lies beyond the table (max {self.tokens[-1]})")
+        i = int(np.searchsorted(self._x, b))
+        x0, x1, y0, y1 = self.tokens[i - 1], self.tokens[i], self.times[i - 1], self.times[i]
+        return y0 + (y1 - y0) * sympy.Rational(b - x0, x1 - x0)
+
+    def parameters(self) -> dict:
+        return {"kind": self.kind, "tokens": list(self.tokens), "times": [str(t) for t in self.times]}

@@ -1,0 +1,211 @@
+"""Token-length distributions of prompts (prefill) and outputs (decode).
+
+Each distribution knows its exact mean and second moment (sympy rationals),
+whether its support is bounded, and samples positive integers with a numpy
+``Generator``. Lengths are at least 1.
+
+Examples
+--------
+>>> d = Geometric(mean=112)
+>>> d.mean, d.second_moment, d.bounded
+(112, 24976, False)
+>>> import numpy as np
+>>> Deterministic(129).sample(np.random.default_rng(0), 3)
+array([129, 129, 129])
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import sympy
+
+from .batch_time import exact_number
+
+__all__ = ["LengthDistribution", "Deterministic", "Geometric", "Poisson", "Uniform", "Empirical"]
+
+
+class LengthDistribution(ABC):
+    """A distribution of token lengths on the positive integers."""
+
+    kind: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def mean(self) -> sympy.Rational:
+        """Exact mean length."""
+
+    @property
+    @abstractmethod
+    def second_moment(self) -> sympy.Rational:
+        """Exact ``E[L^2]``."""
+
+    @property
+    @abstractmethod
+    def max(self) -> int | None:
+        """Largest possible length, or ``None`` when unbounded."""
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the support is bounded."""
+        return self.max is not None
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` independent lengths (int64, each at least 1)."""
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """The distribution as written in an input file."""
+
+
+@dataclass(frozen=True)
+class Deterministic(LengthDistribution):
+    """Every length equals ``value``."""
+
+    value: int
+    kind: ClassVar[str] = "deterministic"
+
+    @property
+    def mean(self) -> sympy.Rational:
+        return sympy.Integer(self.value)
+
+    @property
+    def second_moment(self) -> sympy.Rational:
+        return sympy.Integer(self.value) ** 2
+
+    @property
+    def max(self) -> int:
+        return self.value
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return np.full(size, self.value, dtype=np.int64)
+
+    def describe(self) -> dict:
+        return {"dist": self.kind, "mean": self.value}
+
+
+@dataclass(frozen=True)
+class Geometric(LengthDistribution):
+    """Geometric on ``{1, 2, ...}`` with the given mean (success probability ``1/mean``)."""
+
+    mean_value: object
+    kind: ClassVar[str] = "geometric"
+
+    def __init__(self, mean: object) -> None:
+        object.__setattr__(self, "mean_value", exact_number(mean))
+
+    @property
+    def mean(self) -> sympy.Rational:
+        return self.mean_value
+
+    @property
+    def second_moment(self) -> sympy.Rational:
+        m = self.mean_value
+        return 2 * m**2 - m  # Var = (1-p)/p^2 = m^2 - m
+
+    @property
+    def max(self) -> None:
+        return None
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return rng.geometric(1.0 / float(self.mean_value), size).astype(np.int64)
+
+    def describe(self) -> dict:
+        return {"dist": self.kind, "mean": float(self.mean_value)}
+
+
+@dataclass(frozen=True)
+class Poisson(LengthDistribution):
+    """``1 + Poisson(mean - 1)``: Poisson-shaped lengths that are never zero."""
+
+    mean_value: object
+    kind: ClassVar[str] = "poisson"
+
+    def __init__(self, mean: object) -> None:
+        object.__setattr__(self, "mean_value", exact_number(mean))
+
+    @property
+    def mean(self) -> sympy.Rational:
+        return self.mean_value
+
+    @property
+    def second_moment(self) -> sympy.Rational:
+        lam = self.mean_value - 1
+        return (1 + lam) ** 2 + lam
+
+    @property
+    def max(self) -> None:
+        return None
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return 1 + rng.poisson(float(self.mean_value) - 1, size).astype(np.int64)
+
+    def describe(self) -> dict:
+        return {"dist": self.kind, "mean": float(self.mean_value)}
+
+
+@dataclass(frozen=True)
+class Uniform(LengthDistribution):
+    """Uniform on the integers ``low..high`` (both included)."""
+
+    low: int
+    high: int
+    kind: ClassVar[str] = "uniform"
+
+    @property
+    def mean(self) -> sympy.Rational:
+        return sympy.Rational(self.low + self.high, 2)
+
+    @property
+    def second_moment(self) -> sympy.Rational:
+        n = self.high - self.low + 1
+        return sympy.Rational(n * n - 1, 12) + self.mean**2
+
+    @property
+    def max(self) -> int:
+        return self.high
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return rng.integers(self.low, self.high + 1, size, dtype=np.int64)
+
+    def describe(self) -> dict:
+        return {"dist": self.kind, "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class Empirical(LengthDistribution):
+    """Lengths drawn uniformly from a finite list of observed lengths."""
+
+    values: np.ndarray = field(repr=False)
+    source: str = ""
+    kind: ClassVar[str] = "empirical"
+
+    def __post_init__(self) -> None:
+        v = np.asarray(self.values, dtype=np.int64)
+        if v.ndim != 1 or v.size == 0:
+            raise ValueError("needs at least one length")
+        if (v < 1).any():
+            raise ValueError("lengths must be positive integers")
+        object.__setattr__(self, "values", v)
+
+    @property
+    def mean(self) -> sympy.Rational:
+        return sympy.Rational(int(self.values.sum()), self.values.size)
+
+    @property
+    def second_moment(self) -> sympy.Rational:
+        return sympy.Rational(int((self.values.astype(object) ** 2).sum()), self.values.size)
+
+    @property
+    def max(self) -> int:
+        return int(self.values.max())
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return rng.choice(self.values, size)
+
+    def describe(self) -> dict:
+        return {"dist": self.kind, "file": self.source, "n": int(self.values.size), "mean": float(self.mean)}

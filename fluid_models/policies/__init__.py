@@ -1,0 +1,30 @@
+"""Schedulers as batch-forming rules (see :mod:`fluid_models.policies.base`).
+
+>>> sorted(POLICIES)
+['fastertransformer', 'fcfs', 'orca', 'sarathi', 'vllm']
+>>> make_policy("orca").label
+'orca'
+"""
+
+from __future__ import annotations
+
+from .base import Policy
+from .fastertransformer import FasterTransformer
+from .fcfs import FCFSWorkConserving
+from .orca import Orca
+from .sarathi import Sarathi
+from .vllm import VLLM
+
+__all__ = ["Policy", "Sarathi", "Orca", "VLLM", "FasterTransformer", "FCFSWorkConserving", "POLICIES", "make_policy"]
+
+POLICIES: dict[str, type[Policy]] = {
+    cls.name: cls for cls in (Sarathi, Orca, VLLM, FasterTransformer, FCFSWorkConserving)
+}
+
+
+def make_policy(name: str, **options: object) -> Policy:
+    """The policy registered as ``name``, built with ``options``.
+
+    Raises ``KeyError`` for an unknown name and ``TypeError`` for an unknown option.
+    """
+    return POLICIES[name](**options)

@@ -1,0 +1,38 @@
+"""FasterTransformer: static batching, decode-only batches while anything decodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+
+from .base import Policy, add_decodes, add_whole_prefills, any_decoding, clear
+
+
+@numba.njit(cache=True)
+def fastertransformer_kernel(pf, dc, n, b_max, k_max, params, memory, take_p, take_d):
+    clear(n, take_p, take_d)
+    if any_decoding(pf, dc, n):
+        budget, slots = add_decodes(pf, dc, n, b_max, k_max, take_p, take_d)
+    else:
+        budget, slots = add_whole_prefills(pf, n, b_max, k_max, take_p)
+    return b_max - budget
+
+
+@dataclass(frozen=True)
+class FasterTransformer(Policy):
+    """FasterTransformer: a batch decodes until every member finishes; new prompts wait.
+
+    While any request decodes, batches are decode-only; when none does, a
+    prefill-only batch of whole prompts (arrival order, while they fit; a prompt
+    longer than ``b_max`` is served alone in budget-sized pieces).
+
+    >>> from fluid_models.state import EngineState
+    >>> FasterTransformer().form_batch(EngineState((0, 1), (1, 1)), b_max=4).describe("AB")
+    '{Ad}'
+    """
+
+    name = "fastertransformer"
+    summary = "decode-only batches while anything decodes, then prefill-only batches of whole prompts"
+    kernel = fastertransformer_kernel
+    chunks_prefill = False

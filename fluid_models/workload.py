@@ -1,0 +1,85 @@
+"""Traffic: request classes with an arrival rate and prompt/decode length distributions.
+
+Rates are in requests per second; token rates in tokens per second. All are exact
+rationals so that a load can be compared with a capacity without rounding.
+
+Examples
+--------
+>>> from fluid_models.distributions import Deterministic
+>>> w = Workload((RequestClass("chat", 14, Deterministic(129), Deterministic(112)),))
+>>> w.token_rate
+3374
+>>> w.scaled(0.5).token_rate
+1687
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import sympy
+
+from .batch_time import exact_number
+from .distributions import LengthDistribution
+
+__all__ = ["RequestClass", "Workload"]
+
+
+@dataclass(frozen=True)
+class RequestClass:
+    """Requests of one kind: Poisson-rate ``rate`` (per s), prompt and output lengths."""
+
+    name: str
+    rate: object
+    prompt: LengthDistribution
+    decode: LengthDistribution
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", exact_number(self.rate))
+
+    @property
+    def tokens_per_request(self) -> sympy.Rational:
+        """``m_p + m_d``: mean tokens one request needs processed."""
+        return self.prompt.mean + self.decode.mean
+
+    @property
+    def token_rate(self) -> sympy.Rational:
+        """``lambda (m_p + m_d)`` in tokens per second."""
+        return self.rate * self.tokens_per_request
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One or more request classes sharing an engine."""
+
+    classes: tuple[RequestClass, ...]
+
+    @property
+    def rate(self) -> sympy.Rational:
+        """Total request rate (per s)."""
+        return sum((c.rate for c in self.classes), sympy.Integer(0))
+
+    @property
+    def token_rate(self) -> sympy.Rational:
+        """Total token load (tokens per s)."""
+        return sum((c.token_rate for c in self.classes), sympy.Integer(0))
+
+    @property
+    def prefill_rate(self) -> sympy.Rational:
+        """Prefill tokens arriving per second."""
+        return sum((c.rate * c.prompt.mean for c in self.classes), sympy.Integer(0))
+
+    @property
+    def decode_rate(self) -> sympy.Rational:
+        """Decode tokens arriving per second."""
+        return sum((c.rate * c.decode.mean for c in self.classes), sympy.Integer(0))
+
+    @property
+    def bounded(self) -> bool:
+        """Whether every prompt and output length is bounded."""
+        return all(c.prompt.bounded and c.decode.bounded for c in self.classes)
+
+    def scaled(self, factor: object) -> "Workload":
+        """The same traffic with every rate multiplied by ``factor``."""
+        f = exact_number(factor)
+        return Workload(tuple(replace(c, rate=c.rate * f) for c in self.classes))
