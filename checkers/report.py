@@ -1,0 +1,75 @@
+"""The result of ``llmstab check``: capacity, load, two verdicts and their evidence.
+
+:meth:`CheckReport.to_json` is the contract of DESIGN section 4.3;
+:meth:`CheckReport.to_text` is the same content for a person.
+
+Examples
+--------
+>>> from checkers.verdict import Evidence, Verdict
+>>> r = CheckReport("demo", Verdict("stable", [Evidence("theorem", "T")]),
+...                 Verdict("inconclusive"), {"tokens_per_s": 10.0}, {"tokens_per_s": 5.0})
+>>> sorted(r.to_json())
+['capacity', 'evidence', 'load', 'load_verdict', 'policy_verdict', 'subject']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .verdict import Evidence, Verdict, jsonable
+
+__all__ = ["CheckReport"]
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Two verdicts (load, policy) with the capacity and load they rest on."""
+
+    subject: str
+    load_verdict: Verdict
+    policy_verdict: Verdict
+    capacity: dict
+    load: dict
+    extra: dict = field(default_factory=dict)
+
+    def with_load_verdict(self, verdict: Verdict) -> "CheckReport":
+        """A copy with another load verdict."""
+        return replace(self, load_verdict=verdict)
+
+    def with_policy_evidence(self, *items: Evidence) -> "CheckReport":
+        """A copy whose policy verdict carries more evidence."""
+        v = self.policy_verdict
+        return replace(self, policy_verdict=Verdict(v.verdict, [*v.evidence, *items]))
+
+    def to_json(self) -> dict:
+        """One JSON-ready object (DESIGN section 4.3)."""
+        evidence = [{"about": "load", **e.to_json()} for e in self.load_verdict.evidence]
+        evidence += [{"about": "policy", **e.to_json()} for e in self.policy_verdict.evidence]
+        return {
+            "subject": self.subject,
+            "load_verdict": self.load_verdict.verdict,
+            "policy_verdict": self.policy_verdict.verdict,
+            "capacity": jsonable(self.capacity),
+            "load": jsonable(self.load),
+            "evidence": evidence,
+            **jsonable(self.extra),
+        }
+
+    def to_text(self) -> str:
+        """The report for a person."""
+        cap, load = self.capacity, self.load
+        lines = [f"llmstab check: {self.subject}"]
+        if "tokens_per_ms" in cap:
+            lines.append(
+                f"  capacity : {float(cap['tokens_per_ms']):.4g} tokens/ms = {float(cap['tokens_per_s']):.6g} tokens/s"
+                + (f" (exact {cap['exact_tokens_per_ms']})" if "exact_tokens_per_ms" in cap else "")
+                + (f" = {float(cap['requests_per_s']):.4g} requests/s for this mix" if "requests_per_s" in cap else ""))
+        if "tokens_per_s" in load:
+            lines.append(
+                f"  load     : {float(load['tokens_per_s']):.6g} tokens/s"
+                + (f" ({float(load['requests_per_s']):.4g} requests/s)" if "requests_per_s" in load else "")
+                + (f" = {float(load['utilisation']):.1%} of capacity" if "utilisation" in load else ""))
+        for title, verdict in (("load", self.load_verdict), ("policy", self.policy_verdict)):
+            lines.append(f"  {title} verdict: {verdict.verdict.upper()}")
+            lines += [f"    - [{e.kind}] {e.summary}" for e in verdict.evidence]
+        return "\n".join(lines)

@@ -1,0 +1,399 @@
+"""Loading and validating input files (DESIGN section 4.1).
+
+Every field is checked when the file is read; a problem raises
+:class:`~checkers.errors.InputError` naming the field (a dotted path such as
+``workload.classes[0].rate``) and what is wrong. Unknown fields are errors too:
+a misspelt option is never silently ignored.
+
+Parsers are looked up by ``kind`` / ``dist`` in :data:`BATCH_TIME_PARSERS` and
+:data:`DISTRIBUTION_PARSERS`; a new family is one function and one entry.
+
+Examples
+--------
+>>> spec = engine_spec_from_document({
+...     "engine": {"batch_time": {"kind": "staircase", "c": 11.28, "a": 35.47, "b0": 128},
+...                "token_budget": 512},
+...     "policy": "sarathi",
+...     "workload": {"classes": [{"name": "chat", "rate": 14,
+...                               "prompt": {"dist": "deterministic", "mean": 129},
+...                               "decode": {"dist": "geometric", "mean": 112}}]}})
+>>> spec.engine.token_budget, spec.policy.name, spec.workload.token_rate
+(512, 'sarathi', 3374)
+>>> engine_spec_from_document({"engine": {}})
+Traceback (most recent call last):
+...
+checkers.errors.InputError: engine.batch_time: missing
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import sympy
+import yaml
+
+from fluid_models.batch_time import BatchTimeModel, PiecewiseLinear, Staircase, Table, Tiled, exact_number
+from fluid_models.distributions import Deterministic, Empirical, Geometric, LengthDistribution, Poisson, Uniform
+from fluid_models.engine import Engine
+from fluid_models.policies import POLICIES, Policy
+from fluid_models.workload import RequestClass, Workload
+
+from .errors import InputError
+
+__all__ = [
+    "EngineSpec",
+    "load_document",
+    "load_engine_spec",
+    "engine_spec_from_document",
+    "parse_batch_time",
+    "parse_distribution",
+    "parse_engine",
+    "parse_policy",
+    "parse_workload",
+    "read_lengths_csv",
+    "BATCH_TIME_PARSERS",
+    "DISTRIBUTION_PARSERS",
+    "UNITS_IN_MS",
+]
+
+UNITS_IN_MS = {"ms": sympy.Integer(1), "s": sympy.Integer(1000), "us": sympy.Rational(1, 1000)}
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """A validated single-engine input: the engine, its scheduler and the traffic."""
+
+    engine: Engine
+    policy: Policy
+    workload: Workload
+    source: str = "<document>"
+
+
+# --- reading files ---------------------------------------------------------------------------
+
+
+def load_document(path: str | Path) -> dict:
+    """Read a YAML or JSON file into a mapping (``InputError`` if unreadable or malformed)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(str(path), "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), f"cannot read: {exc.__class__.__name__}") from None
+    try:
+        document = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(str(path), f"malformed JSON at line {exc.lineno}: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(str(path), f"malformed YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(document, dict):
+        raise InputError(str(path), "the file must hold a mapping (engine, policy, workload)")
+    return document
+
+
+def read_lengths_csv(path: str | Path, where: str, column: str | None = None) -> list[int]:
+    """Positive integer lengths from a CSV: one per row, or the named ``column`` of a headed CSV."""
+    p = Path(path)
+    try:
+        rows = list(csv.reader(p.read_text(encoding="utf-8").splitlines()))
+    except FileNotFoundError:
+        raise InputError(where, f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(where, f"cannot read {path}: {exc.__class__.__name__}") from None
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise InputError(where, f"{path} holds no lengths")
+    index, start = 0, 0
+    if column is not None:
+        header = [h.strip() for h in rows[0]]
+        if column not in header:
+            raise InputError(where, f"{path} has no column {column!r} (columns: {', '.join(header)})")
+        index, start = header.index(column), 1
+    elif not _is_integer_text(rows[0][0]):
+        start = 1  # a header row
+    values = []
+    for line, row in enumerate(rows[start:], start=start + 1):
+        cell = row[index].strip() if index < len(row) else ""
+        if not _is_integer_text(cell):
+            raise InputError(where, f"{path} line {line}: {cell!r} is not an integer length")
+        value = int(cell)
+        if value < 1:
+            raise InputError(where, f"{path} line {line}: length {value} is not positive")
+        values.append(value)
+    if not values:
+        raise InputError(where, f"{path} holds no lengths")
+    return values
+
+
+def _is_integer_text(text: str) -> bool:
+    return text.strip().lstrip("+-").isdigit()
+
+
+# --- field helpers -------------------------------------------------------------------------
+
+
+def _mapping(node: Any, where: str) -> dict:
+    if not isinstance(node, dict):
+        raise InputError(where, f"must be a mapping, got {_kind_of(node)}")
+    return node
+
+
+def _kind_of(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _only(node: dict, where: str, allowed: set[str]) -> None:
+    for key in node:
+        if key not in allowed:
+            raise InputError(f"{where}.{key}" if where else str(key), f"unknown field (expected one of: {', '.join(sorted(allowed))})")
+
+
+def _required(node: dict, key: str, where: str) -> Any:
+    if key not in node or node[key] is None:
+        raise InputError(f"{where}.{key}" if where else key, "missing")
+    return node[key]
+
+
+def _number(value: Any, where: str, *, positive: bool = False, nonnegative: bool = False) -> sympy.Rational:
+    try:
+        number = exact_number(value)
+    except (TypeError, ValueError, SyntaxError, sympy.SympifyError):
+        raise InputError(where, f"must be a number, got {value!r}") from None
+    if positive and number <= 0:
+        raise InputError(where, f"must be positive, got {value}")
+    if nonnegative and number < 0:
+        raise InputError(where, f"must not be negative, got {value}")
+    return number
+
+
+def _integer(value: Any, where: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise InputError(where, f"must be an integer, got {value!r}")
+    if value < minimum:
+        raise InputError(where, f"must be at least {minimum}, got {value}")
+    return value
+
+
+# --- batch time ------------------------------------------------------------------------------
+
+
+def _scaled(node: dict, key: str, where: str, unit: sympy.Rational, **checks: bool) -> sympy.Rational:
+    return _number(_required(node, key, where), f"{where}.{key}", **checks) * unit
+
+
+def _staircase(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
+    _only(node, where, {"kind", "unit", "c", "a", "b0"})
+    return Staircase(
+        c=_scaled(node, "c", where, unit, positive=True),
+        a=_scaled(node, "a", where, unit, nonnegative=True),
+        b0=_integer(_required(node, "b0", where), f"{where}.b0"),
+    )
+
+
+def _piecewise_linear(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
+    _only(node, where, {"kind", "unit", "c", "a", "b0"})
+    return PiecewiseLinear(
+        c=_scaled(node, "c", where, unit, positive=True),
+        a=_scaled(node, "a", where, unit, nonnegative=True),
+        b0=_integer(_required(node, "b0", where), f"{where}.b0", minimum=0),
+    )
+
+
+def _tiled(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
+    _only(node, where, {"kind", "unit", "t_lin", "b_col", "t_nl", "c"})
+    return Tiled(
+        t_lin=_scaled(node, "t_lin", where, unit, positive=True),
+        b_col=_integer(_required(node, "b_col", where), f"{where}.b_col"),
+        t_nl=_number(node.get("t_nl", 0), f"{where}.t_nl", nonnegative=True) * unit,
+        c=_number(node.get("c", 0), f"{where}.c", nonnegative=True) * unit,
+    )
+
+
+def _table(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
+    _only(node, where, {"kind", "unit", "tokens", "times"})
+    tokens, times = _required(node, "tokens", where), _required(node, "times", where)
+    if not isinstance(tokens, list) or not isinstance(times, list) or not tokens:
+        raise InputError(where, "tokens and times must be non-empty lists")
+    if len(tokens) != len(times):
+        raise InputError(f"{where}.times", f"has {len(times)} entries, tokens has {len(tokens)}")
+    xs = [_integer(v, f"{where}.tokens[{i}]") for i, v in enumerate(tokens)]
+    ys = [_number(v, f"{where}.times[{i}]", positive=True) * unit for i, v in enumerate(times)]
+    if any(b <= a for a, b in zip(xs, xs[1:])):
+        raise InputError(f"{where}.tokens", "must be strictly increasing")
+    return Table(tuple(xs), tuple(ys))
+
+
+BATCH_TIME_PARSERS: dict[str, Callable[[dict, str, sympy.Rational, Path], BatchTimeModel]] = {
+    "staircase": _staircase,
+    "piecewise_linear": _piecewise_linear,
+    "tiled": _tiled,
+    "table": _table,
+}
+
+
+def parse_batch_time(node: Any, where: str = "engine.batch_time", base_dir: Path = Path(".")) -> BatchTimeModel:
+    """A batch-time model from its mapping (``kind`` selects the family; ``unit`` ms or s)."""
+    node = _mapping(node, where)
+    kind = _required(node, "kind", where)
+    if kind not in BATCH_TIME_PARSERS:
+        raise InputError(f"{where}.kind", f"unknown batch-time kind {kind!r} (known: {', '.join(BATCH_TIME_PARSERS)})")
+    unit_name = node.get("unit", "ms")
+    if unit_name not in UNITS_IN_MS:
+        raise InputError(f"{where}.unit", f"unknown unit {unit_name!r} (known: {', '.join(UNITS_IN_MS)})")
+    return BATCH_TIME_PARSERS[kind](node, where, UNITS_IN_MS[unit_name], base_dir)
+
+
+# --- distributions ---------------------------------------------------------------------------
+
+
+def _mean_length(node: dict, where: str) -> sympy.Rational:
+    mean = _number(_required(node, "mean", where), f"{where}.mean")
+    if mean < 1:
+        raise InputError(f"{where}.mean", f"must be at least 1 token, got {node['mean']}")
+    return mean
+
+
+def _deterministic(node: dict, where: str, base_dir: Path) -> LengthDistribution:
+    _only(node, where, {"dist", "mean"})
+    return Deterministic(_integer(_required(node, "mean", where), f"{where}.mean"))
+
+
+def _geometric(node: dict, where: str, base_dir: Path) -> LengthDistribution:
+    _only(node, where, {"dist", "mean"})
+    return Geometric(_mean_length(node, where))
+
+
+def _poisson(node: dict, where: str, base_dir: Path) -> LengthDistribution:
+    _only(node, where, {"dist", "mean"})
+    return Poisson(_mean_length(node, where))
+
+
+def _uniform(node: dict, where: str, base_dir: Path) -> LengthDistribution:
+    _only(node, where, {"dist", "low", "high"})
+    low = _integer(_required(node, "low", where), f"{where}.low")
+    high = _integer(_required(node, "high", where), f"{where}.high")
+    if high < low:
+        raise InputError(f"{where}.high", f"must be at least low = {low}, got {high}")
+    return Uniform(low, high)
+
+
+def _empirical(node: dict, where: str, base_dir: Path) -> LengthDistribution:
+    _only(node, where, {"dist", "file", "column"})
+    file = _required(node, "file", where)
+    if not isinstance(file, str):
+        raise InputError(f"{where}.file", f"must be a path, got {file!r}")
+    column = node.get("column")
+    if column is not None and not isinstance(column, str):
+        raise InputError(f"{where}.column", f"must be a column name, got {column!r}")
+    values = read_lengths_csv(base_dir / file, f"{where}.file", column)
+    return Empirical(values, source=file)
+
+
+DISTRIBUTION_PARSERS: dict[str, Callable[[dict, str, Path], LengthDistribution]] = {
+    "deterministic": _deterministic,
+    "geometric": _geometric,
+    "poisson": _poisson,
+    "uniform": _uniform,
+    "empirical": _empirical,
+}
+
+
+def parse_distribution(node: Any, where: str, base_dir: Path = Path(".")) -> LengthDistribution:
+    """A length distribution from its mapping (``dist`` selects the family)."""
+    node = _mapping(node, where)
+    dist = _required(node, "dist", where)
+    if dist not in DISTRIBUTION_PARSERS:
+        raise InputError(f"{where}.dist", f"unknown distribution {dist!r} (known: {', '.join(DISTRIBUTION_PARSERS)})")
+    return DISTRIBUTION_PARSERS[dist](node, where, base_dir)
+
+
+# --- engine, policy, workload ----------------------------------------------------------------
+
+
+def parse_engine(node: Any, where: str = "engine", base_dir: Path = Path(".")) -> Engine:
+    """An engine: ``batch_time``, ``token_budget`` (b_max), optional ``max_batch_requests`` (k_max)."""
+    node = _mapping(node, where)
+    _only(node, where, {"batch_time", "token_budget", "max_batch_requests"})
+    batch_time = parse_batch_time(_required(node, "batch_time", where), f"{where}.batch_time", base_dir)
+    budget = _integer(_required(node, "token_budget", where), f"{where}.token_budget")
+    k_max = node.get("max_batch_requests")
+    if k_max is not None:
+        k_max = _integer(k_max, f"{where}.max_batch_requests")
+    if isinstance(batch_time, Staircase) and budget % batch_time.b0:
+        raise InputError(
+            f"{where}.token_budget",
+            f"{budget} is not a multiple of batch_time.b0 = {batch_time.b0} (the staircase model needs b0 | b_max)",
+        )
+    if isinstance(batch_time, Table) and budget > batch_time.max_tokens:
+        raise InputError(f"{where}.token_budget", f"{budget} exceeds the table's largest batch ({batch_time.max_tokens} tokens)")
+    return Engine(batch_time, budget, k_max)
+
+
+def parse_policy(node: Any, where: str = "policy") -> Policy:
+    """A policy: a registered name, or ``{name: NAME, <option>: value, ...}``."""
+    if isinstance(node, str):
+        name, options = node, {}
+    elif isinstance(node, dict):
+        name = _required(node, "name", where)
+        options = {k: v for k, v in node.items() if k != "name"}
+    else:
+        raise InputError(where, f"must be a policy name or a mapping, got {_kind_of(node)}")
+    if not isinstance(name, str) or name not in POLICIES:
+        raise InputError(where, f"unknown policy {name!r} (known: {', '.join(sorted(POLICIES))})")
+    try:
+        return POLICIES[name](**options)
+    except TypeError:
+        raise InputError(where, f"policy {name!r} does not take options {sorted(options)}") from None
+    except ValueError as exc:
+        raise InputError(where, str(exc)) from None
+
+
+def parse_workload(node: Any, where: str = "workload", base_dir: Path = Path(".")) -> Workload:
+    """Traffic: ``classes``, each with ``name``, ``rate`` (requests/s), ``prompt`` and ``decode``."""
+    node = _mapping(node, where)
+    _only(node, where, {"classes"})
+    classes = _required(node, "classes", where)
+    if not isinstance(classes, list) or not classes:
+        raise InputError(f"{where}.classes", "must be a non-empty list of request classes")
+    parsed, names = [], set()
+    for i, item in enumerate(classes):
+        at = f"{where}.classes[{i}]"
+        item = _mapping(item, at)
+        _only(item, at, {"name", "rate", "prompt", "decode"})
+        name = item.get("name", f"class{i}")
+        if not isinstance(name, str) or not name:
+            raise InputError(f"{at}.name", f"must be a non-empty string, got {name!r}")
+        if name in names:
+            raise InputError(f"{at}.name", f"{name!r} is used twice")
+        names.add(name)
+        rate = _number(_required(item, "rate", at), f"{at}.rate", positive=True)
+        prompt = parse_distribution(_required(item, "prompt", at), f"{at}.prompt", base_dir)
+        decode = parse_distribution(_required(item, "decode", at), f"{at}.decode", base_dir)
+        parsed.append(RequestClass(name, rate, prompt, decode))
+    return Workload(tuple(parsed))
+
+
+def engine_spec_from_document(document: Any, source: str = "<document>", base_dir: Path = Path(".")) -> EngineSpec:
+    """Validate a single-engine document (already parsed from YAML/JSON)."""
+    document = _mapping(document, source)
+    _only(document, "", {"engine", "policy", "workload"})
+    engine = parse_engine(_required(document, "engine", ""), "engine", base_dir)
+    policy = parse_policy(_required(document, "policy", ""), "policy")
+    workload = parse_workload(_required(document, "workload", ""), "workload", base_dir)
+    return EngineSpec(engine, policy, workload, source)
+
+
+def load_engine_spec(path: str | Path) -> EngineSpec:
+    """Read and validate a single-engine input file; relative paths inside it are relative to it."""
+    p = Path(path)
+    return engine_spec_from_document(load_document(p), str(p), p.parent)
