@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sympy
 
 from fluid_models.engine import Engine
 from fluid_models.policies import Policy
@@ -153,7 +152,7 @@ def load_verdict(engine: Engine, workload: Workload, capacity: EngineCapacity,
                  {**numbers, "theorem": THEOREM_2B, "work_conservation_states": work.states_examined}),
         Evidence("certificate",
                  f"Foster drift of V = unprocessed tokens over one full batch: lambda(m_p+m_d)*t_(b_max) - b_max = "
-                 f"{sympy.nsimplify(drift)} tokens < 0" + ("" if workload.bounded else
+                 f"{drift} tokens < 0" + ("" if workload.bounded else
                  " (lengths are unbounded here, so the fluid-limit proof of Theorem 2(b), not this drift, is the argument)"),
                  {"drift_tokens_per_batch": drift, "t_bmax_ms": t_full, "bounded_lengths": workload.bounded}),
     ])

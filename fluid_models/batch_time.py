@@ -77,7 +77,7 @@ class BatchTimeModel(ABC):
     def exact(self, tokens: int) -> sympy.Rational:
         """Exact batch time (ms) of a batch of ``tokens`` tokens, as a rational."""
         b = sympy.Symbol("b", positive=True, integer=True)
-        return sympy.nsimplify(self.expression(b).subs(b, int(tokens)))
+        return sympy.Rational(self.expression(b).subs(b, int(tokens)))
 
     def table(self, b_max: int) -> np.ndarray:
         """Batch times for ``b = 0, 1, ..., b_max`` as a float array (index = tokens)."""

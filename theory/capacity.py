@@ -101,7 +101,7 @@ def engine_capacity(batch_time: sympy.Expr, token_budget: int) -> EngineCapacity
     rates = sizes / times
     top = float(np.nanmax(rates))
     candidates = sorted(set(sizes[rates >= top * (1 - _SCREEN_TOLERANCE)].tolist()) | {token_budget})
-    exact = {k: sympy.Integer(k) / sympy.nsimplify(batch_time.subs(b, k)) for k in candidates}
+    exact = {k: sympy.Integer(k) / sympy.Rational(batch_time.subs(b, k)) for k in candidates}
     best_value = max(exact.values())
     best = max(k for k, v in exact.items() if v == best_value)  # the largest batch among ties
     full = exact[token_budget]

@@ -10,7 +10,7 @@ Examples
 >>> from theory.capacity import b
 >>> t = sympy.Rational(282, 25) + sympy.Rational(3547, 100) * sympy.ceiling(b / 128)
 >>> steps = single_engine_derivation(t, 512, "staircase", {"c": sympy.Rational(282, 25),
-...     "a": sympy.Rational(3547, 100), "b0": 128}, token_load_per_ms=sympy.Rational(14 * 241, 1000))
+...     "a": sympy.Rational(3547, 100), "b0": 128}, token_load_per_ms=sympy.Rational(12 * 241, 1000))
 >>> [s.title for s in steps][:3]
 ['batch time (ms)', 'tokens per ms of back-to-back b-token batches', 'rate at the end of step k (b = k b0)']
 >>> steps[-1].expr < 0
@@ -88,7 +88,7 @@ def single_engine_derivation(batch_time: sympy.Expr, token_budget: int, family: 
     ]
     if token_load_per_ms is not None:
         load = sympy.Symbol("L")  # lambda (m_p + m_d)
-        t_full = sympy.nsimplify(batch_time.subs(b, token_budget))
+        t_full = sympy.Rational(batch_time.subs(b, token_budget))
         values = {lam * (m_p + m_d): load}
         numbers = {load: token_load_per_ms, b_max: token_budget, t_bmax: t_full}
         steps += [
