@@ -21,6 +21,7 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 COMMAND_MODULES = (
     "checkers.cli_check",
     "checkers.cli_derive",
+    "checkers.cli_profile",
 )
 
 

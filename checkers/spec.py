@@ -233,11 +233,40 @@ def _table(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> Batc
     return Table(tuple(xs), tuple(ys))
 
 
+def _profile(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
+    """A model file written by ``llmstab fit`` (path relative to the input file)."""
+    from fluid_models.fitting import read_model_file
+    from fluid_models.profiles import ProfileError
+
+    _only(node, where, {"kind", "file"})
+    path = base_dir / str(_required(node, "file", where))
+    try:
+        inner = read_model_file(path)
+    except ProfileError as exc:
+        raise InputError(f"{where}.file", f"{path}: {exc.problem}") from None
+    return parse_batch_time(inner, f"{where}.file", base_dir)
+
+
+def _preset(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
+    """A named preset shipped with the package (``llmstab presets`` lists them)."""
+    from fluid_models.presets import preset_info
+    from fluid_models.profiles import ProfileError
+
+    _only(node, where, {"kind", "name"})
+    try:
+        inner = preset_info(str(_required(node, "name", where)))["batch_time"]
+    except ProfileError as exc:
+        raise InputError(f"{where}.name", exc.problem) from None
+    return parse_batch_time(inner, where, base_dir)
+
+
 BATCH_TIME_PARSERS: dict[str, Callable[[dict, str, sympy.Rational, Path], BatchTimeModel]] = {
     "staircase": _staircase,
     "piecewise_linear": _piecewise_linear,
     "tiled": _tiled,
     "table": _table,
+    "profile": _profile,
+    "preset": _preset,
 }
 
 

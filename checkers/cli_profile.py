@@ -1,0 +1,177 @@
+"""CLI: ``llmstab profile``, ``llmstab fit`` and ``llmstab presets``.
+
+``llmstab profile --model CONFIG --device cuda --out profile.csv`` times real
+iterations (see :mod:`fluid_models.profiler`) and writes the CSV and a sidecar
+``profile.sidecar.json``; ``llmstab fit profile.csv --out model.yaml`` fits the
+batch-time families and writes the model file that
+``batch_time: {kind: profile, file: model.yaml}`` loads; ``llmstab presets``
+lists the shipped presets (``batch_time: {kind: preset, name: NAME}``).
+
+Bad input (a profile with missing columns, non-positive times or duplicate
+grid points; a configuration that is not a decoder model; ``--device cuda``
+without CUDA) raises :class:`~checkers.errors.InputError`: one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fluid_models.fitting import DEFAULT_CANDIDATES, FAMILIES, fit_profile, jumps, tile_alignment, write_model_file
+from fluid_models.profiles import FORMATS, ProfileError, read_any, write_profile_csv
+
+from .errors import InputError
+
+__all__ = ["register", "cmd_profile", "cmd_fit", "cmd_presets"]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return values
+
+
+def _words(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``profile``, ``fit`` and ``presets`` subcommands."""
+    p = subparsers.add_parser("profile", help="time real iterations of a decoder model (random weights)")
+    p.add_argument("--model", required=True, help="shipped config name (mistral-7b, llama-2-7b, codellama-34b, "
+                   "llama-3-8b, tiny-llama) or a Hugging Face config.json")
+    p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    p.add_argument("--out", required=True, type=Path, help="profile CSV to write")
+    p.add_argument("--dtype", default="auto", help="auto (float16 on cuda, float32 on cpu), float16, bfloat16, float32")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kinds", type=_words, default=["prefill", "decode", "mixed"])
+    p.add_argument("--max-prefill", type=int, default=4096)
+    p.add_argument("--tile", type=int, default=64, help="grid is dense around multiples of this")
+    p.add_argument("--fine-step", type=int, default=16)
+    p.add_argument("--decode-batches", type=_ints, default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+    p.add_argument("--contexts", type=_ints, default=[128, 512, 1024, 2048, 4096])
+    p.add_argument("--mixed-budget", type=int, default=512)
+    p.add_argument("--mixed-decodes", type=_ints, default=[1, 8, 16, 32, 64, 128, 256])
+    p.add_argument("--mixed-context", type=int, default=1024)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=cmd_profile)
+
+    f = subparsers.add_parser("fit", help="fit batch-time models to a profile and write a model file")
+    f.add_argument("profile", type=Path)
+    f.add_argument("--out", type=Path, help="model file (YAML) to write")
+    f.add_argument("--format", default="profile", choices=FORMATS)
+    f.add_argument("--layers", type=int, help="number of layers (for --format vidur)")
+    f.add_argument("--families", type=_words, default=list(FAMILIES), help="comma-separated; 'table' for a "
+                   "monotone interpolating table")
+    f.add_argument("--candidates", type=_ints, default=list(DEFAULT_CANDIDATES))
+    f.add_argument("--method", default="minimax", choices=("minimax", "lsq"))
+    f.add_argument("--rows", default="prefill", choices=("prefill", "decode", "mixed", "all"))
+    f.add_argument("--tolerance", type=float, default=0.01)
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(run=cmd_fit)
+
+    s = subparsers.add_parser("presets", help="list the shipped batch-time presets")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=cmd_presets)
+
+
+def _input_error(err: ProfileError) -> InputError:
+    return InputError(err.field, err.problem)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Run the profiler and write the CSV and its sidecar."""
+    from fluid_models.profiler import default_grid, load_config, run_profile, sidecar
+
+    try:
+        cfg = load_config(args.model)
+        grid = default_grid(args.max_prefill, args.tile, args.fine_step, args.decode_batches, args.contexts,
+                            args.mixed_budget, args.mixed_decodes, args.mixed_context, args.kinds)
+        bad = [k for k in args.kinds if k not in ("prefill", "decode", "mixed")]
+        if bad:
+            raise ProfileError("--kinds", f"unknown kind(s) {bad} (known: prefill, decode, mixed)")
+        log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+        profile, info = run_profile(cfg, grid, args.device, args.dtype, args.warmup, args.reps, args.seed, log)
+        meta = sidecar(cfg, args.device, info, ["llmstab", *sys.argv[1:]] if sys.argv else None)
+    except ProfileError as err:
+        raise _input_error(err) from None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_profile_csv(profile, args.out)
+    side = args.out.with_suffix(".sidecar.json")
+    side.write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {args.out} ({len(profile)} points) and {side}")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit the families, print the fits and the chosen model, write the model file."""
+    try:
+        profile = read_any(args.profile, args.format, args.layers)
+        report = fit_profile(profile, families=args.families, candidates=args.candidates,
+                             method=args.method, tolerance=args.tolerance, rows=args.rows)
+        b, y = profile.select(args.rows).by_tokens()
+        jump_at = jumps(b, y)
+    except ProfileError as err:
+        raise _input_error(err) from None
+    best = report.best
+    structure = {
+        "jumps_at_tokens": jump_at.tolist(),
+        "fraction_of_jumps_at_tile_multiples": None if best.tile is None else tile_alignment(jump_at, best.tile),
+    }
+    doc = None
+    if args.out:
+        source = dict(profile.source, file=str(args.profile), format=args.format)
+        doc = write_model_file(report, args.out, source)
+    if args.json:
+        print(json.dumps({"chosen": best.summary(), "rule": report.rule, "fits": report.table_rows(),
+                          "structure": structure, "model": best.model.parameters(),
+                          "model_file": str(args.out) if args.out else None}))
+        return 0
+    print(f"{b.size} points, {b.min()}..{b.max()} tokens ({report.selected_rows} rows), "
+          f"method {best.method}")
+    print(f"{'family':18} {'tile':>5} {'R^2':>9} {'max rel err':>12} {'at tokens':>10}")
+    for row in report.table_rows():
+        print(f"{row['family']:18} {str(row['tile']):>5} {row['r2']:9.5f} {row['max_rel_error']:12.4%} "
+              f"{row['max_rel_error_at_tokens']:>10}")
+    print(f"chosen: {best.family} {best.model.parameters()}")
+    print(f"rule: {report.rule}")
+    if best.tile is not None and jump_at.size:
+        print(f"jumps > 6% after {jump_at.size} token counts; {structure['fraction_of_jumps_at_tile_multiples']:.0%} "
+              f"of them at multiples of {best.tile}")
+    if doc is not None:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    """List the presets, or show one."""
+    from fluid_models.presets import preset, preset_info, preset_names
+
+    try:
+        names = [args.name] if args.name else preset_names()
+        infos = {n: preset_info(n) for n in names}
+        for n in names:
+            preset(n)
+    except ProfileError as err:
+        raise _input_error(err) from None
+    if args.json:
+        print(json.dumps(infos if args.name is None else infos[args.name]))
+        return 0
+    for name, info in infos.items():
+        prov = info["provenance"]
+        fit = prov.get("fit")
+        quality = f"; fit R^2 {fit['r2']}, max rel err {fit['max_rel_error']:.1%}" if fit else ""
+        print(f"{name}: {info['batch_time']} ms")
+        print(f"    {prov.get('model')} on {prov.get('gpu')}; {prov['source']}{quality}")
+        if args.name:
+            print(json.dumps(info, indent=2))
+    return 0
