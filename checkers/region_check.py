@@ -79,7 +79,7 @@ class LoadCertificate:
         """The certificates as evidence items (exact numbers in ``data``)."""
         items = []
         load = {"prefill_tokens_per_ms": self.load[0], "decode_tokens_per_ms": self.load[1]}
-        if self.primal is not None and self.primal.ok:
+        if self.primal is not None and self.primal.valid and self.position in ("inside", "boundary"):
             mix = ", ".join(f"{t.label} for {str(f)} of the time" for t, f in self.witness.items())
             items.append(Evidence(
                 "certificate", f"primal witness (checked exactly): running {mix} carries the load "
@@ -165,7 +165,7 @@ def certify_load(region: CapacityRegion, load: Sequence[Fraction]) -> LoadCertif
     best_primal, best_theta = None, {}
     for theta in _primal_candidates(points, support, load):
         res = check_primal(points, theta, load)
-        if res.ok and (best_primal is None or res.value < best_primal.value):
+        if res.valid and (best_primal is None or res.value < best_primal.value):
             best_primal, best_theta = res, theta
     best_dual, best_w = None, None
     all_points = _AllPoints(table)

@@ -97,19 +97,21 @@ def check_primal(points: Sequence[Vector], theta: Mapping[int, Fraction], load: 
     """Check exactly that ``theta`` (index -> weight) is a primal witness for ``load``.
 
     ``value`` is ``sum theta`` (the fraction of time the mix needs; ``1/value``
-    bounds the margin from below).
+    bounds the margin from below). ``valid`` when the weights are non-negative and
+    cover the load; ``ok`` when moreover they fit in the time available (sum <= 1).
     """
     problems = []
     total = sum(theta.values(), Fraction(0))
     if any(t < 0 for t in theta.values()):
         problems.append("a weight is negative")
-    if total > 1:
-        problems.append(f"weights sum to {total} > 1")
     carried = [sum((t * points[k][i] for k, t in theta.items()), Fraction(0)) for i in range(len(load))]
     for i, (c, l) in enumerate(zip(carried, load)):
         if c < l:
             problems.append(f"component {i}: the mix carries {c} < load {l}")
-    return CheckResult(not problems, total, problems, valid=not problems)
+    valid = not problems
+    if total > 1:
+        problems.append(f"weights sum to {total} > 1")
+    return CheckResult(not problems, total, problems, valid=valid)
 
 
 def check_dual(points: Iterable[Vector], w: Vector, load: Vector) -> CheckResult:
