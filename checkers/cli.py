@@ -1,7 +1,9 @@
 """The ``llmstab`` command line.
 
 Each subcommand lives in its own module that exposes ``register(subparsers)``;
-:data:`COMMAND_MODULES` lists them. Exit status: 0 when the command ran
+:data:`COMMANDS` maps every command name to its module. Only the module of the
+command being run is imported (``llmstab --help`` imports them all), so one
+command's heavy dependencies never slow another down. Exit status: 0 when the command ran
 (whatever the verdicts), 2 for bad input (one line on stderr naming the field
 and the problem), 1 for an internal failure (one line; set ``LLMSTAB_DEBUG=1``
 for the traceback).
@@ -16,30 +18,34 @@ import sys
 
 from .errors import InputError
 
-__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+__all__ = ["main", "build_parser", "COMMANDS"]
 
-COMMAND_MODULES = (
-    "checkers.cli_check",
-    "checkers.cli_derive",
-    "checkers.cli_profile",
-)
+COMMANDS = {
+    "check": "checkers.cli_check",
+    "derive": "checkers.cli_derive",
+    "profile": "checkers.cli_profile",
+    "fit": "checkers.cli_profile",
+    "presets": "checkers.cli_profile",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every registered subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with ``command``'s module registered (every module if ``None``)."""
     parser = argparse.ArgumentParser(
         prog="llmstab",
         description="Decide, with checkable evidence, whether an LLM-inference scheduler is stable "
                     "at a load and whether it is maximally stable (throughput-optimal).")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except InputError as exc:

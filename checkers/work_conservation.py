@@ -29,6 +29,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import numba
+import numpy as np
+from numba import types
+
 from fluid_models.policies import Policy
 from fluid_models.state import Batch, EngineState
 
@@ -98,6 +102,55 @@ def _failure(policy: Policy, state: EngineState, b_max: int, k_max: int | None) 
     return None
 
 
+_i8a, _f8a, _i8 = types.int64[::1], types.float64[::1], types.int64
+_KERNEL = types.FunctionType(types.int64(_i8a, _i8a, _i8, _i8, _i8, _f8a, _i8a, _i8a, _i8a))
+
+
+@numba.njit(types.int64(_KERNEL, _f8a, _i8a, types.int64[:, ::1], types.int64[:, ::1], _i8a, _i8a, _i8),
+            cache=True)
+def _first_failure(kernel, params, memory0, pfs, dcs, sizes, budgets, k_max):
+    """Index ``state * len(budgets) + j`` of the first (state, budget) that fails, or -1.
+
+    Fails: an infeasible batch, or fewer tokens than the largest feasible batch.
+    """
+    width = pfs.shape[1]
+    take_p = np.zeros(width, np.int64)
+    take_d = np.zeros(width, np.int64)
+    contrib = np.zeros(width, np.int64)
+    for s in range(pfs.shape[0]):
+        n = sizes[s]
+        pf = pfs[s].copy()
+        dc = dcs[s].copy()
+        for i in range(n):
+            contrib[i] = pf[i] if pf[i] > 0 else 1
+        ordered = np.sort(contrib[:n])[::-1]
+        total = ordered[: min(n, k_max)].sum()
+        for j in range(budgets.size):
+            b_max = budgets[j]
+            tokens = kernel(pf, dc, n, b_max, k_max, params, memory0.copy(), take_p, take_d)
+            used, served = 0, 0
+            ok = tokens <= b_max
+            for i in range(n):
+                if take_p[i] < 0 or take_p[i] > pf[i] or take_d[i] < 0 or take_d[i] > 1:
+                    ok = False
+                if take_d[i] == 1 and pf[i] > 0:
+                    ok = False
+                used += take_p[i] + take_d[i]
+                if take_p[i] > 0 or take_d[i] > 0:
+                    served += 1
+            if not ok or used != tokens or served > k_max or tokens < min(b_max, total):
+                return s * budgets.size + j
+    return -1
+
+
+def _state_block(states: list[EngineState]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    width = max(s.size for s in states)
+    pfs, dcs = np.zeros((len(states), width), np.int64), np.zeros((len(states), width), np.int64)
+    for row, state in enumerate(states):
+        pfs[row, : state.size], dcs[row, : state.size] = state.prefill_left, state.decode_left
+    return pfs, dcs, np.array([s.size for s in states], np.int64)
+
+
 def _small_states(max_requests: int, max_prefill: int, max_decode: int):
     per_request = [(p, d) for p in range(max_prefill + 1) for d in range(1, max_decode + 1)]
     for n in range(1, max_requests + 1):
@@ -115,7 +168,7 @@ def check_work_conservation(
     max_decode: int = 2,
     budgets: tuple[int, ...] = (1, 2, 3, 4, 5),
     k_limits: tuple[int | None, ...] = (None,),
-    random_states: int = 150,
+    random_states: int = 100,
 ) -> WorkConservationResult:
     """Search for a state where ``policy`` leaves budget unused that a feasible batch could fill.
 
@@ -136,15 +189,19 @@ def check_work_conservation(
     """
     bounds = {"max_requests": max_requests, "max_prefill": max_prefill, "max_decode": max_decode,
               "budgets": list(budgets), "k_limits": list(k_limits)}
+    states = list(_small_states(max_requests, max_prefill, max_decode))
+    pfs, dcs, sizes = _state_block(states)
+    budget_array = np.array(budgets, np.int64)
     examined = 0
-    for state in _small_states(max_requests, max_prefill, max_decode):
-        for k_max in k_limits:
-            for b_max in budgets:
-                examined += 1
-                failure = _failure(policy, state, b_max, k_max)
-                if failure:
-                    batch, best, problem = failure
-                    return WorkConservationResult(policy.label, False, examined, bounds, state, b_max, k_max, batch, best, problem)
+    for k_max in k_limits:
+        index = _first_failure(type(policy).kernel, policy.parameters(), policy.initial_memory(), pfs, dcs, sizes,
+                               budget_array, np.int64(2**62 if k_max is None else k_max))
+        if index >= 0:
+            state, b_max = states[index // len(budgets)], budgets[index % len(budgets)]
+            batch, best, problem = _failure(policy, state, b_max, k_max)
+            return WorkConservationResult(policy.label, False, examined + index + 1, bounds, state, b_max, k_max,
+                                          batch, best, problem)
+        examined += len(states) * len(budgets)
     if random_states:
         found = _random_search(policy, random_states, k_limits)
         if found:
