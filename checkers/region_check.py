@@ -36,6 +36,7 @@ from fractions import Fraction
 from typing import Sequence
 
 import numpy as np
+import sympy
 
 from fluid_models.engine import Engine
 from fluid_models.policies import Policy
@@ -48,7 +49,7 @@ from theory.exact_lp import CheckResult, check_dual, check_primal, dot, solve_sq
 from .verdict import Evidence, Verdict
 
 __all__ = ["LoadCertificate", "certify_load", "region_for", "check_load_region", "policy_batch_types",
-           "explain_policy", "region_summary", "SECTION_6"]
+           "explain_policy", "region_summary", "simulate_trend", "DivergenceTest", "check_policy_region", "SECTION_6"]
 
 SECTION_6 = "Li-Dai-Peng (arXiv 2504.07347) Section 6"
 
@@ -333,9 +334,11 @@ def explain_policy(policy: Policy, engine: Engine, workload: Workload,
         "policy_best_mix": {t.label: str(f) for t, f in part.witness.items()},
     }
     fails = bound is not None and bound < 1
+    with_prefill = sorted((t for t in formed if t.prefill), key=lambda t: (-t.decode, t.tokens))
     summary = (f"the region carries the load with {', '.join(t.label for t in needed) or 'no batches'}; "
-               f"{policy.label} with whole prompts waiting forms only {len(formed)} batch types "
-               f"({', '.join(t.label for t in formed[:6])}{', ...' if len(formed) > 6 else ''})"
+               f"{policy.label} (b_max = {engine.token_budget}) with whole prompts waiting forms {len(formed)} batch "
+               f"types, those with prefill being {', '.join(t.label for t in with_prefill[:4])}"
+               f"{', ...' if len(with_prefill) > 4 else ''}"
                + (f", missing {', '.join(t.label for t in missing)}" if missing else "")
                + (f"; restricted to them the margin is {_fmt(bound)} < 1, so in heavy traffic it cannot keep up"
                   if fails else f"; restricted to them the margin is {_fmt(bound)}, so these types do not explain a failure"))
@@ -350,3 +353,89 @@ def _restricted_region(engine: Engine, types: list[BatchType]) -> CapacityRegion
     """The region spanned by the given types only (same batch-time model)."""
     x, y, j = (np.array(v, dtype=np.int64) for v in zip(*[(t.prefill, t.decode, t.prefilling) for t in types]))
     return region_from_table(TypeTable(engine.batch_time, engine.token_budget, engine.max_batch_requests, None, x, y, j))
+
+
+@dataclass(frozen=True)
+class DivergenceTest:
+    """A simulation's backlog trend: growth rate over the second half (tokens/s) and the verdict word.
+
+    ``trend`` is ``diverging`` when the backlog grows by more than 2% of the
+    offered token rate and ends above 1.5 times its mid-run value, ``bounded``
+    when it grows by less than 0.5% of it, else ``unclear``.
+    """
+
+    policy: str
+    load_scale: Fraction
+    horizon_s: float
+    growth_tokens_per_s: float
+    offered_tokens_per_s: float
+    backlog_mid: int
+    backlog_end: int
+    trend: str
+
+    def evidence(self) -> Evidence:
+        """The run as a ``simulation`` evidence item."""
+        return Evidence("simulation", f"{self.policy} simulated {self.horizon_s:.0f} s at {float(self.load_scale):.4g} "
+                        f"x the load: backlog {self.backlog_mid} -> {self.backlog_end} tokens over the second half, "
+                        f"growing {self.growth_tokens_per_s:.1f} tokens/s ({self.trend})",
+                        {"policy": self.policy, "load_scale": self.load_scale, "horizon_s": self.horizon_s,
+                         "growth_tokens_per_s": self.growth_tokens_per_s,
+                         "offered_tokens_per_s": self.offered_tokens_per_s,
+                         "backlog_mid": self.backlog_mid, "backlog_end": self.backlog_end, "trend": self.trend})
+
+
+def simulate_trend(engine: Engine, policy: Policy, workload: Workload, *, horizon_s: float | None = None,
+                   seed: int = 0, arrivals: str = "poisson", load_scale: Fraction = Fraction(1)) -> DivergenceTest:
+    """Simulate (issue 3's :func:`fluid_models.simulator.simulate`) and classify the backlog trend.
+
+    The default horizon covers about 3000 arrivals.
+    """
+    from fluid_models.simulator import simulate
+
+    horizon = horizon_s if horizon_s is not None else 3000 / float(workload.rate)
+    run = simulate(engine, policy, workload, horizon_s=horizon, seed=seed, arrivals=arrivals)
+    half = run.times >= run.times[-1] / 2
+    slope = float(np.polyfit(run.times[half], run.backlog_tokens[half].astype(float), 1)[0])
+    offered = float(workload.token_rate)
+    mid, end = int(run.backlog_tokens[half][0]), int(run.backlog_tokens[-1])
+    if slope > 0.02 * offered and end > 1.5 * max(mid, 1):
+        trend = "diverging"
+    elif slope < 0.005 * offered:
+        trend = "bounded"
+    else:
+        trend = "unclear"
+    return DivergenceTest(policy.label, load_scale, horizon, slope, offered, mid, end, trend)
+
+
+def check_policy_region(engine: Engine, policy: Policy, workload: Workload, region: CapacityRegion | None = None,
+                        *, horizon_s: float | None = None, arrivals: str = "poisson", seed: int = 0) -> Verdict:
+    """Policy verdict for an engine whose capacity is a region (``k_max`` set).
+
+    Simulates at a load strictly inside the region (the load itself when it is
+    inside, else 98% of the boundary point on its ray). Divergence there means
+    ``not-maximally-stable``, with the LP explanation; otherwise
+    ``inconclusive`` (no theorem covers work-conserving policies with ``k_max``).
+    """
+    region = region or region_for(engine, workload)
+    load = load_vector(workload)
+    cert = certify_load(region, load)
+    bound = cert.margin if cert.margin is not None else cert.margin_bounds[0]
+    if cert.position == "inside":
+        scale = Fraction(1)
+    elif bound is not None and bound > 0:
+        scale = bound * Fraction(98, 100)
+    else:
+        return Verdict("inconclusive", [Evidence("note", "the load's position in the region could not be certified, "
+                                                 "so no test load strictly inside was chosen", {})])
+    test_load = workload.scaled(sympy.Rational(scale.numerator, scale.denominator))
+    trend = simulate_trend(engine, policy, test_load, horizon_s=horizon_s, seed=seed, arrivals=arrivals,
+                           load_scale=scale)
+    tested = Evidence("note", f"test load: {float(scale):.4g} x the given load, strictly inside the region "
+                      f"(margin there {float(bound / scale) if bound else float('nan'):.4g})" if scale != 1 else
+                      "test load: the given load, strictly inside the region", {"load_scale": scale})
+    if trend.trend == "diverging":
+        return Verdict("not-maximally-stable", [tested, trend.evidence(),
+                                                explain_policy(policy, engine, test_load, region)])
+    return Verdict("inconclusive", [tested, trend.evidence(), Evidence(
+        "note", "no divergence seen at a load inside the region; with a request limit no theorem makes a "
+        "work-conserving policy maximally stable, so maximal stability is not claimed", {"k_max": engine.max_batch_requests})])
