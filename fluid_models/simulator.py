@@ -62,7 +62,7 @@ _KERNEL = types.FunctionType(KERNEL_SIGNATURE)
 _NO_LIMIT = 2**62
 
 # loop status codes
-_DONE, _PAUSED, _FULL_REC, _FULL_LOG, _FULL_COMP, _STALLED, _INVALID = range(7)
+_DONE, _PAUSED, _FULL_REC, _FULL_LOG, _FULL_COMP, _STALLED, _INVALID, _CROWDED = range(8)
 # integer state slots: resident count, next arrival, next record, arrivals counted at the
 # last record, tokens served, finished requests, batches, composition entries
 _N, _NEXT, _REC, _KA, _SERVED, _FINISHED, _BATCHES, _COMP = range(8)
@@ -71,7 +71,7 @@ _T, _BUSY = range(2)
 
 
 @numba.njit(types.int64(_KERNEL, _f8a, _i8a, _f8a, _i8, _i8,
-                        _f8a, _i8a, _i8a, _i8a, _f8, _f8, _i8,
+                        _f8a, _i8a, _i8a, _i8a, _f8, _f8, _i8, _i8,
                         _i8a, _i8a, _i8a, _i8a, _i8a, _i8a,
                         _f8a, _f8a, _f8a, _f8a,
                         _f8a, _i8a, _i8a,
@@ -79,7 +79,7 @@ _T, _BUSY = range(2)
                         _i8a, _i8a, _i8a, _i8a,
                         _i8a, _f8a), cache=True)
 def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
-                 arr_t, arr_p, arr_d, cum_tok, t_end, rec_dt, max_batches,
+                 arr_t, arr_p, arr_d, cum_tok, t_end, rec_dt, max_batches, max_resident,
                  res, pf, dc, tp, td, pf0,
                  first_tok, finish, last_tok, max_gap,
                  rec_t, rec_tok, rec_req,
@@ -104,6 +104,8 @@ def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
             nxt += 1
         ist[_NEXT] = nxt
         ist[_N] = n
+        if n > max_resident:
+            return _CROWDED
         if n == 0:
             if nxt >= n_arr or arr_t[nxt] > t_end:
                 return _DONE
@@ -235,7 +237,8 @@ class SimulationResult:
     not yet there when the run stopped. ``backlog_tokens`` (unprocessed tokens
     of the requests present, arrived ones included) and ``backlog_requests``
     are sampled at ``times`` (a regular grid). ``end_time`` is the horizon (or
-    the time the last request left when the run drained). ``offered_token_rate``
+    the time the last request left when the run drained, or the time the run
+    stopped because more than ``stopped_at_backlog`` requests were present). ``offered_token_rate``
     is ``lambda (m_p + m_d)`` in tokens/s (``None`` for a replayed trace).
     Two results are equal when every recorded array is identical.
     """
@@ -257,6 +260,7 @@ class SimulationResult:
     tokens_served: int
     offered_token_rate: float | None
     batches: BatchLog | None = field(default=None, repr=False)
+    stopped_at_backlog: int | None = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SimulationResult):
@@ -335,7 +339,7 @@ def _grow(a: np.ndarray, size: int) -> np.ndarray:
 def simulate(engine: Engine, policy: Policy, workload: Workload | None, *, n_requests: int | None = None,
              horizon_s: float | None = None, seed: int = 0, arrivals: str = "poisson", trace: Trace | None = None,
              record_every: float | None = None, record_batches: bool = False,
-             progress: Callable[[float, float], None] | None = None) -> SimulationResult:
+             max_backlog_requests: int | None = None, progress: Callable[[float, float], None] | None = None) -> SimulationResult:
     """Simulate ``engine`` under ``policy`` serving ``workload`` (or replaying ``trace``).
 
     Parameters
@@ -352,9 +356,12 @@ def simulate(engine: Engine, policy: Policy, workload: Workload | None, *, n_req
     arrivals
         ``"poisson"``, ``"deterministic"`` or ``"trace"`` (replay ``trace`` as given).
     record_every
-        Spacing (s) of the backlog trajectory; default: 1/2000 of the run.
+        Spacing (s) of the backlog trajectory; default: 1/4000 of the run.
     record_batches
         Keep a :class:`BatchLog` (start, tokens, demand, composition of every batch).
+    max_backlog_requests
+        Stop early once more requests than this are present (a run that is
+        clearly diverging need not be followed to the horizon).
     progress
         Called as ``progress(done, total)`` between compiled segments (simulated
         seconds when a horizon is set, else finished requests).
@@ -395,12 +402,13 @@ def simulate(engine: Engine, policy: Policy, workload: Workload | None, *, n_req
             raise SimulationInputError("horizon", "give a horizon or a number of requests")
         tr = sample_trace(workload, rng, kind=arrivals, n_requests=n_requests, horizon_s=horizon_s)
         offered = float(workload.token_rate)
-    return _run(engine, policy, tr, horizon_s, int(seed), arrivals, offered, record_every, record_batches, progress)
+    return _run(engine, policy, tr, horizon_s, int(seed), arrivals, offered, record_every, record_batches,
+                max_backlog_requests, progress)
 
 
 def _run(engine: Engine, policy: Policy, tr: Trace, horizon_s: float | None, seed: int, arrivals: str,
          offered: float | None, record_every: float | None, record_batches: bool,
-         progress: Callable[[float, float], None] | None) -> SimulationResult:
+         max_backlog_requests: int | None, progress: Callable[[float, float], None] | None) -> SimulationResult:
     b_max = int(engine.token_budget)
     k_max = _NO_LIMIT if engine.max_batch_requests is None else int(engine.max_batch_requests)
     batch_s = np.ascontiguousarray(engine.batch_time.table(b_max) / 1000.0, dtype=np.float64)
@@ -409,7 +417,7 @@ def _run(engine: Engine, policy: Policy, tr: Trace, horizon_s: float | None, see
     n = tr.size
     t_end = math.inf if horizon_s is None else float(horizon_s)
     span_guess = t_end if horizon_s is not None else max(float(tr.times[-1]) if n else 0.0, 1e-3) * 1.5 + 1.0
-    rec_dt = float(record_every) if record_every is not None else span_guess / 2000.0
+    rec_dt = float(record_every) if record_every is not None else span_guess / 4000.0
 
     kernel = type(policy).kernel
     kernel.compile(KERNEL_SIGNATURE)
@@ -426,11 +434,12 @@ def _run(engine: Engine, policy: Policy, tr: Trace, horizon_s: float | None, see
     log = [np.zeros(log_size), np.zeros(log_size, np.int64), np.zeros(log_size, np.int64), np.zeros(log_size, np.int64)]
     comp = [np.zeros(log_size + 1 if record_batches else 0, np.int64)] + [np.zeros(4 * log_size, np.int64) for _ in range(3)]
     ist, fst = np.zeros(8, np.int64), np.zeros(2)
-    chunk = 200_000 if progress is not None else 2**62
+    chunk = 200_000 if progress is not None else _NO_LIMIT
+    crowd = _NO_LIMIT if max_backlog_requests is None else int(max_backlog_requests)
     while True:
         status = _engine_loop(kernel, params, memory, batch_s, b_max, k_max, tr.times, tr.prompt, tr.decode, cum_tok,
-                              t_end, rec_dt, chunk, *work, first_tok, finish, last_tok, max_gap, *rec, *log, *comp, ist, fst)
-        if status == _DONE:
+                              t_end, rec_dt, chunk, crowd, *work, first_tok, finish, last_tok, max_gap, *rec, *log, *comp, ist, fst)
+        if status in (_DONE, _CROWDED):
             break
         if status == _PAUSED:
             if horizon_s is not None:
@@ -450,14 +459,16 @@ def _run(engine: Engine, policy: Policy, tr: Trace, horizon_s: float | None, see
         else:
             raise SimulationInputError("policy", f"{policy.label} formed a batch that breaks the batch constraints "
                                        f"at t = {fst[_T]:.6g} s")
-    end = t_end if horizon_s is not None else float(fst[_T])
+    stopped = status == _CROWDED
+    end = float(fst[_T]) if stopped or horizon_s is None else t_end
     times, tokens, reqs = _finish_trajectory(rec, int(ist[_REC]), rec_dt, end, tr, cum_tok, int(ist[_SERVED]),
                                              int(ist[_FINISHED]))
     if progress is not None:
         progress(end if horizon_s is not None else float(n), end if horizon_s is not None else float(n))
     batches = _batch_log(log, comp, int(ist[_BATCHES])) if record_batches else None
     return SimulationResult(policy.label, b_max, seed, arrivals, tr, first_tok, finish, max_gap, times, tokens, reqs,
-                            end, int(ist[_BATCHES]), float(fst[_BUSY]), int(ist[_SERVED]), offered, batches)
+                            end, int(ist[_BATCHES]), float(fst[_BUSY]), int(ist[_SERVED]), offered, batches,
+                            max_backlog_requests if stopped else None)
 
 
 def _finish_trajectory(rec: list, k: int, rec_dt: float, end: float, tr: Trace, cum_tok: np.ndarray,

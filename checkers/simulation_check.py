@@ -1,0 +1,174 @@
+"""Settling load verdicts by simulation, and a policy's empirical capacity.
+
+Where theory is silent (a policy that is not work-conserving, so Theorem 2(b)
+does not apply), the engine is simulated with the policy's own kernel and the
+backlog's growth rate is estimated with a confidence interval
+(:mod:`checkers.stability_test`). Runs start short and are lengthened (x4 each
+time, to a cap) until a divergence shows or the longest run is still bounded:
+a diverging run is stopped as soon as its backlog is unmistakable, a bounded
+run is cheap, so the work goes where the question is hard.
+
+This is statistical evidence, not a proof; the evidence says so and carries
+the horizon, the seed, the growth estimate and its interval.
+
+Examples
+--------
+>>> from fluid_models.batch_time import Staircase
+>>> from fluid_models.distributions import Deterministic, Geometric
+>>> from fluid_models.engine import Engine
+>>> from fluid_models.policies import VLLM
+>>> from fluid_models.workload import RequestClass, Workload
+>>> engine = Engine(Staircase("11.28", "35.47", 128), 512)
+>>> work = Workload((RequestClass("chat", 12, Deterministic(129), Geometric(112)),))
+>>> v = settle_load(engine, VLLM(), work)
+>>> v.verdict, v.evidence[0].kind
+('unstable', 'simulation')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from fluid_models.batch_time import exact_number
+from fluid_models.engine import Engine
+from fluid_models.policies import Policy
+from fluid_models.simulator import simulate
+from fluid_models.workload import Workload
+
+from .stability_test import GrowthEstimate, estimate_growth, fluid_prediction
+from .verdict import Evidence, Verdict
+
+__all__ = ["SettleRun", "run_until_settled", "settle_load", "empirical_capacity"]
+
+#: Horizons in units of the full-batch time ``t(b_max)``: the first run and the cap.
+FIRST_HORIZON_BATCHES = 2_500
+LAST_HORIZON_BATCHES = 40_000
+#: ... and at least this many mean interarrival times.
+MIN_HORIZON_ARRIVALS = 2_000
+#: A run with more requests present than this is diverging beyond doubt: stop it there.
+CROWD_LIMIT = 5_000
+
+
+@dataclass(frozen=True)
+class SettleRun:
+    """The last run of :func:`run_until_settled`: its growth estimate and how it was obtained."""
+
+    growth: GrowthEstimate
+    horizon_s: float
+    requests: int
+    batches: int
+    seed: int
+    stopped_early: bool
+
+    @property
+    def diverging(self) -> bool:
+        """Whether the run's backlog diverges."""
+        return self.growth.diverging
+
+    def data(self) -> dict:
+        """The numbers, for :class:`~checkers.verdict.Evidence`."""
+        return {"growth": self.growth.to_json(), "horizon_s": self.horizon_s, "requests_simulated": self.requests,
+                "batches_simulated": self.batches, "seed": self.seed, "stopped_early": self.stopped_early}
+
+
+def run_until_settled(engine: Engine, policy: Policy, workload: Workload, *, seed: int = 0,
+                      fluid_rate: object = None) -> SettleRun:
+    """Simulate with growing horizons until the backlog diverges or the longest run stays bounded.
+
+    The first horizon is ``max(2500 t(b_max), 2000 / lambda)``; each further run
+    is 4 times longer, up to 16 times the first (``40000 t(b_max)`` at the
+    least). A run stops early once more than 5,000 requests are present.
+    """
+    t_full = float(engine.batch_time.exact(engine.token_budget)) / 1000.0
+    first = max(FIRST_HORIZON_BATCHES * t_full, MIN_HORIZON_ARRIVALS / float(workload.rate))
+    last = max(LAST_HORIZON_BATCHES * t_full, 16 * MIN_HORIZON_ARRIVALS / float(workload.rate))
+    horizon = first
+    while True:
+        result = simulate(engine, policy, workload, horizon_s=horizon, seed=seed, max_backlog_requests=CROWD_LIMIT)
+        growth = estimate_growth(result, fluid_rate=fluid_rate)
+        if growth.diverging or horizon >= last:
+            return SettleRun(growth, result.end_time, result.trace.size, result.n_batches, seed,
+                             result.stopped_at_backlog is not None)
+        horizon = min(4 * horizon, last)
+
+
+def settle_load(engine: Engine, policy: Policy, workload: Workload, *, seed: int = 0,
+                capacity_tokens_per_s: object = None) -> Verdict:
+    """A load verdict from simulation: ``unstable`` if the backlog diverges, else ``stable``.
+
+    The evidence (kind ``simulation``) states the growth estimate with its
+    interval and horizon, and, when the capacity is given, the fluid prediction.
+    """
+    fluid = None if capacity_tokens_per_s is None else fluid_prediction(workload, capacity_tokens_per_s)
+    run = run_until_settled(engine, policy, workload, seed=seed, fluid_rate=fluid)
+    how = (f"simulated {policy.label} with its own batch kernel on {run.requests} requests "
+           f"({run.batches} batches, seed {seed})" + (", stopped once the backlog passed "
+                                                       f"{CROWD_LIMIT} requests" if run.stopped_early else ""))
+    if run.diverging:
+        return Verdict("unstable", [Evidence("simulation", f"{how}: the backlog is {run.growth.statement}",
+                                             run.data())])
+    return Verdict("stable", [Evidence("simulation", f"{how}: the backlog is {run.growth.statement} "
+                                       "(statistical evidence from a finite run, not a proof)", run.data())])
+
+
+def empirical_capacity(engine: Engine, policy: Policy, workload: Workload, capacity_tokens_per_s: object, *,
+                       seed: int = 0, steps: int = 6, top: object = "0.99") -> Evidence:
+    """Search the load scale for a load inside capacity where ``policy`` diverges.
+
+    The traffic mix of ``workload`` is scaled to a fraction ``rho`` of the true
+    capacity; ``rho = top`` is tried first, then ``steps`` bisection steps
+    between the largest bounded and the smallest diverging fraction found. The
+    evidence reports the smallest fraction seen to diverge (a load inside the
+    capacity region, with its growth estimate) and the policy's empirical
+    capacity as the bracket ``[bounded, diverging]`` of fractions of the true
+    capacity. Bisection assumes that divergence is monotone in the load.
+
+    Examples
+    --------
+    >>> from fluid_models.batch_time import Staircase
+    >>> from fluid_models.distributions import Deterministic, Geometric
+    >>> from fluid_models.engine import Engine
+    >>> from fluid_models.policies import VLLM
+    >>> from fluid_models.workload import RequestClass, Workload
+    >>> engine = Engine(Staircase("11.28", "35.47", 128), 512)
+    >>> work = Workload((RequestClass("chat", 12, Deterministic(129), Geometric(112)),))
+    >>> e = empirical_capacity(engine, VLLM(), work, sympy.Rational(51_200_000, 15316), steps=4)
+    >>> e.kind, 0.5 < e.data["empirical_capacity_fraction"] < 0.9
+    ('counterexample', True)
+    """
+    capacity = exact_number(capacity_tokens_per_s)
+    per_unit = workload.token_rate
+
+    def probe(rho: sympy.Rational) -> SettleRun:
+        scaled = workload.scaled(rho * capacity / per_unit)
+        return run_until_settled(engine, policy, scaled, seed=seed, fluid_rate=fluid_prediction(scaled, capacity))
+
+    low, high = sympy.Integer(0), exact_number(top)
+    high_run = probe(high)
+    tried = [(float(high), high_run.growth.to_json()["verdict"])]
+    if not high_run.diverging:
+        return Evidence("simulation", f"no divergence of {policy.label} found up to {float(high):.0%} of capacity "
+                        f"(there: {high_run.growth.statement})",
+                        {"bounded_fraction": high, "runs": tried, "capacity_tokens_per_s": capacity,
+                         "empirical_capacity_fraction": float(high)})
+    for _ in range(steps):
+        mid = (low + high) / 2
+        run = probe(mid)
+        tried.append((float(mid), run.growth.to_json()["verdict"]))
+        if run.diverging:
+            high, high_run = mid, run
+        else:
+            low = mid
+    frac = float((low + high) / 2)
+    load = float(high * capacity)
+    return Evidence(
+        "counterexample",
+        f"{policy.label} diverges at {float(high):.1%} of capacity ({load:.6g} of {float(capacity):.6g} tokens/s, "
+        f"a load inside the capacity region): its backlog is {high_run.growth.statement}; bounded at "
+        f"{float(low):.1%}, so its empirical capacity is about {frac:.1%} of the true capacity "
+        f"(between {float(low):.1%} and {float(high):.1%}, by simulation)",
+        {"diverging_fraction": high, "bounded_fraction": low, "empirical_capacity_fraction": frac,
+         "diverging_load_tokens_per_s": high * capacity, "capacity_tokens_per_s": capacity,
+         "diverging_run": high_run.data(), "runs": tried})

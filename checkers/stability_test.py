@@ -1,0 +1,168 @@
+"""Is a simulated backlog growing? A growth-rate estimate with a confidence interval.
+
+The backlog ``V(t)`` (unprocessed tokens) of a stable run fluctuates around a
+finite level; that of an unstable run grows, in the fluid limit, at a constant
+rate. Over the second half of the horizon (the first half is left to the
+transient), the trajectory is cut into ``K`` equal windows and the backlog's
+growth rate is estimated in each (its change across the window over the
+window's length); their mean is the estimate and their standard error
+(``K - 1`` degrees of freedom, Student t) gives the confidence interval. These
+batch means of the growth rate are nearly independent for a diverging run,
+whose backlog grows like a random walk with drift once the server is always
+busy; for a bounded run they are negatively correlated and the interval errs
+on the wide side.
+
+A run is reported as ``diverging at r ± e tokens/s`` when the whole interval
+lies above a small threshold (by default 1% of the offered token rate: growth
+below that is not distinguishable from a slow transient at these horizons),
+and as ``bounded`` otherwise, always with the horizon and the numbers.
+
+The fluid model predicts the growth ``max(0, lambda (m_p + m_d) - capacity)``
+for a policy that fills every batch once the backlog is large
+(:func:`fluid_prediction`).
+
+Examples
+--------
+>>> from fluid_models.batch_time import Staircase
+>>> from fluid_models.distributions import Deterministic
+>>> from fluid_models.engine import Engine
+>>> from fluid_models.policies import Sarathi
+>>> from fluid_models.simulator import simulate
+>>> from fluid_models.workload import RequestClass, Workload
+>>> engine = Engine(Staircase("11.28", "35.47", 128), 512)      # capacity 3342.9 tokens/s
+>>> work = Workload((RequestClass("chat", 16, Deterministic(129), Deterministic(112)),))  # 3856 tokens/s
+>>> g = estimate_growth(simulate(engine, Sarathi(), work, horizon_s=600.0, seed=3))
+>>> g.diverging, round(float(fluid_prediction(work, sympy.Rational(51_200_000, 15316)))), abs(g.rate - 513) < g.half_width
+(True, 513, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+from scipy.special import stdtrit
+
+from fluid_models.batch_time import exact_number
+from fluid_models.simulator import SimulationResult
+from fluid_models.workload import Workload
+
+__all__ = ["GrowthEstimate", "estimate_growth", "fluid_prediction"]
+
+
+def fluid_prediction(workload: Workload, capacity_tokens_per_s: object) -> sympy.Rational:
+    """The fluid model's backlog growth ``max(0, lambda (m_p + m_d) - capacity)`` in tokens/s (exact).
+
+    >>> from fluid_models.distributions import Deterministic
+    >>> from fluid_models.workload import RequestClass, Workload
+    >>> fluid_prediction(Workload((RequestClass("a", 10, Deterministic(100), Deterministic(100)),)), 1500)
+    500
+    """
+    return sympy.Max(0, workload.token_rate - exact_number(capacity_tokens_per_s))
+
+
+@dataclass(frozen=True)
+class GrowthEstimate:
+    """The backlog's growth rate over ``[window_start, horizon_s]``, with a confidence interval.
+
+    ``rate`` and ``half_width`` are in tokens/s; the interval is ``rate ± half_width``
+    at ``confidence``; ``threshold`` (tokens/s) is the growth a run must exceed,
+    with its whole interval, to count as diverging. ``fluid_rate`` is the fluid
+    prediction when it was given.
+    """
+
+    rate: float
+    half_width: float
+    confidence: float
+    horizon_s: float
+    window_start: float
+    windows: int
+    threshold: float
+    offered_tokens_per_s: float | None
+    fluid_rate: float | None = None
+
+    @property
+    def diverging(self) -> bool:
+        """Whether the whole confidence interval lies above the threshold."""
+        return self.rate - self.half_width > self.threshold
+
+    @property
+    def bounded(self) -> bool:
+        """The complement of :attr:`diverging`: no growth above the threshold was detected."""
+        return not self.diverging
+
+    @property
+    def matches_fluid(self) -> bool | None:
+        """Whether the fluid prediction lies inside the confidence interval (``None`` without one)."""
+        if self.fluid_rate is None:
+            return None
+        return abs(self.rate - self.fluid_rate) <= self.half_width
+
+    @property
+    def statement(self) -> str:
+        """One sentence with the verdict, the numbers and the horizon."""
+        ci = f"{self.rate:.4g} ± {self.half_width:.2g} tokens/s ({self.confidence:.0%} CI)"
+        where = (f"over [{self.window_start:.6g}, {self.horizon_s:.6g}] s, the second half of a "
+                 f"{self.horizon_s:.6g} s horizon ({self.windows} batch means)")
+        fluid = "" if self.fluid_rate is None else f"; fluid prediction {self.fluid_rate:.4g} tokens/s"
+        if self.diverging:
+            return f"diverging at {ci} {where}{fluid}"
+        return (f"bounded: backlog growth {ci} {where}, not above the threshold "
+                f"{self.threshold:.3g} tokens/s{fluid}")
+
+    def to_json(self) -> dict:
+        """The numbers as a JSON-ready dict."""
+        return {"verdict": "diverging" if self.diverging else "bounded", "rate_tokens_per_s": self.rate,
+                "half_width_tokens_per_s": self.half_width, "confidence": self.confidence,
+                "horizon_s": self.horizon_s, "window_start_s": self.window_start, "batch_means": self.windows,
+                "threshold_tokens_per_s": self.threshold, "offered_tokens_per_s": self.offered_tokens_per_s,
+                "fluid_prediction_tokens_per_s": self.fluid_rate, "statement": self.statement}
+
+
+def estimate_growth(result: SimulationResult, *, windows: int = 20, confidence: float = 0.95,
+                    relative_threshold: float = 0.01, fluid_rate: object = None) -> GrowthEstimate:
+    """Estimate the backlog growth rate of ``result`` by batch means over the second half of the run.
+
+    The second half ``[T/2, T]`` is cut into ``windows`` equal windows; each
+    gives a growth rate (backlog change over the window length); their mean and
+    Student-t interval are the estimate.
+
+    Parameters
+    ----------
+    result
+        A simulation run (its backlog trajectory ``times``, ``backlog_tokens``).
+    windows
+        Number of batch-mean windows ``K`` (at least 3).
+    confidence
+        Two-sided confidence level of the interval.
+    relative_threshold
+        Divergence threshold as a fraction of the offered token rate (of the
+        run's arrival token rate for a replayed trace).
+    fluid_rate
+        Fluid prediction (tokens/s) to report beside the estimate, e.g. from
+        :func:`fluid_prediction`.
+
+    Raises
+    ------
+    ValueError
+        If the trajectory has fewer than two points per window over the second half.
+    """
+    if windows < 3:
+        raise ValueError("windows: at least 3 batch means are needed")
+    end = float(result.end_time)
+    start = end / 2
+    if np.count_nonzero(result.times >= start) < 2 * windows:
+        raise ValueError(f"record_every: fewer than {2 * windows} trajectory points in the second half")
+    edges = np.linspace(start, end, windows + 1)
+    at = np.clip(np.searchsorted(result.times, edges, side="right") - 1, 0, result.times.size - 1)
+    increments = np.diff(result.backlog_tokens[at].astype(float)) / np.diff(result.times[at])
+    slope = float(increments.mean())
+    se = float(increments.std(ddof=1) / np.sqrt(windows))
+    half = float(stdtrit(windows - 1, 0.5 + confidence / 2)) * se
+    offered = result.offered_token_rate
+    if offered is None and end > 0:
+        offered = float((result.trace.prompt + result.trace.decode).sum()) / end
+    return GrowthEstimate(rate=slope, half_width=half, confidence=confidence, horizon_s=end, window_start=start,
+                          windows=windows, threshold=relative_threshold * (offered or 0.0),
+                          offered_tokens_per_s=offered, fluid_rate=None if fluid_rate is None else float(fluid_rate))
