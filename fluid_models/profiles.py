@@ -378,7 +378,9 @@ def _sarathi_unit(where: str, header: list[str], rows: list[dict[str, str]]) -> 
     raise ProfileError(where, f"cannot tell the time unit: per-token column gives ratio {ratio:.4g}")
 
 
-def read_sarathi(paths: str | os.PathLike | Iterable[str | os.PathLike], unit: str = "auto") -> Profile:
+def read_sarathi(
+    paths: str | os.PathLike | IO[str] | Iterable[str | os.PathLike], unit: str = "auto"
+) -> Profile:
     """Import Sarathi-Serve batch-metrics CSVs (one or several) as one profile.
 
     Each row gives ``batch_num_prefill_tokens``, ``batch_num_decode_tokens``
@@ -387,7 +389,7 @@ def read_sarathi(paths: str | os.PathLike | Iterable[str | os.PathLike], unit: s
     infers it from the per-token column. A row is ``decode`` when it holds no
     prefill, ``prefill`` when it holds no decode, else ``mixed``.
     """
-    if isinstance(paths, (str, os.PathLike)):
+    if isinstance(paths, (str, os.PathLike)) or hasattr(paths, "read"):
         paths = [paths]
     if unit not in ("auto", "s", "ms"):
         raise ProfileError("unit", f"must be auto, s or ms, got {unit!r}")
