@@ -37,10 +37,11 @@ from fluid_models.policies import Policy
 from fluid_models.simulator import simulate
 from fluid_models.workload import Workload
 
+from .report import CheckReport
 from .stability_test import GrowthEstimate, estimate_growth, fluid_prediction
 from .verdict import Evidence, Verdict
 
-__all__ = ["SettleRun", "run_until_settled", "settle_load", "empirical_capacity"]
+__all__ = ["SettleRun", "run_until_settled", "settle_load", "empirical_capacity", "with_simulation"]
 
 #: Horizons in units of the full-batch time ``t(b_max)``: the first run and the cap.
 FIRST_HORIZON_BATCHES = 2_500
@@ -172,3 +173,26 @@ def empirical_capacity(engine: Engine, policy: Policy, workload: Workload, capac
         {"diverging_fraction": high, "bounded_fraction": low, "empirical_capacity_fraction": frac,
          "diverging_load_tokens_per_s": high * capacity, "capacity_tokens_per_s": capacity,
          "diverging_run": high_run.data(), "runs": tried})
+
+
+def with_simulation(report: CheckReport, engine: Engine, policy: Policy, workload: Workload, *,
+                    seed: int = 0) -> CheckReport:
+    """``report`` with what simulation adds to the theory of :func:`checkers.single_engine.check_engine`.
+
+    * an ``inconclusive`` load verdict is settled by :func:`settle_load` (not at
+      a load exactly equal to the capacity: a critically loaded system is
+      null-recurrent at best, and no finite run tells it apart);
+    * a ``not-maximally-stable`` policy gets :func:`empirical_capacity`
+      evidence (engines without a request limit, whose capacity is a scalar).
+    """
+    capacity = report.capacity.get("tokens_per_s")
+    critical = capacity is not None and workload.token_rate == capacity
+    if report.load_verdict.verdict == "inconclusive" and not critical:
+        settled = settle_load(engine, policy, workload, seed=seed, capacity_tokens_per_s=capacity)
+        note = Evidence("note", "theory left this load undecided, so it was settled by simulation",
+                        {"theory": [e.to_json() for e in report.load_verdict.evidence]})
+        report = report.with_load_verdict(Verdict(settled.verdict, [*settled.evidence, note]))
+    if (report.policy_verdict.verdict == "not-maximally-stable" and engine.max_batch_requests is None
+            and capacity is not None):
+        report = report.with_policy_evidence(empirical_capacity(engine, policy, workload, capacity, seed=seed))
+    return report

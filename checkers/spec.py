@@ -316,8 +316,25 @@ def _uniform(node: dict, where: str, base_dir: Path) -> LengthDistribution:
     return Uniform(low, high)
 
 
+def _named_trace(node: dict, where: str) -> LengthDistribution:
+    """``{dist: empirical, trace: NAME}``: a length trace shipped with the package (prompt or decode column)."""
+    from fluid_models.traces import TRACES, trace_distribution
+
+    name = node["trace"]
+    if "file" in node:
+        raise InputError(where, "give either file or trace, not both")
+    if name not in TRACES:
+        raise InputError(f"{where}.trace", f"unknown trace {name!r} (known: {', '.join(sorted(TRACES))})")
+    column = node.get("column", where.rsplit(".", 1)[-1])
+    if column not in ("prompt", "decode"):
+        raise InputError(f"{where}.column", f"must be prompt or decode for a named trace, got {column!r}")
+    return trace_distribution(name, column)
+
+
 def _empirical(node: dict, where: str, base_dir: Path) -> LengthDistribution:
-    _only(node, where, {"dist", "file", "column"})
+    _only(node, where, {"dist", "file", "column", "trace"})
+    if "trace" in node:
+        return _named_trace(node, where)
     file = _required(node, "file", where)
     if not isinstance(file, str):
         raise InputError(f"{where}.file", f"must be a path, got {file!r}")
