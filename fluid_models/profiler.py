@@ -120,7 +120,8 @@ def load_config(name_or_path: str) -> dict:
         raise ProfileError(where, "not a Hugging Face configuration (expected a JSON object)")
     model_type = cfg.get("model_type")
     archs = cfg.get("architectures") or []
-    if cfg.get("is_encoder_decoder") or not any(str(a).endswith("ForCausalLM") for a in archs):
+    causal = any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+    if cfg.get("is_encoder_decoder") or not causal:
         raise ProfileError(where, f"not a decoder-only model (model_type {model_type!r}, architectures {archs})")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ProfileError(where, f"model_type {model_type!r} is not built by the profiler "
