@@ -23,6 +23,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 COMMANDS = {
     "check": "checkers.cli_check",
     "derive": "checkers.cli_derive",
+    "simulate": "checkers.cli_simulate",
     "profile": "checkers.cli_profile",
     "fit": "checkers.cli_profile",
     "presets": "checkers.cli_profile",

@@ -281,7 +281,7 @@ class SimulationResult:
         return self.tokens_served / self.end_time if self.end_time > 0 else 0.0
 
     def metrics(self) -> dict[str, dict]:
-        """Per class (and ``"all"``): counts, throughput, TTFT, TBT, worst TBT, end-to-end latency.
+        """Per class (and ``"all"`` when there are several): counts, throughput, TTFT, TBT, worst TBT, end-to-end latency.
 
         Latencies are summarised by ``n, mean, p50, p90, p99`` (seconds) over
         the requests that finished; throughputs are finished requests and their
@@ -289,7 +289,7 @@ class SimulationResult:
         """
         tr = self.trace
         groups = {name: tr.cls == k for k, name in enumerate(tr.class_names)}
-        if len(groups) > 1 or "all" not in groups:
+        if len(groups) > 1:
             groups["all"] = np.ones(tr.size, bool)
         out = {}
         span = self.end_time if self.end_time > 0 else float("nan")

@@ -1,0 +1,210 @@
+"""``llmstab simulate FILE``: run the engine of an input file and print what happened.
+
+Prints the run (requests, batches, throughput), per-class latency percentiles
+(TTFT, time between tokens, end-to-end) and the backlog's growth estimate
+against the fluid prediction; ``--csv`` writes the backlog trajectory,
+``--plot`` draws it. A progress bar shows on a terminal for long runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from fluid_models.arrivals import SimulationInputError, read_trace_csv
+from fluid_models.simulator import SimulationResult, simulate
+
+from .errors import InputError
+from .single_engine import capacity_of
+from .spec import engine_spec_from_document, load_document
+from .stability_test import GrowthEstimate, estimate_growth, fluid_prediction
+
+__all__ = ["register", "simulate_file", "parse_seed", "parse_positive"]
+
+
+def parse_seed(text: str) -> int:
+    """The ``--seed`` value: a non-negative integer, else :class:`InputError`.
+
+    >>> parse_seed("7")
+    7
+    >>> parse_seed("1.5")
+    Traceback (most recent call last):
+    ...
+    checkers.errors.InputError: seed: must be a non-negative integer, got '1.5'
+    """
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise InputError("seed", f"must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise InputError("seed", f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def parse_positive(text: str | None, field: str, kind: type = float) -> float | int | None:
+    """A positive number (``kind`` float or int) from the command line, else :class:`InputError`.
+
+    >>> parse_positive("0", "horizon")
+    Traceback (most recent call last):
+    ...
+    checkers.errors.InputError: horizon: must be positive, got '0'
+    """
+    if text is None:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        raise InputError(field, f"must be a{'n integer' if kind is int else ' number'}, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(field, f"must be positive, got {text!r}")
+    return value
+
+
+def _progress_bar(enabled: bool, unit: str):
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def update(done: float, total: float) -> None:
+        bar.total = round(total)
+        bar.update(round(done) - bar.n)
+
+    return bar, update
+
+
+def simulate_file(path: str | Path, *, horizon_s: float | None = None, n_requests: int | None = None, seed: int = 0,
+                  arrivals: str = "poisson", trace_path: str | None = None,
+                  progress: bool = False) -> tuple[SimulationResult, GrowthEstimate]:
+    """Simulate the engine, policy and workload of an input file; returns the run and its growth estimate.
+
+    Without ``horizon_s`` or ``n_requests`` the horizon is
+    ``max(2500 t(b_max), 2000 / lambda)`` seconds (as for the first run of
+    :func:`checkers.simulation_check.run_until_settled`).
+    """
+    p = Path(path)
+    spec = engine_spec_from_document(load_document(p), str(p), p.parent)
+    capacity = capacity_of(spec.engine).tokens_per_s
+    trace = None
+    try:
+        if trace_path is not None:
+            trace, arrivals = read_trace_csv(trace_path), "trace"
+        elif horizon_s is None and n_requests is None:
+            t_full = float(spec.engine.batch_time.exact(spec.engine.token_budget)) / 1000.0
+            horizon_s = max(2500 * t_full, 2000 / float(spec.workload.rate))
+        total_unit = "s" if horizon_s is not None else "req"
+        bar, update = _progress_bar(progress, total_unit)
+        try:
+            result = simulate(spec.engine, spec.policy, spec.workload, n_requests=n_requests, horizon_s=horizon_s,
+                              seed=seed, arrivals=arrivals, trace=trace, progress=update)
+        finally:
+            if bar is not None:
+                bar.close()
+        fluid = None if trace is not None else fluid_prediction(spec.workload, capacity)
+        return result, estimate_growth(result, fluid_rate=fluid)
+    except SimulationInputError as err:
+        raise InputError(err.field, err.problem) from None
+    except ValueError as err:  # too short a run for a growth estimate
+        raise InputError("horizon", str(err)) from None
+
+
+def _fmt(summary: dict, scale: float = 1000.0) -> str:
+    if not summary["n"]:
+        return "-"
+    return f"{summary['p50'] * scale:.4g} / {summary['p90'] * scale:.4g} / {summary['p99'] * scale:.4g}"
+
+
+def to_text(result: SimulationResult, growth: GrowthEstimate) -> str:
+    """The run for a person: counts, throughput, per-class percentiles (ms) and the growth statement."""
+    lines = [
+        f"llmstab simulate: {result.policy} on one engine (b_max = {result.token_budget}), "
+        f"{result.arrivals} arrivals, seed {result.seed}",
+        f"  horizon   : {result.end_time:.6g} s, {result.trace.size} requests arrived, "
+        f"{int(result.finished.sum())} finished, {result.n_batches} batches"
+        + (f" (stopped early: more than {result.stopped_at_backlog} requests present)" if result.stopped_at_backlog else ""),
+        f"  throughput: {result.throughput_tokens:.6g} tokens/s processed"
+        + ("" if result.offered_token_rate is None else f" of {result.offered_token_rate:.6g} offered")
+        + f"; engine busy {result.busy_time / result.end_time:.1%} of the time" if result.end_time > 0 else "",
+        f"  backlog   : {growth.statement}",
+        "  latency (ms, p50 / p90 / p99):",
+    ]
+    for name, m in result.metrics().items():
+        lines.append(f"    {name:<10} finished {m['finished']:>7}  {m['throughput_requests_per_s']:.4g} req/s  "
+                     f"TTFT {_fmt(m['ttft_s'])}  TBT {_fmt(m['tbt_s'])}  worst TBT {_fmt(m['worst_tbt_s'])}  "
+                     f"end-to-end {_fmt(m['e2e_s'])}")
+    return "\n".join(lines)
+
+
+def to_json(result: SimulationResult, growth: GrowthEstimate) -> dict:
+    """The run as one JSON-ready object."""
+    return {"policy": result.policy, "token_budget": result.token_budget, "seed": result.seed,
+            "arrivals": result.arrivals, "horizon_s": result.end_time, "requests": result.trace.size,
+            "finished": int(result.finished.sum()), "batches": result.n_batches, "busy_s": result.busy_time,
+            "tokens_served": result.tokens_served, "throughput_tokens_per_s": result.throughput_tokens,
+            "offered_tokens_per_s": result.offered_token_rate, "stopped_at_backlog": result.stopped_at_backlog,
+            "growth": growth.to_json(), "metrics": result.metrics()}
+
+
+def write_plot(result: SimulationResult, growth: GrowthEstimate, path: str) -> None:
+    """Draw the backlog trajectory (tokens, and requests on a second axis) to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(result.times, result.backlog_tokens, lw=0.8, color="C0")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("backlog (tokens)", color="C0")
+    right = ax.twinx()
+    right.plot(result.times, result.backlog_requests, lw=0.6, color="C1", alpha=0.6)
+    right.set_ylabel("backlog (requests)", color="C1")
+    ax.set_title(f"{result.policy}: {'diverging' if growth.diverging else 'bounded'} "
+                 f"({growth.rate:.4g} ± {growth.half_width:.2g} tokens/s)", fontsize=10)
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except (OSError, ValueError) as err:
+        raise InputError("--plot", f"cannot write {path}: {err}") from None
+    finally:
+        plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    seed = parse_seed(args.seed)
+    horizon = parse_positive(args.horizon, "horizon")
+    requests = parse_positive(args.requests, "requests", int)
+    result, growth = simulate_file(args.file, horizon_s=horizon, n_requests=requests, seed=seed,
+                                   arrivals=args.arrivals, trace_path=args.trace,
+                                   progress=not args.no_progress and sys.stderr.isatty())
+    if args.csv:
+        try:
+            Path(args.csv).write_text(result.trajectory_csv())
+        except OSError as err:
+            raise InputError("--csv", f"cannot write {args.csv}: {err.strerror}") from None
+    if args.plot:
+        write_plot(result, growth, args.plot)
+    print(json.dumps(to_json(result, growth), indent=2) if args.json else to_text(result, growth))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("simulate", help="simulate an engine: latencies, throughput, backlog growth",
+                                   description=__doc__)
+    parser.add_argument("file", help="input file (YAML or JSON) with engine, policy and workload")
+    parser.add_argument("--horizon", metavar="SECONDS", help="simulated time to run")
+    parser.add_argument("--requests", metavar="N", help="number of arrivals to serve (drained unless --horizon)")
+    parser.add_argument("--seed", default="0", help="seed of the random arrivals and lengths (default 0)")
+    parser.add_argument("--arrivals", choices=("poisson", "deterministic"), default="poisson",
+                        help="arrival process of the workload (default poisson)")
+    parser.add_argument("--trace", metavar="CSV", help="replay a trace: columns arrival_time (s), prompt_tokens, "
+                        "decode_tokens [, class]; the file's workload is then not used")
+    parser.add_argument("--csv", metavar="PATH", help="write the backlog trajectory as CSV")
+    parser.add_argument("--plot", metavar="PATH", help="draw the backlog trajectory (PNG, PDF, SVG)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
