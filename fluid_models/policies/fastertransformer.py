@@ -23,9 +23,14 @@ def fastertransformer_kernel(pf, dc, n, b_max, k_max, params, memory, take_p, ta
 class FasterTransformer(Policy):
     """FasterTransformer: a batch decodes until every member finishes; new prompts wait.
 
-    While any request decodes, batches are decode-only; when none does, a
-    prefill-only batch of whole prompts (arrival order, while they fit; a prompt
-    longer than ``b_max`` is served alone in budget-sized pieces).
+    FasterTransformer has no iteration-level scheduling: a batch's prompts go
+    through one forward pass (at most ``b_max`` tokens), then the batch runs
+    decode-only iterations until its last member finishes. So while any request
+    decodes, batches are decode-only; when none does, one prefill-only batch of
+    whole prompts (arrival order, while they fit; a prompt longer than ``b_max``
+    is served alone in budget-sized pieces) starts the next batch. A static
+    batch therefore holds only the prompts that fit in ``b_max`` tokens, which is
+    why its throughput collapses when prompts are long compared with ``b_max``.
 
     >>> from fluid_models.state import EngineState
     >>> FasterTransformer().form_batch(EngineState((0, 1), (1, 1)), b_max=4).describe("AB")
