@@ -30,6 +30,7 @@ __all__ = [
     "Staircase",
     "PiecewiseLinear",
     "Tiled",
+    "TiledAttention",
     "Table",
     "exact_number",
 ]
@@ -190,6 +191,42 @@ class Tiled(BatchTimeModel):
 
     def parameters(self) -> dict:
         return {"kind": self.kind, "t_lin": self.t_lin, "b_col": self.b_col, "t_nl": self.t_nl, "c": self.c}
+
+
+@dataclass(frozen=True)
+class TiledAttention(Tiled):
+    """:class:`Tiled` plus attention that grows with context: ``+ t_attn * context * b``.
+
+    Each of the ``b`` tokens attends to about ``context`` earlier tokens (the
+    mean context length of the traffic, prompt plus output so far), at
+    ``t_attn`` ms per (token x context token). Keeping the context a mean
+    keeps the batch time a function of the token count alone.
+
+    >>> m = TiledAttention(t_lin=2, b_col=64, t_nl="0.001", t_attn="0.00001", context=1000)
+    >>> m.exact(64) == Tiled(t_lin=2, b_col=64, t_nl="0.001").exact(64) + sympy.Rational(64, 100)
+    True
+    """
+
+    t_attn: object = 0
+    context: object = 0
+    kind: ClassVar[str] = "tiled_attention"
+
+    @property
+    def attention_per_token(self) -> sympy.Rational:
+        """``t_attn * context``: ms of attention per token in the batch."""
+        return exact_number(self.t_attn) * exact_number(self.context)
+
+    def __call__(self, tokens: ArrayLike) -> np.ndarray:
+        return super().__call__(tokens) + float(self.attention_per_token) * np.asarray(tokens, dtype=np.int64)
+
+    def expression(self, b: sympy.Symbol) -> sympy.Expr:
+        return super().expression(b) + self.attention_per_token * b
+
+    def exact(self, tokens: int) -> sympy.Rational:
+        return super().exact(tokens) + self.attention_per_token * int(tokens)
+
+    def parameters(self) -> dict:
+        return {**super().parameters(), "kind": self.kind, "t_attn": self.t_attn, "context": self.context}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Schedulers as batch-forming rules (see :mod:`fluid_models.policies.base`).
 
 >>> sorted(POLICIES)
-['fastertransformer', 'fcfs', 'orca', 'sarathi', 'vllm']
+['fastertransformer', 'fcfs', 'fixed_chunk', 'orca', 'rad', 'sarathi', 'vllm']
 >>> make_policy("orca").label
 'orca'
 """
@@ -11,15 +11,20 @@ from __future__ import annotations
 from .base import Policy
 from .fastertransformer import FasterTransformer
 from .fcfs import FCFSWorkConserving
+from .fixed_chunk import FixedChunk
 from .orca import Orca
+from .rad import RAD
 from .sarathi import Sarathi
 from .vllm import VLLM
 
-__all__ = ["Policy", "Sarathi", "Orca", "VLLM", "FasterTransformer", "FCFSWorkConserving", "POLICIES", "make_policy"]
+__all__ = ["Policy", "Sarathi", "Orca", "VLLM", "FasterTransformer", "FCFSWorkConserving", "RAD", "FixedChunk", "POLICIES", "make_policy"]
 
 POLICIES: dict[str, type[Policy]] = {
     cls.name: cls for cls in (Sarathi, Orca, VLLM, FasterTransformer, FCFSWorkConserving)
 }
+POLICIES[RAD.name] = RAD
+POLICIES[FixedChunk.name] = FixedChunk
+
 
 
 def make_policy(name: str, **options: object) -> Policy:

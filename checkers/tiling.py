@@ -1,0 +1,192 @@
+"""Optimal tiling (Bari-Hegde-de Veciana): does a policy fill whole tiles, and what that means for stability.
+
+A policy tiles optimally if every batch it forms is a whole number of tiles
+(``tokens % b_col == 0``), unless every resident request decodes and fewer than
+``b_col`` do (then a partial tile is all there is to run). The checker runs the
+policy's own kernel on states ordered by (residents, unprocessed tokens), so the
+first violation is a minimal counterexample. States follow Theorem 2's
+assumption that prompts are multiples of the tile LCM ``b_lcm``.
+
+:func:`check_tiled_engine` gives the load verdict from Theorem 1 (``lambda d_a``
+against ``g`` nodes, exact) and the policy verdict: Theorem 2 for RAD when its
+assumptions hold; for a policy that breaks optimal tiling, a simulation at a
+load inside the bound that diverges.
+
+Examples
+--------
+>>> from fluid_models.policies import RAD, FixedChunk
+>>> check_optimal_tiling(RAD(b_col=4, b_lcm=8), b_col=4, b_lcm=8, b_max=16).optimal
+True
+>>> r = check_optimal_tiling(FixedChunk(chunk=6), b_col=4, b_lcm=8, b_max=16)
+>>> r.optimal, r.counterexample, r.batch.tokens
+(False, EngineState(prefill_left=(8,), decode_left=(1,)), 6)
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from fractions import Fraction
+
+import sympy
+
+from fluid_models.batch_time import Tiled
+from fluid_models.engine import Engine
+from fluid_models.policies import RAD, Policy
+from fluid_models.state import Batch, EngineState
+from fluid_models.workload import Workload
+from theory.capacity import b as B, engine_capacity
+from theory.tiling import theorem1, theorem2_assumptions
+
+from .errors import InputError
+from .verdict import Evidence, Verdict
+
+__all__ = ["TilingResult", "check_optimal_tiling", "check_tiled_engine", "tiling_parameters", "THEOREM_1", "THEOREM_2"]
+
+THEOREM_1 = "Bari-Hegde-de Veciana (arXiv 2508.01002) Theorem 1"
+THEOREM_2 = "Bari-Hegde-de Veciana (arXiv 2508.01002) Theorem 2"
+
+
+@dataclass(frozen=True)
+class TilingResult:
+    """Outcome of :func:`check_optimal_tiling`; on failure the minimal state and the batch formed there."""
+
+    policy: str
+    optimal: bool
+    states_examined: int
+    b_col: int
+    counterexample: EngineState | None = None
+    batch: Batch | None = None
+
+    def evidence(self) -> Evidence:
+        """The result as evidence (``counterexample`` when the policy breaks optimal tiling)."""
+        if self.optimal:
+            return Evidence("note", f"{self.policy} filled whole tiles of {self.b_col} tokens in all "
+                            f"{self.states_examined} states examined (prompts multiples of b_lcm)",
+                            {"states_examined": self.states_examined, "b_col": self.b_col})
+        s, bt = self.counterexample, self.batch
+        return Evidence("counterexample", f"{self.policy} breaks optimal tiling: in the state with remaining prefill "
+                        f"{list(s.prefill_left)} and decode {list(s.decode_left)} it forms a batch of {bt.tokens} tokens, "
+                        f"not a multiple of b_col = {self.b_col} ({bt.tokens % self.b_col} tokens in a partial tile)",
+                        {"prefill_left": list(s.prefill_left), "decode_left": list(s.decode_left),
+                         "batch_prefill": list(bt.prefill), "batch_decode": list(bt.decode), "tokens": bt.tokens,
+                         "b_col": self.b_col, "states_examined": self.states_examined})
+
+
+def _states(b_col: int, b_lcm: int, b_max: int, limit: int) -> list[EngineState]:
+    """Candidate states: ``D`` decoding requests and up to two prompts (multiples of ``b_lcm``), both orders."""
+    decoders = sorted({d for d in (0, 1, 2, b_col - 1, b_col, b_col + 1) if 0 <= d <= limit + 1})
+    prompts = sorted({b_lcm, 2 * b_lcm, b_lcm * (-(-b_max // b_lcm)) + b_lcm})
+    states = []
+    for d in decoders:
+        for r in range(0, 3):
+            for combo in itertools.product(prompts, repeat=r):
+                if d + r == 0:
+                    continue
+                states.append(EngineState((0,) * d + combo, (1,) * d + (1,) * r))
+                if d and r:
+                    states.append(EngineState(combo + (0,) * d, (1,) * r + (1,) * d))
+    return sorted(set(states), key=lambda s: (s.size, s.unprocessed_tokens, s.prefill_left))
+
+
+def check_optimal_tiling(policy: Policy, *, b_col: int, b_max: int, b_lcm: int | None = None,
+                         k_max: int | None = None) -> TilingResult:
+    """Run ``policy`` on small states and return the first (minimal) one where a batch is not whole tiles."""
+    unit = b_lcm or b_col
+    limit = b_max if k_max is None else k_max
+    examined = 0
+    for state in _states(b_col, unit, b_max, limit):
+        batch = policy.form_batch(state, b_max, k_max)
+        examined += 1
+        decoding = sum(1 for p in state.prefill_left if p == 0)
+        excused = decoding == state.size and decoding < b_col
+        if batch.tokens % b_col and not excused:
+            return TilingResult(policy.label, False, examined, b_col, state, batch)
+    return TilingResult(policy.label, True, examined, b_col)
+
+
+def tiling_parameters(engine: Engine, policy: Policy) -> tuple[int, int]:
+    """``(b_col, b_lcm)`` for a tiled engine, checked against the budget and a RAD policy's own values."""
+    model = engine.batch_time
+    if not isinstance(model, Tiled):
+        raise InputError("engine.batch_time.kind", f"tiling needs a tiled batch time, got {model.kind!r}")
+    b_col = model.b_col
+    if engine.token_budget % b_col:
+        raise InputError("engine.token_budget", f"{engine.token_budget} is not a multiple of batch_time.b_col = "
+                         f"{b_col} (optimal tiling needs a budget of whole tiles)")
+    if isinstance(policy, RAD):
+        if policy.b_col != b_col:
+            raise InputError("policy.b_col", f"{policy.b_col} differs from the engine's tile batch_time.b_col = {b_col}")
+        if policy.b_lcm > engine.token_budget:
+            raise InputError("policy.b_lcm", f"{policy.b_lcm} exceeds the token budget {engine.token_budget}")
+        return b_col, policy.b_lcm
+    return b_col, b_col
+
+
+def _prompt_support(workload: Workload) -> list[int] | None:
+    values: set[int] = set()
+    for c in workload.classes:
+        d = c.prompt
+        if d.kind == "deterministic":
+            values.add(int(d.value))
+        elif d.kind == "empirical":
+            values.update(int(v) for v in d.values)
+        elif d.kind == "uniform":
+            values.update(range(d.low, d.high + 1))
+        else:
+            return None
+    return sorted(values)
+
+
+def check_tiled_engine(engine: Engine, policy: Policy, workload: Workload, nodes: int = 1,
+                       simulate: bool = True, horizon_s: float | None = None) -> tuple[Verdict, Verdict, dict]:
+    """Load verdict (Theorem 1), policy verdict (Theorem 2 / tiling + simulation) and the bound's numbers.
+
+    With ``nodes = g > 1`` the traffic is the total over ``g`` identical nodes
+    behind a uniformly random planner (each node sees ``lambda / g``).
+    """
+    b_col, b_lcm = tiling_parameters(engine, policy)
+    cap = engine_capacity(engine.batch_time.expression(B), engine.token_budget)
+    tau = 1 / cap.tokens_per_ms  # ms per token in the most efficient (whole-tile) batches
+    bound = theorem1(workload.rate, workload.token_rate / workload.rate, tau, nodes)
+    numbers = {"per_token_ms": tau, "request_time_ms": bound.request_time_ms, "load_nodes": bound.load,
+               "nodes": nodes, "max_rate_per_s": bound.max_rate_per_s, "best_batch_tokens": cap.best_batch}
+    if bound.exceeds:
+        load = Verdict("unstable", [Evidence("certificate", f"{THEOREM_1}: lambda d_a = {bound.load} > g = {nodes} "
+                                             f"(d_a = {bound.request_time_ms} ms per request), so every planner and "
+                                             "scheduler diverges", numbers)])
+    elif bound.load == nodes:
+        load = Verdict("inconclusive", [Evidence("note", f"lambda d_a = g = {nodes} exactly: critical load", numbers)])
+    else:
+        load = Verdict("stable", [Evidence("theorem", f"{THEOREM_1} is met with room: lambda d_a = {bound.load} < g = "
+                                           f"{nodes}; RAD carries such a load under Theorem 2's assumptions", numbers)])
+    tiling = check_optimal_tiling(policy, b_col=b_col, b_lcm=b_lcm, b_max=engine.token_budget,
+                                  k_max=engine.max_batch_requests)
+    evidence = [tiling.evidence()]
+    if isinstance(policy, RAD):
+        hypotheses = theorem2_assumptions(b_col=b_col, b_lcm=b_lcm, b_max=engine.token_budget,
+                                          k_max=engine.max_batch_requests,
+                                          overhead=getattr(engine.batch_time, "c_exact", 0),
+                                          prompt_lengths=_prompt_support(workload))
+        failed = [a for a in hypotheses if not a.holds]
+        evidence.append(Evidence("theorem" if not failed else "note",
+                                 f"{THEOREM_2} assumptions: " + "; ".join(
+                                     f"{a.name}: {'holds' if a.holds else 'FAILS'} ({a.detail})" for a in hypotheses),
+                                 {"theorem": THEOREM_2, "failed": [a.name for a in failed]}))
+        if not failed and tiling.optimal:
+            evidence.append(Evidence("theorem", f"{THEOREM_2}: RAD is stable for every load with lambda d_a < g, "
+                                     f"which is Theorem 1's bound: maximally stable", {"theorem": THEOREM_2}))
+            return load, Verdict("maximally-stable", evidence), numbers
+        return load, Verdict("inconclusive", evidence), numbers
+    if not tiling.optimal and simulate and nodes == 1:
+        from .region_check import simulate_trend
+
+        inside = Fraction(95, 100) / Fraction(str(bound.load))
+        test = workload.scaled(sympy.Rational(inside.numerator, inside.denominator))
+        trend = simulate_trend(engine, policy, test, horizon_s=horizon_s, load_scale=inside)
+        evidence.append(trend.evidence())
+        if trend.trend == "diverging":
+            evidence.insert(0, Evidence("note", "test load: 95% of Theorem 1's bound, which whole-tile batches carry", {}))
+            return load, Verdict("not-maximally-stable", evidence), numbers
+    evidence.append(Evidence("note", "no theorem decides this policy on a tiled engine; nothing diverged in what was tried", {}))
+    return load, Verdict("inconclusive", evidence), numbers

@@ -1,0 +1,101 @@
+"""RAD (Bari-Hegde-de Veciana, Algorithm 1): whole-tile decode and prefill modes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .base import Policy, any_prefilling, clear
+
+_PREFILL, _DECODE = 0, 1
+
+
+@numba.njit(cache=True)
+def rad_kernel(pf, dc, n, b_max, k_max, params, memory, take_p, take_d):
+    clear(n, take_p, take_d)
+    b_col, b_lcm, cycle = np.int64(params[0]), np.int64(params[1]), np.int64(params[2])
+    decoding = 0
+    for i in range(n):
+        if pf[i] == 0 and dc[i] > 0:
+            decoding += 1
+    prefilling = any_prefilling(pf, n)
+    mode = _DECODE if (decoding >= b_col or not prefilling) else _PREFILL
+    # a finite cycle N: after N batches in one mode, the other mode gets a turn if it has work
+    if cycle > 0 and memory[1] >= cycle and memory[0] == mode:
+        if mode == _DECODE and prefilling:
+            mode = _PREFILL
+        elif mode == _PREFILL and decoding > 0:
+            mode = _DECODE
+    tokens = 0
+    if mode == _DECODE:
+        cap = min(b_col, b_max, k_max)
+        for i in range(n):
+            if tokens >= cap:
+                break
+            if pf[i] == 0 and dc[i] > 0:
+                take_d[i] = 1
+                tokens += 1
+    else:
+        for i in range(n):
+            if pf[i] > 0:
+                take_p[i] = min(pf[i], b_lcm, b_max)
+                tokens = take_p[i]
+                break
+    if tokens > 0:
+        if memory[0] == mode:
+            memory[1] += 1
+        else:
+            memory[0] = mode
+            memory[1] = 1
+    return tokens
+
+
+@dataclass(frozen=True)
+class RAD(Policy):
+    """RAD: Decode Mode when ``b_col`` requests decode or nothing is left to prefill, else Prefill Mode.
+
+    Decode Mode gives one token to each decoding request, oldest first, at most
+    ``b_col`` (a node's memory holds ``b_col`` active requests: one whole tile).
+    Prefill Mode runs a chunk of ``b_lcm`` tokens (the tile LCM) of the oldest
+    waiting prompt, alone. ``cycle`` (``N``, 0 = infinite, the default) bounds a
+    run of batches in one mode: after ``N`` of them the other mode, if it has
+    work, gets the next batch. The kernel's ``memory`` holds the current mode
+    and the length of its run.
+
+    >>> from fluid_models.state import EngineState
+    >>> rad = RAD(b_col=2, b_lcm=4)
+    >>> rad.form_batch(EngineState((0, 8), (3, 5)), b_max=8).describe("AB")
+    '{Bp}'
+    >>> rad.form_batch(EngineState((0, 0, 8), (3, 2, 5)), b_max=8).describe("ABC")
+    '{Ad,Bd}'
+    """
+
+    b_col: int = 64
+    b_lcm: int = 64
+    cycle: int = 0
+    name = "rad"
+    summary = "whole-tile batches: decode mode at b_col decoding requests or no prefill, else a b_lcm prefill chunk"
+    kernel = rad_kernel
+
+    def __post_init__(self) -> None:
+        for field_name in ("b_col", "b_lcm"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{field_name} must be a positive integer, got {value!r}")
+        if isinstance(self.cycle, bool) or not isinstance(self.cycle, int) or self.cycle < 0:
+            raise ValueError(f"cycle must be a non-negative integer (0 = infinite), got {self.cycle!r}")
+        if self.b_lcm % self.b_col:
+            raise ValueError(f"b_lcm = {self.b_lcm} is not a multiple of b_col = {self.b_col}")
+
+    def parameters(self) -> np.ndarray:
+        return np.array([self.b_col, self.b_lcm, self.cycle], dtype=np.float64)
+
+    def initial_memory(self) -> np.ndarray:
+        return np.array([_PREFILL, 0], dtype=np.int64)
+
+    @property
+    def label(self) -> str:
+        cycle = "inf" if self.cycle == 0 else str(self.cycle)
+        return f"rad(b_col={self.b_col}, b_lcm={self.b_lcm}, N={cycle})"
