@@ -323,7 +323,7 @@ def _named_trace(node: dict, where: str) -> LengthDistribution:
     name = node["trace"]
     if "file" in node:
         raise InputError(where, "give either file or trace, not both")
-    if name not in TRACES:
+    if not isinstance(name, str) or name not in TRACES:
         raise InputError(f"{where}.trace", f"unknown trace {name!r} (known: {', '.join(sorted(TRACES))})")
     column = node.get("column", where.rsplit(".", 1)[-1])
     if column not in ("prompt", "decode"):

@@ -91,7 +91,7 @@ leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 2000), st.floats(allo
                                                        "empirical", "uniform", "ms", "s"]))
 keys = st.sampled_from(["engine", "policy", "workload", "batch_time", "kind", "c", "a", "b0", "token_budget",
                         "max_batch_requests", "classes", "name", "rate", "prompt", "decode", "dist", "mean",
-                        "low", "high", "file", "unit", "tokens", "times", "t_lin", "b_col", "zzz"])
+                        "low", "high", "file", "trace", "column", "unit", "tokens", "times", "t_lin", "b_col", "zzz"])
 documents = st.recursive(leaf, lambda children: st.one_of(st.lists(children, max_size=4),
                                                           st.dictionaries(keys, children, max_size=6)), max_leaves=25)
 
