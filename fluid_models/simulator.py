@@ -236,7 +236,7 @@ class SimulationResult:
     Times are in seconds. ``first_token`` and ``finish`` are NaN for requests
     not yet there when the run stopped. ``backlog_tokens`` (unprocessed tokens
     of the requests present, arrived ones included) and ``backlog_requests``
-    are sampled at ``times`` (a regular grid). ``end_time`` is the horizon (or
+    are sampled at ``times`` (a regular grid, plus ``end_time``). ``end_time`` is the horizon (or
     the time the last request left when the run drained, or the time the run
     stopped because more than ``stopped_at_backlog`` requests were present). ``offered_token_rate``
     is ``lambda (m_p + m_d)`` in tokens/s (``None`` for a replayed trace).
@@ -473,8 +473,10 @@ def _run(engine: Engine, policy: Policy, tr: Trace, horizon_s: float | None, see
 
 def _finish_trajectory(rec: list, k: int, rec_dt: float, end: float, tr: Trace, cum_tok: np.ndarray,
                        served: int, finished: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The recorded grid points, plus those after the last batch up to ``end`` (nothing served there)."""
+    """The recorded grid points, those after the last batch up to ``end`` (nothing served there), and ``end``."""
     tail = np.arange(k, int(math.floor(end / rec_dt + 1e-9)) + 1) * rec_dt
+    if not (tail.size and tail[-1] >= end) and not (tail.size == 0 and k and rec[0][k - 1] >= end):
+        tail = np.append(tail, end)
     arrived = np.searchsorted(tr.times, tail, side="right")
     times = np.concatenate([rec[0][:k], tail])
     tokens = np.concatenate([rec[1][:k], cum_tok[arrived] - served])
