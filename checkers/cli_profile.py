@@ -88,6 +88,19 @@ def _input_error(err: ProfileError) -> InputError:
     return InputError(err.field, err.problem)
 
 
+_PROFILE_OPTIONS = ("model", "device", "out", "dtype", "warmup", "reps", "seed", "kinds", "max_prefill", "tile",
+                    "fine_step", "decode_batches", "contexts", "mixed_budget", "mixed_decodes", "mixed_context")
+
+
+def _command_line(args: argparse.Namespace) -> list[str]:
+    """The ``llmstab profile`` command that reproduces this run, every option spelled out."""
+    line = ["llmstab", "profile"]
+    for name in _PROFILE_OPTIONS:
+        value = getattr(args, name)
+        line += [f"--{name.replace('_', '-')}", ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return line
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     """Run the profiler and write the CSV and its sidecar."""
     from fluid_models.profiler import default_grid, load_config, run_profile, sidecar
@@ -101,7 +114,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
             raise ProfileError("--kinds", f"unknown kind(s) {bad} (known: prefill, decode, mixed)")
         log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
         profile, info = run_profile(cfg, grid, args.device, args.dtype, args.warmup, args.reps, args.seed, log)
-        meta = sidecar(cfg, args.device, info, ["llmstab", *sys.argv[1:]] if sys.argv else None)
+        meta = sidecar(cfg, args.device, info, _command_line(args))
     except ProfileError as err:
         raise _input_error(err) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)

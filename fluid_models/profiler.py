@@ -20,7 +20,9 @@ Timing: CUDA events on ``cuda`` (``time.perf_counter`` on ``cpu``), after
 CSV records the median, min, max and standard deviation (schema in
 :mod:`fluid_models.profiles`). One random KV cache is shared by all layers of a
 decode batch (the work per layer is the same as with one cache per layer; the
-memory is not), and a decoding token attends to its cache only.
+memory is not), and a decoding token attends to its cache only. Sliding-window
+attention (Mistral's ``sliding_window``) is not applied: it changes nothing for
+contexts up to the window (4096 tokens), which the default grid does not exceed.
 
 PyTorch is imported lazily: the rest of the toolkit works without it.
 

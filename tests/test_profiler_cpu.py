@@ -82,7 +82,14 @@ def test_llmstab_profile_on_cpu_then_fit(tmp_path, capsys):
     assert meta["device"]["type"] == "cpu" and meta["versions"]["torch"] == torch.__version__
     assert meta["run"]["timing"] == "time.perf_counter" and meta["run"]["reps"] == 2
     assert meta["model"]["config"].endswith("tiny-llama.json") and len(meta["model"]["config_sha256"]) == 64
-    assert meta["command"][0] == "llmstab"
+    # the sidecar's command, run again, reproduces the same grid
+    command = meta["command"]
+    assert command[:2] == ["llmstab", "profile"] and command[command.index("--contexts") + 1] == "16,32"
+    again = tmp_path / "again.csv"
+    command[command.index("--out") + 1] = str(again)
+    assert main(command[1:] + ["--quiet"]) == 0
+    q = read_profile_csv(again)
+    assert q.tokens.tolist() == p.tokens.tolist() and q.kind.tolist() == p.kind.tolist()
     capsys.readouterr()
     assert main(["fit", str(out), "--out", str(tmp_path / "m.yaml"), "--candidates", "16,32,64"]) == 0
     assert "chosen:" in capsys.readouterr().out
