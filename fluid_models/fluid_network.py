@@ -61,7 +61,8 @@ def _solve(A: list, b: list) -> list:
                 M[r] = [x - f * y for x, y in zip(M[r], M[col])]
     return [M[r][n] for r in range(n)]
 
-#: How each work-conserving scheduler orders the two phases in the fluid limit.
+#: How each work-conserving scheduler orders the two phases in the fluid limit; any other
+#: (work-conserving) policy is modelled as one group: any split of the engine's capacity.
 PHASE_PREFERENCE = {"sarathi": "decode-first", "orca": "prefill-first", "fcfs": "request-order"}
 
 
@@ -79,7 +80,7 @@ class FluidPath:
 
     ``outcome`` is ``drains`` (reached zero), ``grows`` (a divergence certificate
     or sustained growth) or ``undecided``; ``certificate`` holds, for an exact
-    divergence, the two times and the ratio ``r`` with ``q(t1) = r q(t0)``.
+    self-similar path, the two times and the ratio ``r`` with ``q(t1) = r q(t0)``.
     """
 
     labels: tuple[str, ...]
@@ -106,7 +107,7 @@ class FluidNetwork:
     successors: tuple[tuple[int, ...], ...]
     joins: dict
     groups: tuple[tuple[tuple[int, ...], ...], ...]
-    capacity: tuple[Fraction, ...] = field(repr=False, default=())
+    capacity: tuple[Fraction, ...] = field(repr=False, default=())  # full-batch token rate per engine
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -125,18 +126,17 @@ class FluidNetwork:
 
     @classmethod
     def from_network(cls, net: Network) -> "FluidNetwork":
-        """Build the fluid model; ``FluidError`` if an engine has no scalar capacity or a
-        policy that is not work-conserving (its fluid limit is not a token server)."""
+        """Build the fluid model (engines serve full batches: ``b_max / t_(b_max)`` tokens per unit
+        time); ``FluidError`` if an engine's ``k_max`` makes its capacity a region. Engines are
+        taken to be work-conserving: the caller checks that of their policies."""
         bufs = net.buffers()
         engines = tuple(net.engines)
         index = {(b.step, b.phase): k for k, b in enumerate(bufs)}
-        cap = net.capacity()
+        cap, rate = net.capacity(), net.service_rate()
         for e in engines:
             if cap[e] is None:
                 raise FluidError(f"engine {e}: k_max makes its capacity a region; no scalar token server")
-            if net.engines[e].policy.name not in PHASE_PREFERENCE:
-                raise FluidError(f"engine {e}: policy {net.engines[e].policy.name!r} is not work-conserving")
-        caps = tuple(_fraction(cap[e]) for e in engines)
+        caps = tuple(_fraction(rate[e]) for e in engines)
         engine_of = tuple(engines.index(b.engine) for b in bufs)
         mu = tuple(caps[engine_of[k]] / _fraction(b.mean) for k, b in enumerate(bufs))
         succ: list[list[int]] = [[] for _ in bufs]
@@ -164,7 +164,9 @@ class FluidNetwork:
         here = [s.id for c in net.classes for s in c.steps if s.engine == e]
         ranked = [[sid] for sid in ne.priority] + ([[s for s in here if s not in ne.priority]] if
                                                   any(s not in ne.priority for s in here) else [])
-        pref = PHASE_PREFERENCE[ne.policy.name]
+        pref = PHASE_PREFERENCE.get(ne.policy.name, "any")
+        if pref == "any":  # an unknown work-conserving rule: any split of the engine
+            return (tuple(index[(s, ph)] for s in here for ph in ("prefill", "decode")),)
         if pref == "request-order":  # within a step, the older (decoding) requests come first
             out = []
             for grp in ranked:
@@ -220,6 +222,10 @@ class FluidNetwork:
         later groups get nothing. The efforts solve one linear system (inflows depend
         on upstream efforts); an empty buffer whose need does not fit in what its
         engine has left is treated as filling up, and the system is solved again.
+        Priority fluid models can have several solutions (a flow may circulate
+        through empty buffers, or one of them may fill up and cut the circulation);
+        the one returned lets every empty buffer fill up that can do so
+        consistently, as the stochastic system does after any perturbation.
 
         >>> from fluid_models.network_examples import rybko_stolyar
         >>> fn = FluidNetwork.from_network(rybko_stolyar(bad=True))
@@ -231,15 +237,32 @@ class FluidNetwork:
             if exact:
                 raise FluidError("joins make the allocation non-linear: no exact fluid path")
             return self._allocation_iterative(q)
-        K = self.size
-        growing = {k for k in range(K) if q[k] > 0}
-        for _ in range(K + 1):
+        growing, u = self._consistent(q, {k for k in range(self.size) if q[k] > 0}, exact)
+        tol = 0 if exact else 1e-12
+        for k in range(self.size):  # let an empty buffer fill up wherever that is consistent too
+            if k in growing:
+                continue
+            trial, w = self._consistent(q, growing | {k}, exact)
+            v = self._rates(w, exact)
+            if all(v[j] > tol for j in trial if q[j] <= 0):
+                growing, u = trial, w
+        return u
+
+    def _consistent(self, q: Sequence, growing: set, exact: bool) -> tuple[set, list]:
+        growing = set(growing)
+        for _ in range(self.size + 1):
             u = self._solve_allocation(q, growing, exact)
             late = self._first_overload(u, growing, exact)
             if late is None:
-                return u
+                return growing, u
             growing.add(late)
         raise FluidError("no consistent allocation")  # pragma: no cover - each round adds a buffer
+
+    def _rates(self, u: list, exact: bool) -> list:
+        conv = (lambda x: x) if exact else float
+        mu = [conv(m) for m in self.mu]
+        inflow = self._inflow(u, mu, [conv(a) for a in self.alpha])
+        return [inflow[k] - mu[k] * u[k] for k in range(self.size)]
 
     def _solve_allocation(self, q: Sequence, growing: set, exact: bool) -> list:
         K = self.size
@@ -333,11 +356,7 @@ class FluidNetwork:
 
     def velocity(self, q: Sequence, exact: bool = True) -> list:
         """``dq/dt`` in state ``q`` under the discipline."""
-        u = self.allocation(q, exact)
-        conv = (lambda x: x) if exact else float
-        mu = [conv(m) for m in self.mu]
-        inflow = self._inflow(u, mu, [conv(a) for a in self.alpha])
-        v = [inflow[k] - mu[k] * u[k] for k in range(self.size)]
+        v = self._rates(self.allocation(q, exact), exact)
         return [max(x, 0 * x) if q[k] <= 0 else x for k, x in enumerate(v)]
 
     def state(self, initial: Mapping[str, object] | Sequence) -> list[Fraction]:
@@ -357,8 +376,10 @@ class FluidNetwork:
 
         Valid while no group with two or more buffers holds fluid in two of them
         (always so under a complete priority list). Stops when the network is empty
-        (``drains``) or when the state returns to ``r`` times an earlier breakpoint
-        with ``r > 1`` (``grows``, with the certificate).
+        (``drains``) or when the state returns to ``r`` times an earlier breakpoint:
+        ``r > 1`` grows without bound (``grows``, with the certificate); ``r < 1``
+        repeats at shrinking scale and empties by the time ``certificate["drained_by"]``
+        (``drains``; infinitely many pieces in finite time).
         """
         q = self.state(initial)
         horizon = Fraction(str(horizon))
@@ -376,8 +397,11 @@ class FluidNetwork:
             times.append(t)
             states.append(list(q))
             cert = self._self_similar(times, states)
-            if cert is not None:
+            if cert is not None and cert["ratio"] > 1:
                 return FluidPath(self.labels, times, states, True, "grows", cert)
+            if cert is not None:  # contracting: the pieces shrink geometrically and end by a finite time
+                cert["drained_by"] = cert["t1"] + (cert["t1"] - cert["t0"]) * cert["ratio"] / (1 - cert["ratio"])
+                return FluidPath(self.labels, times, states, True, "drains", cert)
             if t >= horizon:
                 break
         return FluidPath(self.labels, times, states, True, "undecided")
@@ -398,7 +422,7 @@ class FluidNetwork:
                 continue
             k0 = si.index(True)
             r = qi[k0] / qj[k0]
-            if r > 1 and all(a == r * b for a, b in zip(qi, qj)):
+            if r != 1 and all(a == r * b for a, b in zip(qi, qj)):
                 return {"t0": times[j], "t1": times[-1], "ratio": r, "state0": list(qj), "state1": list(qi)}
         return None
 

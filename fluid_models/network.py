@@ -43,7 +43,7 @@ import networkx as nx
 import sympy
 
 from theory.capacity import b as _b
-from theory.capacity import engine_capacity
+from theory.capacity import EngineCapacity, engine_capacity
 
 from .batch_time import exact_number
 from .distributions import LengthDistribution
@@ -136,15 +136,18 @@ class Buffer:
 
 
 @lru_cache(maxsize=None)
-def _capacity_cached(batch_time: object, token_budget: int) -> sympy.Rational:
-    return engine_capacity(batch_time.expression(_b), token_budget).tokens_per_s
+def _capacity_cached(batch_time: object, token_budget: int) -> EngineCapacity:
+    return engine_capacity(batch_time.expression(_b), token_budget)
 
 
-def capacity_of(engine: Engine) -> sympy.Rational:
-    """Exact token capacity (tokens/s) of an engine without a request limit: ``1000 max_b b/t_b``.
+def capacity_of(engine: Engine) -> EngineCapacity:
+    """The exact single-engine capacity of ``engine`` (from :mod:`theory.capacity`, cached per model).
+
+    ``tokens_per_s`` is ``1000 max_b b/t_b``; ``1000 * full_batch_rate`` is what a
+    work-conserving engine serves once its batches are full.
 
     >>> from fluid_models.batch_time import Staircase
-    >>> capacity_of(Engine(Staircase(1000, 0, 768), 768))
+    >>> capacity_of(Engine(Staircase(1000, 0, 768), 768)).tokens_per_s
     768
     """
     return _capacity_cached(engine.batch_time, engine.token_budget)
@@ -274,12 +277,17 @@ class Network:
         return rates
 
     def capacity(self) -> dict[str, sympy.Rational | None]:
-        """Exact token capacity (tokens/s) of each engine; ``None`` where ``k_max`` makes it a region."""
+        """Exact token capacity ``1000 max_b b/t_b`` (tokens/s) of each engine: no scheduler serves
+        more. ``None`` where ``k_max < b_max`` makes the capacity a region (Li-Dai-Peng Section 6)."""
         out = {}
         for name, e in self.engines.items():
             k = e.engine.max_batch_requests
-            out[name] = capacity_of(e.engine) if k is None or k >= e.engine.token_budget else None
+            out[name] = capacity_of(e.engine).tokens_per_s if k is None or k >= e.engine.token_budget else None
         return out
+
+    def service_rate(self) -> dict[str, sympy.Rational]:
+        """Tokens/s a work-conserving engine serves with a backlog: full batches, ``1000 b_max / t_(b_max)``."""
+        return {name: 1000 * capacity_of(e.engine).full_batch_rate for name, e in self.engines.items()}
 
     def token_load(self) -> dict[str, sympy.Rational]:
         """Token load (tokens/s) offered to each engine: ``sum rate * (m_p + m_d)`` over its steps."""

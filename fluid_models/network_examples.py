@@ -81,11 +81,12 @@ def kumar_seidman(rate_a: object = 1, rate_b: object = 1, m: tuple[int, int, int
 
 
 def fork_join(rate: object = 1, tool_tokens: int = 40, b_max: int = 100, policy: str = "sarathi") -> Network:
-    """An agent workflow: a planner fans out to two tools and a final step joins them.
+    """An agent workflow: a planner fans out to two tools and a writer joins their results.
 
     ``plan`` (20 tokens) at ``planner``; ``search`` (``tool_tokens``) at ``tool1`` and
-    ``code`` (30 tokens) at ``tool2``, both after ``plan``; ``answer`` (20 tokens) back
-    at ``planner`` after both tools. Every engine has capacity ``b_max`` tokens/s.
+    ``code`` (30 tokens) at ``tool2``, both after ``plan`` (a fork); ``answer`` (20
+    tokens) at ``writer`` after both tools (a join). Every engine has capacity
+    ``b_max`` tokens/s, so ``tool1`` is at ``rate * tool_tokens / b_max``.
     """
     half = Deterministic(10)
     tool = Deterministic(tool_tokens // 2)
@@ -93,7 +94,7 @@ def fork_join(rate: object = 1, tool_tokens: int = 40, b_max: int = 100, policy:
         Step("plan", "planner", half, half),
         Step("search", "tool1", tool, tool, after=("plan",)),
         Step("code", "tool2", Deterministic(15), Deterministic(15), after=("plan",)),
-        Step("answer", "planner", half, half, after=("search", "code")),
+        Step("answer", "writer", half, half, after=("search", "code")),
     )
-    engines = {e: unit_engine(e, b_max, policy=policy) for e in ("planner", "tool1", "tool2")}
+    engines = {e: unit_engine(e, b_max, policy=policy) for e in ("planner", "tool1", "tool2", "writer")}
     return Network(engines, (NetworkClass("agent", rate, route),))

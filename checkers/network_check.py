@@ -1,0 +1,274 @@
+"""Stability of a network of engines: a verdict with its certificate or counterexample.
+
+The procedure, in order (every step leaves evidence):
+
+1. **Loads.** Each engine's token load (traffic equations) is compared exactly
+   with its capacity ``max_b b/t_b``. A load above capacity is unstable for
+   every scheduler (Li-Dai-Peng Theorem 2(a) at that engine).
+2. **Feedforward networks** (DAG and fork-join workflows whose engine graph has
+   no cycle): with work-conserving engines, every engine below its full-batch
+   rate is enough (Li-Dai-Peng Section 5; feedforward fluid networks are stable
+   under any work-conserving discipline, Dai 1995/1996).
+3. **Cyclic networks** (the fluid model of :mod:`fluid_models.fluid_network`):
+   a *virtual station* with combined load above 1 is an instability certificate,
+   confirmed by an exact diverging fluid path and a simulation; otherwise a linear
+   Lyapunov function found by LP and verified in rationals is a stability
+   certificate; otherwise an exact diverging fluid path is a counterexample.
+4. Anything else is ``inconclusive``, saying what was tried.
+
+Examples
+--------
+>>> from fluid_models.network_examples import rybko_stolyar
+>>> r = check_network(rybko_stolyar(bad=False), simulate=False)
+>>> r.load_verdict.verdict, [e.kind for e in r.load_verdict.evidence][-1]
+('stable', 'certificate')
+>>> check_network(rybko_stolyar(bad=True), simulate=False).load_verdict.verdict
+'unstable'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fluid_models.fluid_network import FluidError, FluidNetwork, FluidPath
+from fluid_models.network import Network, capacity_of
+from fluid_models.network_simulator import simulate_network
+from fluid_models.policies import Policy
+
+from .lyapunov import find_linear_lyapunov
+from .report import CheckReport
+from .verdict import Evidence, Verdict
+from .virtual_stations import virtual_stations
+from .work_conservation import check_work_conservation
+
+__all__ = ["check_network", "check_network_document", "diverging_path", "NetworkReport"]
+
+THEOREM_2A = "Li-Dai-Peng Theorem 2(a), applied at each engine"
+THEOREM_DAG = ("Li-Dai-Peng Section 5: with DAG / fork-join routing and work-conserving engines the per-engine "
+               "load conditions suffice (feedforward fluid networks are stable under every work-conserving "
+               "discipline, Dai 1995)")
+FLUID_THEOREM = "fluid stability implies stability (Dai 1995)"
+HLPPS = ("head-of-line proportional processor sharing is stable whenever every engine's load is below 1 "
+         "(Bramson 1996), so these loads are inside the network's capacity region")
+
+
+@dataclass(frozen=True)
+class NetworkReport(CheckReport):
+    """A :class:`~checkers.report.CheckReport` whose text lists every engine."""
+
+    def to_text(self) -> str:
+        lines = [f"llmstab check: {self.subject} (network of {len(self.capacity['engines'])} engines)"]
+        lines.append(f"  {'engine':<12} {'capacity tok/s':>15} {'load tok/s':>12} {'utilisation':>12}")
+        for e, cap in self.capacity["engines"].items():
+            ld = self.load["engines"][e]
+            u = ld["utilisation"]
+            lines.append(f"  {e:<12} {float(cap['tokens_per_s']):>15.6g} {float(ld['tokens_per_s']):>12.6g} "
+                         f"{(f'{float(u):.1%}' if u is not None else 'region'):>12}")
+        lines.append(f"  bottleneck: {self.load['bottleneck']}")
+        for title, verdict in (("load", self.load_verdict), ("policy", self.policy_verdict)):
+            lines.append(f"  {title} verdict: {verdict.verdict.upper()}")
+            lines += [f"    - [{e.kind}] {e.summary}" for e in verdict.evidence]
+        return "\n".join(lines)
+
+
+@lru_cache(maxsize=None)
+def _work_conservation(policy: Policy):
+    return check_work_conservation(policy, random_states=0)
+
+
+def diverging_path(fn: FluidNetwork, amount: int = 100, tries: int | None = None) -> FluidPath | None:
+    """An exact fluid path that returns to ``r > 1`` times its start, from one buffer holding
+    ``amount`` requests (buffers fed from outside first); ``None`` if none is found."""
+    order = sorted(range(fn.size), key=lambda k: (fn.alpha[k] == 0, k))[: tries or fn.size]
+    for k in order:
+        try:
+            path = fn.priority_path({fn.labels[k]: amount}, horizon=10**7, max_pieces=400)
+        except FluidError:
+            return None
+        if path.outcome == "grows":
+            return path
+    return None
+
+
+def _path_evidence(path: FluidPath) -> Evidence:
+    c = path.certificate
+    start = {lab: str(x) for lab, x in zip(path.labels, c["state0"]) if x}
+    return Evidence(
+        "counterexample",
+        f"an exact piecewise-linear fluid path from {start} returns at t = {float(c['t1']):.6g} s to "
+        f"{c['ratio']} = {float(c['ratio']):.4g} times its state at t = {float(c['t0']):.6g} s; the fluid model is "
+        "invariant under (q, t) -> (r q, r t), so the path repeats at growing scale and its total grows without bound",
+        {"initial_state": start, "t0": str(c["t0"]), "t1": str(c["t1"]), "ratio": str(c["ratio"]),
+         "state_at_t1": {lab: str(x) for lab, x in zip(path.labels, c["state1"]) if x},
+         "breakpoints": len(path.times)})
+
+
+def _simulation_evidence(net: Network, horizon_s: float | None, seed: int, expect_growth: bool) -> Evidence:
+    total_rate = float(sum(c.rate for c in net.classes))
+    horizon = horizon_s or min(4000.0, 6000.0 / total_rate)
+    sim = simulate_network(net, horizon, seed=seed)
+    q = len(sim.tokens) // 4
+    first, last = float(sim.tokens[:q].mean()), float(sim.tokens[-q:].mean())
+    grew = last > 2 * first and sim.growth_rate() > 0
+    what = "grows" if grew else "does not grow clearly"
+    expected = ("as predicted" if grew == expect_growth else "contrary to the fluid prediction, at this horizon")
+    return Evidence(
+        "simulation",
+        f"stochastic simulation ({horizon:.0f} s, seed {seed}, each engine running its own policy kernel): the "
+        f"unprocessed-token backlog {what} ({first:.0f} tokens on average over the first quarter, {last:.0f} over "
+        f"the last), {expected}",
+        {**sim.summary(), "mean_tokens_first_quarter": first, "mean_tokens_last_quarter": last, "seed": seed})
+
+
+def _summaries(net: Network) -> tuple[dict, dict]:
+    cap, srv, load, util = net.capacity(), net.service_rate(), net.token_load(), net.utilisation()
+    capacity = {"engines": {e: {"tokens_per_s": (cap[e] if cap[e] is not None else capacity_of(net.engines[e].engine).tokens_per_s),
+                                "exact_tokens_per_s": str(cap[e]) if cap[e] is not None else None,
+                                "full_batch_tokens_per_s": srv[e],
+                                "is_region": cap[e] is None} for e in net.engines}}
+    loads = {"engines": {e: {"tokens_per_s": load[e], "exact_tokens_per_s": str(load[e]),
+                             "utilisation": util[e], "exact_utilisation": str(util[e]) if util[e] is not None else None}
+                         for e in net.engines},
+             "bottleneck": net.bottleneck(),
+             "max_utilisation": max((u for u in util.values() if u is not None), default=None),
+             "step_rates_per_s": net.step_rates(), "feedforward": net.is_feedforward}
+    return capacity, loads
+
+
+def check_network(net: Network, subject: str = "<network>", simulate: bool = True,
+                  horizon_s: float | None = None, seed: int = 0) -> NetworkReport:
+    """Decide stability of ``net`` at its loads; see the module docstring for the procedure.
+
+    ``simulate`` adds a stochastic simulation to instability verdicts (``horizon_s``
+    seconds, default about 6000 arrivals, seeded by ``seed``).
+    """
+    capacity, loads = _summaries(net)
+    load, srv = net.token_load(), net.service_rate()
+    bound = {e: capacity_of(ne.engine).tokens_per_s for e, ne in net.engines.items()}
+    util_numbers = {e: {"load_tokens_per_s": load[e], "capacity_tokens_per_s": bound[e]} for e in net.engines}
+    wc = {e: _work_conservation(ne.policy) for e, ne in net.engines.items()}
+    policy = _policy_verdict(net, wc)
+
+    def report(verdict: Verdict) -> NetworkReport:
+        return NetworkReport(subject, verdict, policy, capacity, loads)
+
+    over = [e for e in net.engines if load[e] > bound[e]]
+    if over:
+        ev = [Evidence("certificate",
+                       f"{THEOREM_2A}: engine {e} is offered {load[e]} tokens/s (exact) but no scheduler serves more "
+                       f"than max_b b/t_b = {bound[e]} tokens/s there; its backlog grows at least "
+                       f"{float(load[e] - bound[e]):.6g} tokens/s",
+                       {"engine": e, **util_numbers[e], "growth_tokens_per_s": load[e] - bound[e]}) for e in over]
+        if simulate:
+            ev.append(_simulation_evidence(net, horizon_s, seed, True))
+        return report(Verdict("unstable", ev))
+    table = {"utilisation": loads["engines"], "theorem": THEOREM_2A}
+    critical = [e for e in net.engines if load[e] == bound[e]]
+    if critical:
+        return report(Verdict("inconclusive", [Evidence(
+            "note", f"engines {critical} are loaded exactly at capacity: a critically loaded network, where "
+            "neither part of the theorems applies", table)]))
+    blocked = [f"{e}: k_max = {ne.engine.max_batch_requests} makes its capacity a region" for e, ne in net.engines.items()
+               if capacity["engines"][e]["is_region"]]
+    blocked += [f"{e}: policy {ne.policy.name} is not work-conserving ({wc[e].problem})" for e, ne in net.engines.items()
+                if not wc[e].work_conserving]
+    if blocked:
+        return report(Verdict("inconclusive", [Evidence(
+            "note", "every engine's token load is below its capacity, but the fluid model of a token server needs "
+            "work-conserving engines with a scalar capacity: " + "; ".join(blocked), table)]))
+    slow = [e for e in net.engines if load[e] >= srv[e]]
+    if slow:
+        return report(Verdict("unstable", [Evidence(
+            "certificate", f"at engines {slow} a full batch is not the most efficient and the load is at least the "
+            "full-batch rate b_max/t_(b_max): a work-conserving engine fills every batch once backlogged and "
+            "cannot keep up", {e: {"load": load[e], "full_batch_tokens_per_s": srv[e]} for e in slow})]))
+    rho = {e: load[e] / srv[e] for e in net.engines}
+    if net.is_feedforward:
+        return report(Verdict("stable", [Evidence(
+            "theorem", f"{THEOREM_DAG}. The engine graph is acyclic and every engine is work-conserving with "
+            f"load/full-batch rate below 1 (largest: {net.bottleneck()} at {float(max(rho.values())):.4g}, exact "
+            "comparisons)", {"theorem": THEOREM_DAG, "rho": rho, "work_conserving": {e: True for e in net.engines}})]))
+    return report(_cyclic_verdict(net, rho, simulate, horizon_s, seed))
+
+
+def _cyclic_verdict(net: Network, rho: dict, simulate: bool, horizon_s: float | None, seed: int) -> Verdict:
+    tried = []
+    fn = FluidNetwork.from_network(net)
+    stations = virtual_stations(net, fn)
+    bad = [vs for vs in stations if vs.load > 1]
+    if bad:
+        vs = bad[0]
+        ev = [Evidence(
+            "certificate",
+            f"virtual station {{{vs.steps[0]}, {vs.steps[1]}}}: {vs.steps[0]} (at {vs.engines[0]}) is fed only by "
+            f"{vs.feeders[0]}, which {vs.engines[1]} serves only when {vs.steps[1]} is empty, and the other way "
+            f"round, so the two are never served together; their utilisations add up to {vs.load} = "
+            f"{float(vs.load):.4g} > 1 although every engine is below 1 (Dai-Vande Vate 2000; the "
+            "Rybko-Stolyar / Lu-Kumar mechanism)", {"virtual_station": vs.to_json(), "rho": rho})]
+        path = diverging_path(fn)
+        if path is not None:
+            ev.append(_path_evidence(path))
+        if simulate:
+            ev.append(_simulation_evidence(net, horizon_s, seed, True))
+        return Verdict("unstable", ev)
+    tried.append(f"{len(stations)} virtual station(s), none above load 1" if stations else "no virtual station")
+    cert = find_linear_lyapunov(fn)
+    if cert.verified:
+        return Verdict("stable", [
+            Evidence("note", f"every engine is below its full-batch rate (largest {float(max(rho.values())):.4g}); "
+                     f"{tried[0]}", {"rho": rho, "virtual_stations": [v.to_json() for v in stations]}),
+            Evidence("certificate",
+                     f"linear Lyapunov function V(q) = c.q (c > 0) found by LP over all {cert.faces} faces of the fluid "
+                     f"model and verified in exact rationals: dV/dt <= -{cert.epsilon} = -{float(cert.epsilon):.4g} on "
+                     f"every face, so every fluid path drains ({FLUID_THEOREM})", cert.to_json())])
+    tried.append(f"linear Lyapunov LP: {cert.reason}")
+    path = diverging_path(fn)
+    if path is not None:
+        ev = [_path_evidence(path)]
+        if simulate:
+            ev.append(_simulation_evidence(net, horizon_s, seed, True))
+        return Verdict("unstable", ev)
+    tried.append("exact fluid paths from one loaded buffer: none returned to a larger multiple of its start")
+    return Verdict("inconclusive", [Evidence("note", "cyclic network; tried: " + "; ".join(tried), {"rho": rho})])
+
+
+def _policy_verdict(net: Network, wc: dict) -> Verdict:
+    not_wc = [e for e in net.engines if not wc[e].work_conserving]
+    if not_wc:
+        return Verdict("not-maximally-stable", [wc[e].evidence() for e in not_wc] + [Evidence(
+            "note", f"engines {not_wc} leave budget unused with work waiting, so they lose throughput that other "
+            "schedulers keep (Li-Dai-Peng Table 1)")])
+    regions = [e for e, ne in net.engines.items() if ne.engine.max_batch_requests is not None]
+    if regions:
+        return Verdict("inconclusive", [Evidence("note", f"engines {regions} have k_max: their capacity is a region "
+                                                  "and the per-engine theorem does not decide maximal stability")])
+    inefficient = [e for e, ne in net.engines.items() if not capacity_of(ne.engine).full_batch_is_best]
+    if inefficient:
+        return Verdict("not-maximally-stable", [Evidence(
+            "counterexample", f"at engines {inefficient} a full batch is not the most efficient, so a work-conserving "
+            "engine loses throughput between the full-batch rate and the capacity")])
+    if net.is_feedforward:
+        return Verdict("maximally-stable", [Evidence(
+            "theorem", f"{THEOREM_DAG}; every engine is work-conserving (checked on every small state) and a full "
+            "batch is its most efficient batch, so every load with all engines below capacity is stable",
+            {"theorem": THEOREM_DAG})])
+    fn = FluidNetwork.from_network(net)
+    rho = net.utilisation()
+    if all(r is not None and r < 1 for r in rho.values()) and any(vs.load > 1 for vs in virtual_stations(net, fn)):
+        return Verdict("not-maximally-stable", [Evidence(
+            "counterexample", f"every engine is below capacity yet a virtual station is overloaded; {HLPPS}")])
+    return Verdict("inconclusive", [Evidence(
+        "note", "cyclic routing: per-engine loads below 1 do not imply stability under priorities (Rybko-Stolyar); "
+        "a certificate at this load does not cover every load inside the capacity region")])
+
+
+def check_network_document(document: Any, source: str = "<document>", base_dir: Path = Path("."),
+                           simulate: bool = True) -> NetworkReport:
+    """Validate a network document and check it (the entry point of ``llmstab check``)."""
+    from .network_spec import network_from_document
+
+    return check_network(network_from_document(document, source, base_dir), source, simulate=simulate)
+
