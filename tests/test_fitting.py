@@ -257,3 +257,23 @@ def test_cli_presets_and_fit(tmp_path, capsys, shared_data):
     assert doc["source"]["sha256"] and doc["fit"]["max_rel_error"] == res["chosen"]["max_rel_error"]
     assert main(["fit", str(src), "--format", "vidur"]) == 2
     assert "--layers" in capsys.readouterr().err
+
+
+def test_llmstab_check_reads_presets_and_profiles(tmp_path, capsys):
+    verdicts = {}
+    for name in ("li-dai-peng-codellama34b-a100", "vidur-llama2-7b-h100"):
+        doc = _engine_doc({"kind": "preset", "name": name})
+        doc["workload"]["classes"][0]["rate"] = 40
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        assert main(["check", str(path), "--json"]) == 0
+        verdicts[name] = json.loads(capsys.readouterr().out)["load_verdict"]
+    # 40 requests/s exceed the A100 staircase's 13.87/s but not the H100 non-attention fit's capacity
+    assert verdicts == {"li-dai-peng-codellama34b-a100": "unstable", "vidur-llama2-7b-h100": "stable"}
+    rep = fit_profile(TOKENS, Staircase(11.28, 35.47, 128)(TOKENS).astype(float))
+    write_model_file(rep, tmp_path / "ldp.yaml")
+    doc = _engine_doc({"kind": "profile", "file": "ldp.yaml"})
+    (tmp_path / "fitted.yaml").write_text(yaml.safe_dump(doc))
+    assert main(["check", str(tmp_path / "fitted.yaml"), "--json"]) == 0
+    # a fit of the staircase's own values gives back the paper's capacity exactly
+    assert json.loads(capsys.readouterr().out)["capacity"]["exact_tokens_per_ms"] == "12800/3829"
