@@ -76,7 +76,7 @@ _MODELS: dict[str, type[BatchTimeModel]] = {
     "tiled": Tiled,
     "table": Table,
 }
-_N_COEFFS = {"staircase": 2, "piecewise_linear": 2, "tiled": 3, "table": 0}
+_N_COEFFS = {"staircase": 2, "piecewise_linear": 2, "tiled": 3}
 _TIE = 1e-3
 MODEL_FILE_TAG = "llmstab batch-time model"
 
@@ -323,6 +323,13 @@ def fit_profile(
     array of token counts with ``times`` beside it. ``families`` may also
     contain ``"table"`` (never chosen over a parametric family by the rule; ask
     for it alone to get it).
+
+    Examples
+    --------
+    >>> b = np.arange(16, 1025, 16)
+    >>> rep = fit_profile(b, 2.0 + 0.5 * np.ceil(b / 128) + 0.01 * b, candidates=(64, 128))
+    >>> rep.best.family, rep.best.tile, rep.fits["staircase"].max_rel_error > 0.01
+    ('tiled', 128, True)
     """
     if isinstance(profile, Profile):
         chosen = profile.select(rows)
@@ -379,11 +386,22 @@ def write_model_file(report: FitReport, path: str | Path, source: dict | None = 
     chosen fit's summary and the rule), ``alternatives`` (the other families)
     and ``source`` (where the points came from, with the file's SHA-256).
     Returns the written document.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> b = np.arange(8, 513, 8)
+    >>> rep = fit_profile(b, 11.28 + 35.47 * np.ceil(b / 128), families=("staircase",))
+    >>> path = Path(tempfile.mkdtemp()) / "model.yaml"
+    >>> write_model_file(rep, path)["batch_time"]
+    {'kind': 'staircase', 'c': 11.28, 'a': 35.47, 'b0': 128, 'unit': 'ms'}
+    >>> load_model_file(path).exact(512)
+    3829/25
     """
     src = dict(source or {})
-    for key in ("file",):
-        if key in src and _sha256(src[key]):
-            src["sha256"] = _sha256(src[key])
+    digest = _sha256(src["file"]) if "file" in src else None
+    if digest:
+        src["sha256"] = digest
     doc = {
         "llmstab": MODEL_FILE_TAG,
         "batch_time": dict(report.best.model.parameters(), unit="ms"),
