@@ -24,6 +24,7 @@ COMMANDS = {
     "check": "checkers.cli_check",
     "derive": "checkers.cli_derive",
     "simulate": "checkers.cli_simulate",
+    "region": "checkers.cli_region",
     "profile": "checkers.cli_profile",
     "fit": "checkers.cli_profile",
     "presets": "checkers.cli_profile",

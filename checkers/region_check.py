@@ -49,7 +49,7 @@ from theory.exact_lp import CheckResult, check_dual, check_primal, dot, solve_sq
 from .verdict import Evidence, Verdict
 
 __all__ = ["LoadCertificate", "certify_load", "region_for", "check_load_region", "policy_batch_types",
-           "explain_policy", "region_summary", "simulate_trend", "DivergenceTest", "check_policy_region", "SECTION_6"]
+           "explain_policy", "region_summary", "simulate_trend", "DivergenceTest", "check_policy_region", "scale_decode", "empirical_boundary", "SECTION_6"]
 
 SECTION_6 = "Li-Dai-Peng (arXiv 2504.07347) Section 6"
 
@@ -439,3 +439,58 @@ def check_policy_region(engine: Engine, policy: Policy, workload: Workload, regi
     return Verdict("inconclusive", [tested, trend.evidence(), Evidence(
         "note", "no divergence seen at a load inside the region; with a request limit no theorem makes a "
         "work-conserving policy maximally stable, so maximal stability is not claimed", {"k_max": engine.max_batch_requests})])
+
+
+def scale_decode(workload: Workload, factor: Fraction) -> Workload:
+    """The same traffic with every class's mean output length times ``factor`` (deterministic/geometric only).
+
+    Used to walk rays of other (prefill, decode) directions through the region.
+    Raises ``ValueError`` for other length distributions.
+    """
+    from dataclasses import replace
+
+    from fluid_models.distributions import Deterministic, Geometric
+
+    classes = []
+    for c in workload.classes:
+        if isinstance(c.decode, Deterministic):
+            decode = Deterministic(max(1, int(round(c.decode.value * factor))))
+        elif isinstance(c.decode, Geometric):
+            decode = Geometric(max(Fraction(1), Fraction(str(c.decode.mean)) * factor))
+        else:
+            raise ValueError(f"cannot rescale a {c.decode.kind} output length")
+        classes.append(replace(c, decode=decode))
+    return Workload(tuple(classes))
+
+
+def empirical_boundary(engine: Engine, policy: Policy, workload: Workload, region: CapacityRegion, *,
+                       arrivals: str = "poisson", steps: int = 4, arrivals_per_run: int = 1500,
+                       seed: int = 0) -> tuple[Fraction, Fraction] | None:
+    """The largest load on ``workload``'s ray at which ``policy`` stayed bounded in simulation (tokens/ms).
+
+    Bisection on the scale between half the region's margin and the margin, ``steps``
+    simulations of about ``arrivals_per_run`` arrivals each; ``None`` if even
+    half the margin diverged.
+    """
+    load = load_vector(workload)
+    margin = region.exact_margin(load)
+    if margin is None:
+        return None
+    lo, hi, best = margin / 2, margin, None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        test = workload.scaled(sympy.Rational(mid.numerator, mid.denominator))
+        trend = simulate_trend(engine, policy, test, horizon_s=arrivals_per_run / float(test.rate),
+                               arrivals=arrivals, seed=seed)
+        if trend.trend == "bounded":
+            lo, best = mid, mid
+        else:
+            hi = mid
+    if best is None:
+        trend = simulate_trend(engine, policy, workload.scaled(sympy.Rational(lo.numerator, lo.denominator)),
+                               horizon_s=arrivals_per_run / float(workload.rate * sympy.Rational(lo.numerator, lo.denominator)),
+                               arrivals=arrivals, seed=seed)
+        if trend.trend != "bounded":
+            return None
+        best = lo
+    return (load[0] * best, load[1] * best)

@@ -1,0 +1,266 @@
+"""``llmstab region FILE [--json] [--plot out.png]``: an engine's capacity region, the load, its margin, the certificate.
+
+The file is a single-engine input (DESIGN 4.1; ``policy`` optional) with an
+optional ``region`` block::
+
+    region:
+      load: [2.1]            # request rates per class (req/s), replacing the classes' rates
+      nodes: 1               # g identical nodes behind a random planner (tiled engines)
+      simulate: [sarathi, orca, {name: sarathi, token_budget: 1024}]
+      arrivals: deterministic    # or poisson (default)
+      horizon_s: 400         # per simulation; default about 3000 arrivals
+
+It prints the region's exact corners (tokens/ms and tokens/s, each with the
+batch type that reaches it), the load, the margin and the certificate that
+decides it, the policy verdict when a policy is given, Theorem 1/2 and the
+optimal-tiling check for a tiled engine, and with ``--plot`` draws the region,
+the load and each simulated policy's empirical boundary on the load's ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from fluid_models.batch_time import Tiled
+from fluid_models.engine import Engine
+from fluid_models.policies import Policy
+from fluid_models.region import load_vector
+from fluid_models.workload import Workload
+
+from .errors import InputError
+from .region_check import (certify_load, check_load_region, check_policy_region, empirical_boundary, region_for,
+                           region_summary)
+from .spec import load_document, parse_engine, parse_policy, parse_workload
+from .verdict import Evidence, Verdict, jsonable
+
+__all__ = ["RegionSpec", "load_region_spec", "region_report", "plot_region", "register"]
+
+_ARRIVALS = ("poisson", "deterministic")
+
+
+@dataclass
+class RegionSpec:
+    """A validated ``llmstab region`` input."""
+
+    engine: Engine
+    workload: Workload
+    policy: Policy | None
+    nodes: int = 1
+    simulate: list[tuple[Policy, Engine]] = field(default_factory=list)
+    arrivals: str = "poisson"
+    horizon_s: float | None = None
+
+
+def _positive_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(where, f"must be a positive integer, got {value!r}")
+    return value
+
+
+def load_region_spec(path: str | Path) -> RegionSpec:
+    """Read and validate a region input file (``InputError`` naming the field on bad input)."""
+    p = Path(path)
+    doc = load_document(p)
+    for key in doc:
+        if key not in ("engine", "workload", "policy", "region"):
+            raise InputError(str(key), "unknown field (expected one of: engine, policy, region, workload)")
+    if "engine" not in doc:
+        raise InputError("engine", "missing")
+    if "workload" not in doc:
+        raise InputError("workload", "missing")
+    engine = parse_engine(doc["engine"], "engine", p.parent)
+    workload = parse_workload(doc["workload"], "workload", p.parent)
+    policy = parse_policy(doc["policy"], "policy") if doc.get("policy") is not None else None
+    opts = doc.get("region") or {}
+    if not isinstance(opts, dict):
+        raise InputError("region", f"must be a mapping, got {type(opts).__name__}")
+    allowed = {"load", "nodes", "simulate", "arrivals", "horizon_s"}
+    for key in opts:
+        if key not in allowed:
+            raise InputError(f"region.{key}", f"unknown field (expected one of: {', '.join(sorted(allowed))})")
+    if "load" in opts:
+        workload = _override_rates(workload, opts["load"])
+    spec = RegionSpec(engine, workload, policy, nodes=_positive_int(opts.get("nodes", 1), "region.nodes"))
+    arrivals = opts.get("arrivals", "poisson")
+    if arrivals not in _ARRIVALS:
+        raise InputError("region.arrivals", f"unknown kind {arrivals!r} (one of {', '.join(_ARRIVALS)})")
+    spec.arrivals = arrivals
+    if "horizon_s" in opts:
+        h = opts["horizon_s"]
+        if isinstance(h, bool) or not isinstance(h, (int, float)) or not h > 0:
+            raise InputError("region.horizon_s", f"must be a positive number of seconds, got {h!r}")
+        spec.horizon_s = float(h)
+    sims = opts.get("simulate", [])
+    if not isinstance(sims, list):
+        raise InputError("region.simulate", "must be a list of policies")
+    for i, item in enumerate(sims):
+        at = f"region.simulate[{i}]"
+        sim_engine = engine
+        if isinstance(item, dict) and "token_budget" in item:
+            item = dict(item)
+            budget = _positive_int(item.pop("token_budget"), f"{at}.token_budget")
+            node = dict(doc["engine"], token_budget=budget)
+            sim_engine = parse_engine(node, f"{at}.engine", p.parent)
+        spec.simulate.append((parse_policy(item, at), sim_engine))
+    return spec
+
+
+def _override_rates(workload: Workload, rates: Any) -> Workload:
+    if not isinstance(rates, list):
+        raise InputError("region.load", "must be a list of request rates (req/s), one per class")
+    if len(rates) != len(workload.classes):
+        raise InputError("region.load", f"has {len(rates)} entries but the workload has "
+                         f"{len(workload.classes)} classes")
+    classes = []
+    for i, (c, r) in enumerate(zip(workload.classes, rates)):
+        if isinstance(r, bool) or not isinstance(r, (int, float, str)):
+            raise InputError(f"region.load[{i}]", f"must be a number, got {r!r}")
+        try:
+            value = Fraction(str(r))
+        except (ValueError, ZeroDivisionError):
+            raise InputError(f"region.load[{i}]", f"must be a number, got {r!r}") from None
+        if value < 0:
+            raise InputError(f"region.load[{i}]", f"must not be negative, got {r}")
+        classes.append(replace(c, rate=str(value)))
+    return Workload(tuple(classes))
+
+
+def region_report(spec: RegionSpec, simulate: bool = True) -> dict:
+    """Everything the command prints, as one JSON-ready dict (exact numbers kept as text alongside)."""
+    engine, workload = spec.engine, spec.workload
+    region = region_for(engine, workload)
+    load = load_vector(workload)
+    cert = certify_load(region, load)
+    load_verdict = check_load_region(engine, workload, region)
+    report: dict = {
+        "subject": f"one engine (b_max = {engine.token_budget}, k_max = {engine.max_batch_requests})",
+        "capacity": region_summary(region),
+        "load": {"prefill_tokens_per_ms": load[0], "decode_tokens_per_ms": load[1],
+                 "prefill_tokens_per_s": 1000 * load[0], "decode_tokens_per_s": 1000 * load[1],
+                 "requests_per_s": workload.rate, "exact": [str(load[0]), str(load[1])]},
+        "margin": cert.margin, "exact_margin": None if cert.margin is None else str(cert.margin),
+        "position": cert.position,
+        "load_verdict": load_verdict,
+        "policy_verdict": None,
+    }
+    if spec.policy is not None:
+        if isinstance(engine.batch_time, Tiled):
+            from .tiling import check_tiled_engine
+
+            tiled_load, tiled_policy, numbers = check_tiled_engine(engine, spec.policy, workload, spec.nodes,
+                                                                   simulate=simulate, horizon_s=spec.horizon_s)
+            report["tiling"] = {"theorem1": numbers, "load_verdict": tiled_load}
+            report["policy_verdict"] = tiled_policy
+        elif simulate:
+            report["policy_verdict"] = check_policy_region(engine, spec.policy, workload, region,
+                                                           horizon_s=spec.horizon_s, arrivals=spec.arrivals)
+        else:
+            report["policy_verdict"] = Verdict("inconclusive", [Evidence("note", "simulation skipped", {})])
+    if simulate and spec.simulate:
+        report["simulated"] = []
+        for policy, sim_engine in spec.simulate:
+            sim_region = region if sim_engine == engine else region_for(sim_engine, workload)
+            point = empirical_boundary(sim_engine, policy, workload, sim_region, arrivals=spec.arrivals)
+            report["simulated"].append({"policy": policy.label, "token_budget": sim_engine.token_budget,
+                                        "bounded_up_to_tokens_per_ms": point})
+    return report
+
+
+def _json(report: dict) -> dict:
+    out = {}
+    for key, value in report.items():
+        if isinstance(value, Verdict):
+            out[key] = value.verdict
+            out.setdefault("evidence", []).extend({"about": key, **e.to_json()} for e in value.evidence)
+        elif key == "tiling":
+            out[key] = {"theorem1": jsonable(value["theorem1"]), "load_verdict": value["load_verdict"].verdict}
+            out.setdefault("evidence", []).extend({"about": "tiling", **e.to_json()}
+                                                  for e in value["load_verdict"].evidence)
+        else:
+            out[key] = jsonable(value)
+    return out
+
+
+def _text(report: dict) -> str:
+    cap, load = report["capacity"], report["load"]
+    lines = [f"Capacity region of {report['subject']} ({cap['batch_types']} batch types, "
+             f"{cap['reduced_batch_types']} on the hull):"]
+    for (x, y), (ex, ey), bt in zip(cap["vertices_tokens_per_ms"], cap["exact_vertices_tokens_per_ms"],
+                                    cap["vertex_batch_types"]):
+        lines.append(f"  vertex ({float(x):.6g}, {float(y):.6g}) tokens/ms = ({ex}, {ey})   "
+                     f"[{1000 * float(x):.1f}, {1000 * float(y):.1f} tokens/s]   batch {bt}")
+    lines.append(f"Load: prefill {float(load['prefill_tokens_per_ms']):.6g}, decode "
+                 f"{float(load['decode_tokens_per_ms']):.6g} tokens/ms "
+                 f"({float(load['requests_per_s']):.6g} requests/s)")
+    margin = report["margin"]
+    lines.append(f"Position: {report['position']}" + (f", margin {margin} (~{float(margin):.6g}, exact)"
+                                                       if margin is not None else ""))
+    sections = [("Load verdict", report["load_verdict"]), ("Policy verdict", report["policy_verdict"])]
+    if "tiling" in report:
+        sections.insert(1, ("Theorem 1 (tiling) load verdict", report["tiling"]["load_verdict"]))
+    for title, verdict in sections:
+        if verdict is None:
+            continue
+        lines.append(f"{title}: {verdict.verdict}")
+        lines += [f"  - [{e.kind}] {e.summary}" for e in verdict.evidence]
+    for sim in report.get("simulated", []):
+        point = sim["bounded_up_to_tokens_per_ms"]
+        where = "diverged even at half the margin" if point is None else \
+            f"bounded up to ({float(point[0]):.4g}, {float(point[1]):.4g}) tokens/ms on the load's ray"
+        lines.append(f"Simulated {sim['policy']} (b_max = {sim['token_budget']}): {where}")
+    return "\n".join(lines)
+
+
+def plot_region(report: dict, path: str | Path) -> None:
+    """Draw the region, the load point and each simulated policy's empirical boundary point (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    verts = [(float(x), float(y)) for x, y in report["capacity"]["vertices_tokens_per_ms"]]
+    poly = [(0.0, 0.0)] + verts + [(0.0, 0.0)]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.fill([p[0] for p in poly], [p[1] for p in poly], alpha=0.2, label="capacity region")
+    ax.plot([p[0] for p in verts], [p[1] for p in verts], "o-")
+    for (x, y), bt in zip(verts, report["capacity"]["vertex_batch_types"]):
+        ax.annotate(bt, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    lx, ly = float(report["load"]["prefill_tokens_per_ms"]), float(report["load"]["decode_tokens_per_ms"])
+    ax.plot([lx], [ly], "k*", markersize=12, label="load")
+    for sim in report.get("simulated", []):
+        point = sim["bounded_up_to_tokens_per_ms"]
+        if point is not None:
+            ax.plot([float(point[0])], [float(point[1])], "x", markersize=9,
+                    label=f"{sim['policy']} (b_max {sim['token_budget']}) bounded up to")
+    ax.set_xlabel("prefill tokens per ms")
+    ax.set_ylabel("decode tokens per ms")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_region_spec(args.file)
+    report = region_report(spec, simulate=not args.no_simulate)
+    print(json.dumps(_json(report), indent=2) if args.json else _text(report))
+    if args.plot:
+        plot_region(report, args.plot)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("region", help="an engine's capacity region, the load's margin and its certificate",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", help="input file (YAML or JSON)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--plot", metavar="PNG", help="draw the region, the load and the simulated boundaries")
+    parser.add_argument("--no-simulate", action="store_true", help="skip every simulation")
+    parser.set_defaults(run=run)

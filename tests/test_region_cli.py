@@ -1,0 +1,56 @@
+"""``llmstab region``: output, plot, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from checkers.cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _variant(tmp_path: Path, name: str, edit) -> Path:
+    doc = yaml.safe_load((EXAMPLES / name).read_text())
+    edit(doc)
+    path = tmp_path / "input.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_point_c_json(capsys):
+    assert main(["region", str(EXAMPLES / "pointC_inside.yaml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["capacity"]["exact_vertices_tokens_per_ms"] == [["0", "400/187"], ["116/187", "36/17"], ["512/187", "0"]]
+    assert out["exact_margin"] == "50/49" and out["load_verdict"] == "stable"
+    assert out["policy_verdict"] == "not-maximally-stable"
+    kinds = {(e["about"], e["kind"]) for e in out["evidence"]}
+    assert ("load_verdict", "certificate") in kinds and ("policy_verdict", "counterexample") in kinds
+
+
+def test_rad_end_to_end_and_plot(tmp_path, capsys):
+    png = tmp_path / "rad.png"
+    assert main(["region", str(EXAMPLES / "rad_tiled.yaml"), "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "Policy verdict: maximally-stable" in text and "Theorem 2" in text
+    assert png.stat().st_size > 1000
+    assert main(["region", str(EXAMPLES / "fixed_chunk_tiled.yaml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["policy_verdict"] == "not-maximally-stable"
+    assert any(e["kind"] == "counterexample" and "optimal tiling" in e["summary"] for e in out["evidence"])
+
+
+@pytest.mark.parametrize("name, edit, field", [
+    ("pointC_inside.yaml", lambda d: d["engine"].update(max_batch_requests=0), "engine.max_batch_requests"),
+    ("rad_tiled.yaml", lambda d: d["engine"].update(token_budget=500), "engine.token_budget"),
+    ("pointC_inside.yaml", lambda d: d.setdefault("region", {}).update(load=[1, 2]), "region.load"),
+    ("rad_tiled.yaml", lambda d: d.update(policy={"name": "rad", "b_col": 64, "b_lcm": 96}), "policy"),
+    ("pointC_inside.yaml", lambda d: d.setdefault("region", {}).update(arrivals="bursty"), "region.arrivals"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, name, edit, field):
+    assert main(["region", str(_variant(tmp_path, name, edit)), "--no-simulate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"error: {field}" in err
