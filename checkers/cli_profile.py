@@ -75,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--method", default="minimax", choices=("minimax", "lsq"))
     f.add_argument("--rows", default="prefill", choices=("prefill", "decode", "mixed", "all"))
     f.add_argument("--tolerance", type=float, default=0.01)
+    f.add_argument("--max-tokens", type=int, help="fit only the points with at most this many tokens")
     f.add_argument("--json", action="store_true")
     f.set_defaults(run=cmd_fit)
 
@@ -130,8 +131,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     try:
         profile = read_any(args.profile, args.format, args.layers)
         report = fit_profile(profile, families=args.families, candidates=args.candidates,
-                             method=args.method, tolerance=args.tolerance, rows=args.rows)
+                             method=args.method, tolerance=args.tolerance, rows=args.rows,
+                             max_tokens=args.max_tokens)
         b, y = profile.select(args.rows).by_tokens()
+        if args.max_tokens is not None:
+            b, y = b[b <= args.max_tokens], y[b <= args.max_tokens]
         jump_at = jumps(b, y)
     except ProfileError as err:
         raise _input_error(err) from None

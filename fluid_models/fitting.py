@@ -314,6 +314,7 @@ def fit_profile(
     method: str = "minimax",
     tolerance: float = 0.01,
     rows: str = "prefill",
+    max_tokens: int | None = None,
 ) -> FitReport:
     """Fit ``families`` and choose one by the rule in the module docstring.
 
@@ -322,7 +323,8 @@ def fit_profile(
     ``all``; points at the same token count are merged by their median) or an
     array of token counts with ``times`` beside it. ``families`` may also
     contain ``"table"`` (never chosen over a parametric family by the rule; ask
-    for it alone to get it).
+    for it alone to get it). ``max_tokens`` drops the points above it (fit the
+    range of token budgets the engine will use).
 
     Examples
     --------
@@ -341,6 +343,9 @@ def fit_profile(
             raise ProfileError("times", "missing")
         b, y = np.asarray(profile), np.asarray(times)
         rows = "given"
+    if max_tokens is not None:
+        keep = np.asarray(b) <= max_tokens
+        b, y = np.asarray(b)[keep], np.asarray(y)[keep]
     unknown = [f for f in families if f not in FAMILIES and f != "table"]
     if unknown or not families:
         raise ProfileError("families", f"unknown {unknown} (known: {', '.join(FAMILIES)}, table)")

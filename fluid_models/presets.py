@@ -44,6 +44,8 @@ LI_DAI_PENG = {
     },
 }
 
+FIT_MAX_TOKENS = 4096  # presets are fitted on batches of at most this many tokens
+
 # (preset name, importer, file under gpu_profiles/, importer options, model, GPU, licence)
 _PUBLIC = (
     ("vidur-llama2-7b-h100", "vidur", "vidur/h100/Llama-2-7b-hf_mlp.csv", {"n_layers": 32},
@@ -78,15 +80,16 @@ def _read(importer: str, path: Path, options: dict) -> Profile:
 def build_public_presets(data_dir: str | Path) -> dict:
     """Fit every public profile under ``data_dir`` (``shared/data/gpu_profiles``).
 
-    Each fit uses the default minimax method, the default tile candidates and
-    the selection rule of :func:`fluid_models.fitting.fit_profile`; the result
+    Each fit uses the points with at most :data:`FIT_MAX_TOKENS` tokens, the
+    default minimax method, the default tile candidates and the selection rule
+    of :func:`fluid_models.fitting.fit_profile`; the result
     maps preset names to ``{"batch_time": ..., "provenance": ...}``, the
     Li-Dai-Peng preset first.
     """
     data_dir = Path(data_dir)
     out = {"li-dai-peng-codellama34b-a100": LI_DAI_PENG}
     for name, importer, rel, options, model, gpu, licence in _PUBLIC:
-        report = fit_profile(_read(importer, data_dir / rel, options))
+        report = fit_profile(_read(importer, data_dir / rel, options), max_tokens=FIT_MAX_TOKENS)
         fit = report.best.summary()
         out[name] = {
             "batch_time": report.best.model.parameters(),
@@ -96,7 +99,8 @@ def build_public_presets(data_dir: str | Path) -> dict:
                 "model": model,
                 "gpu": gpu,
                 "note": _NOTES[importer],
-                "method": f"llmstab fit (minimax relative error; rule: {report.rule})",
+                "method": f"llmstab fit --max-tokens {FIT_MAX_TOKENS} (minimax relative error; "
+                          f"rule: {report.rule})",
                 "fit": {k: fit[k] for k in ("family", "tile", "r2", "max_rel_error", "max_rel_error_at_tokens",
                                             "n_points", "token_range")},
             },
