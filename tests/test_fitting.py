@@ -277,3 +277,12 @@ def test_llmstab_check_reads_presets_and_profiles(tmp_path, capsys):
     assert main(["check", str(tmp_path / "fitted.yaml"), "--json"]) == 0
     # a fit of the staircase's own values gives back the paper's capacity exactly
     assert json.loads(capsys.readouterr().out)["capacity"]["exact_tokens_per_ms"] == "12800/3829"
+
+
+def test_max_tokens_limits_the_fitted_range():
+    y = Staircase(10, 5, 64)(TOKENS).astype(float)
+    y[TOKENS > 1024] *= 3  # a regime the engine never reaches
+    full = fit_profile(TOKENS, y, candidates=(32, 64, 128))
+    limited = fit_profile(TOKENS, y, candidates=(32, 64, 128), max_tokens=1024)
+    assert limited.best.token_range == (1, 1024) and limited.best.max_rel_error < 1e-6
+    assert limited.best.tile == 64 and full.best.max_rel_error > 0.1
