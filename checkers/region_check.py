@@ -49,7 +49,7 @@ from theory.exact_lp import CheckResult, check_dual, check_primal, dot, solve_sq
 from .verdict import Evidence, Verdict
 
 __all__ = ["LoadCertificate", "certify_load", "region_for", "check_load_region", "policy_batch_types",
-           "explain_policy", "region_summary", "simulate_trend", "DivergenceTest", "check_policy_region", "scale_decode", "empirical_boundary", "SECTION_6"]
+           "explain_policy", "region_summary", "simulate_trend", "DivergenceTest", "check_policy_region", "scale_decode", "empirical_boundary", "with_region_verdicts", "SECTION_6"]
 
 SECTION_6 = "Li-Dai-Peng (arXiv 2504.07347) Section 6"
 
@@ -494,3 +494,26 @@ def empirical_boundary(engine: Engine, policy: Policy, workload: Workload, regio
             return None
         best = lo
     return (load[0] * best, load[1] * best)
+
+
+def with_region_verdicts(report, engine: Engine, policy: Policy, workload: Workload, *, simulate: bool = True):
+    """``llmstab check`` for an engine with ``k_max``: verdicts from the region, its corners in ``capacity``.
+
+    The load verdict is :func:`check_load_region` (exactly checked primal or dual
+    certificate); the policy verdict is :func:`check_policy_region` (a simulation
+    strictly inside the region, explained by the LP), unless ``simulate`` is false.
+    Takes and returns a :class:`checkers.report.CheckReport`.
+    """
+    from dataclasses import replace
+
+    region = region_for(engine, workload)
+    load = check_load_region(engine, workload, region)
+    policy_verdict = (check_policy_region(engine, policy, workload, region) if simulate else
+                      Verdict("inconclusive", [Evidence("note", "simulation skipped; with k_max no theorem decides", {})]))
+    cert = certify_load(region, load_vector(workload))
+    capacity = {**report.capacity, "region": region_summary(region), "margin": cert.margin,
+                "exact_margin": None if cert.margin is None else str(cert.margin), "position": cert.position}
+    scalar = Evidence("note", "the scalar capacity above ignores k_max; the region's corners bound what the engine "
+                      "carries with it", {"k_max": engine.max_batch_requests})
+    return replace(report, load_verdict=Verdict(load.verdict, load.evidence + [scalar]),
+                   policy_verdict=policy_verdict, capacity=capacity)

@@ -162,10 +162,15 @@ def check_engine(spec: EngineSpec) -> CheckReport:
     """The capacity, load and both verdicts, with evidence, for a single-engine input."""
     capacity = capacity_of(spec.engine)
     work = check_work_conservation(spec.policy)
-    return CheckReport(
+    report = CheckReport(
         subject=f"{spec.policy.label} on one engine (b_max = {spec.engine.token_budget})",
         load_verdict=load_verdict(spec.engine, spec.workload, capacity, work),
         policy_verdict=policy_verdict(spec.engine, capacity, work),
         capacity=capacity_summary(capacity, spec.workload),
         load=load_summary(spec.workload, capacity),
     )
+    if spec.engine.max_batch_requests is not None:  # the capacity is a region (Li-Dai-Peng Section 6)
+        from .region_check import with_region_verdicts
+
+        report = with_region_verdicts(report, spec.engine, spec.policy, spec.workload)
+    return report

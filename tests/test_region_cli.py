@@ -54,3 +54,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, name, edit, field):
     assert main(["region", str(_variant(tmp_path, name, edit)), "--no-simulate"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"error: {field}" in err
+
+
+def test_check_uses_the_region_when_k_max_is_set(tmp_path, capsys):
+    path = _variant(tmp_path, "pointC_inside.yaml", lambda d: d.pop("region"))
+    assert main(["check", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["load_verdict"] == "stable" and out["policy_verdict"] == "not-maximally-stable"
+    assert out["capacity"]["region"]["exact_vertices_tokens_per_ms"][1] == ["116/187", "36/17"]
+    assert out["capacity"]["exact_margin"] == "50/49"
+    over = _variant(tmp_path, "pointC_inside.yaml", lambda d: (d.pop("region"), d["workload"]["classes"][0].update(rate="408/187")))
+    assert main(["check", str(over), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["load_verdict"] == "unstable"
+    assert any(e["kind"] == "certificate" and "separates" in e["summary"] for e in out["evidence"])
