@@ -33,8 +33,8 @@ from fluid_models.region import load_vector
 from fluid_models.workload import Workload
 
 from .errors import InputError
-from .region_check import (certify_load, check_load_region, check_policy_region, empirical_boundary, region_for,
-                           region_summary)
+from .region_check import certify_load, check_load_region, region_for, region_summary
+from .region_policy import check_policy_region, empirical_boundary
 from .spec import load_document, parse_engine, parse_policy, parse_workload
 from .verdict import Evidence, Verdict, jsonable
 

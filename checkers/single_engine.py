@@ -170,7 +170,7 @@ def check_engine(spec: EngineSpec) -> CheckReport:
         load=load_summary(spec.workload, capacity),
     )
     if spec.engine.max_batch_requests is not None:  # the capacity is a region (Li-Dai-Peng Section 6)
-        from .region_check import with_region_verdicts
+        from .region_policy import with_region_verdicts
 
         report = with_region_verdicts(report, spec.engine, spec.policy, spec.workload)
     return report

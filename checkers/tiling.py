@@ -179,7 +179,7 @@ def check_tiled_engine(engine: Engine, policy: Policy, workload: Workload, nodes
             return load, Verdict("maximally-stable", evidence), numbers
         return load, Verdict("inconclusive", evidence), numbers
     if not tiling.optimal and simulate and nodes == 1:
-        from .region_check import simulate_trend
+        from .region_policy import simulate_trend
 
         inside = Fraction(95, 100) / Fraction(str(bound.load))
         test = workload.scaled(sympy.Rational(inside.numerator, inside.denominator))

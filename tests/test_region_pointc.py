@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 import sympy
 
-from checkers.region_check import check_policy_region, explain_policy, policy_batch_types, simulate_trend
+from checkers.region_policy import check_policy_region, explain_policy, policy_batch_types, simulate_trend
 from fluid_models.batch_time import Staircase
 from fluid_models.distributions import Deterministic
 from fluid_models.engine import Engine

@@ -1,0 +1,254 @@
+"""What a policy does inside an engine's capacity region: simulation, and the LP's explanation of a failure.
+
+* :func:`check_policy_region`: the policy verdict for an engine with ``k_max``.
+  It simulates (issue 3's :func:`fluid_models.simulator.simulate`) at a load
+  strictly inside the region; divergence there means ``not-maximally-stable``.
+* :func:`explain_policy`: why. The margin LP restricted to the batch types the
+  policy forms while whole prompts wait (:func:`policy_batch_types`), exactly
+  certified, against the types the region's witness needs.
+* :func:`empirical_boundary`: how far along the load's ray the policy stays bounded.
+
+Examples
+--------
+>>> from fluid_models.batch_time import Staircase
+>>> from fluid_models.engine import Engine
+>>> from fluid_models.policies import Orca
+>>> types = policy_batch_types(Orca(), Engine(Staircase("11.28", "35.47", 128), 128, 100), prompt=290)
+>>> sorted({t.label for t in types if t.prefill})
+['128p+0d']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+import numpy as np
+import sympy
+
+from fluid_models.engine import Engine
+from fluid_models.policies import Policy
+from fluid_models.region import BatchType, CapacityRegion, TypeTable, load_vector, max_prompt_length, region_from_table
+from fluid_models.state import EngineState
+from fluid_models.workload import Workload
+
+from .region_check import certify_load, check_load_region, region_for, region_summary
+from .verdict import Evidence, Verdict
+
+__all__ = ["policy_batch_types", "explain_policy", "DivergenceTest", "simulate_trend", "check_policy_region",
+           "empirical_boundary", "with_region_verdicts"]
+
+
+def policy_batch_types(policy: Policy, engine: Engine, prompt: int) -> list[BatchType]:
+    """The batch types ``policy`` forms while whole prompts wait (and when none waits).
+
+    States probed: ``D`` decoding requests (every ``D`` up to 129, then 129
+    values spread up to ``min(k_max, b_max) + 1``), followed either by enough
+    waiting prompts of ``prompt`` tokens to fill any batch, or by none. This is the heavy-traffic regime of a load near the
+    region's boundary: it shows which mixes the policy can sustain there.
+    """
+    b_max, k_max = engine.token_budget, engine.max_batch_requests
+    limit = min(engine.request_limit, b_max)
+    waiting = min(-(-b_max // max(prompt, 1)), limit) + 1
+    decoders = set(range(0, min(limit, 128) + 2)) | set(np.linspace(0, limit + 1, 129).astype(int).tolist())
+    types = set()
+    for d in sorted(decoders | {limit - 1, limit, limit + 1}):
+        for r in (0, waiting):
+            if d + r == 0:
+                continue
+            state = EngineState((0,) * d + (prompt,) * r, (10**9,) * (d + r))
+            batch = policy.form_batch(state, b_max, k_max)
+            j = sum(1 for p in batch.prefill if p > 0)
+            if batch.tokens:
+                types.add(BatchType(batch.prefill_tokens, batch.decode_tokens, j))
+    return sorted(types, key=lambda t: (t.tokens, t.decode))
+
+
+def explain_policy(policy: Policy, engine: Engine, workload: Workload,
+                   region: CapacityRegion | None = None) -> Evidence:
+    """Why ``policy`` fails at a load inside the region: the types it forms vs the types the region needs.
+
+    Solves the margin LP restricted to :func:`policy_batch_types` (exactly
+    certified as well). A restricted margin below 1 at a load whose region
+    margin exceeds 1 means: in heavy traffic the policy only forms batches that
+    cannot carry this load, while the region's witness mixes other types.
+    """
+    region = region or region_for(engine, workload)
+    load = load_vector(workload)
+    full = certify_load(region, load)
+    prompt = max_prompt_length(workload) or int(round(float(workload.prefill_rate / workload.rate)))
+    formed = policy_batch_types(policy, engine, prompt)
+    restricted = _restricted_region(engine, formed)
+    part = certify_load(restricted, load)
+    needed = sorted(full.witness, key=lambda t: t.tokens)
+    missing = [t for t in needed if t not in set(formed)]
+    low, high = part.margin_bounds
+    bound = part.margin if part.margin is not None else high
+    data = {
+        "region_margin": full.margin if full.margin is not None else full.margin_bounds[0],
+        "policy_margin": bound,
+        "region_needs": {t.label: str(f) for t, f in full.witness.items()},
+        "policy_forms": [t.label for t in formed],
+        "needed_types_not_formed": [t.label for t in missing],
+        "policy_best_mix": {t.label: str(f) for t, f in part.witness.items()},
+    }
+    fails = bound is not None and bound < 1
+    with_prefill = sorted((t for t in formed if t.prefill), key=lambda t: (-t.decode, t.tokens))
+    summary = (f"the region carries the load with {', '.join(t.label for t in needed) or 'no batches'}; "
+               f"{policy.label} (b_max = {engine.token_budget}) with whole prompts waiting forms {len(formed)} batch "
+               f"types, those with prefill being {', '.join(t.label for t in with_prefill[:4])}"
+               f"{', ...' if len(with_prefill) > 4 else ''}"
+               + (f", missing {', '.join(t.label for t in missing)}" if missing else "")
+               + (f"; restricted to them the margin is {_fmt(bound)} < 1, so in heavy traffic it cannot keep up"
+                  if fails else f"; restricted to them the margin is {_fmt(bound)}, so these types do not explain a failure"))
+    return Evidence("counterexample" if fails else "note", summary, data)
+
+
+def _fmt(value: Fraction | None) -> str:
+    return "unknown" if value is None else f"{float(value):.4g}"
+
+
+def _restricted_region(engine: Engine, types: list[BatchType]) -> CapacityRegion:
+    """The region spanned by the given types only (same batch-time model)."""
+    x, y, j = (np.array(v, dtype=np.int64) for v in zip(*[(t.prefill, t.decode, t.prefilling) for t in types]))
+    return region_from_table(TypeTable(engine.batch_time, engine.token_budget, engine.max_batch_requests, None, x, y, j))
+
+
+@dataclass(frozen=True)
+class DivergenceTest:
+    """A simulation's backlog trend: growth rate over the second half (tokens/s) and the verdict word.
+
+    ``trend`` is ``diverging`` when the backlog grows by more than 2% of the
+    offered token rate and ends above 1.5 times its mid-run value, ``bounded``
+    when it grows by less than 0.5% of it, else ``unclear``.
+    """
+
+    policy: str
+    load_scale: Fraction
+    horizon_s: float
+    growth_tokens_per_s: float
+    offered_tokens_per_s: float
+    backlog_mid: int
+    backlog_end: int
+    trend: str
+
+    def evidence(self) -> Evidence:
+        """The run as a ``simulation`` evidence item."""
+        return Evidence("simulation", f"{self.policy} simulated {self.horizon_s:.0f} s at {float(self.load_scale):.4g} "
+                        f"x the load: backlog {self.backlog_mid} -> {self.backlog_end} tokens over the second half, "
+                        f"growing {self.growth_tokens_per_s:.1f} tokens/s ({self.trend})",
+                        {"policy": self.policy, "load_scale": self.load_scale, "horizon_s": self.horizon_s,
+                         "growth_tokens_per_s": self.growth_tokens_per_s,
+                         "offered_tokens_per_s": self.offered_tokens_per_s,
+                         "backlog_mid": self.backlog_mid, "backlog_end": self.backlog_end, "trend": self.trend})
+
+
+def simulate_trend(engine: Engine, policy: Policy, workload: Workload, *, horizon_s: float | None = None,
+                   seed: int = 0, arrivals: str = "poisson", load_scale: Fraction = Fraction(1)) -> DivergenceTest:
+    """Simulate (issue 3's :func:`fluid_models.simulator.simulate`) and classify the backlog trend.
+
+    The default horizon covers about 3000 arrivals.
+    """
+    from fluid_models.simulator import simulate  # numba-compiled: imported when first needed
+
+    horizon = horizon_s if horizon_s is not None else 3000 / float(workload.rate)
+    run = simulate(engine, policy, workload, horizon_s=horizon, seed=seed, arrivals=arrivals)
+    half = run.times >= run.times[-1] / 2
+    slope = float(np.polyfit(run.times[half], run.backlog_tokens[half].astype(float), 1)[0])
+    offered = float(workload.token_rate)
+    mid, end = int(run.backlog_tokens[half][0]), int(run.backlog_tokens[-1])
+    if slope > 0.02 * offered and end > 1.5 * max(mid, 1):
+        trend = "diverging"
+    elif slope < 0.005 * offered:
+        trend = "bounded"
+    else:
+        trend = "unclear"
+    return DivergenceTest(policy.label, load_scale, horizon, slope, offered, mid, end, trend)
+
+
+def check_policy_region(engine: Engine, policy: Policy, workload: Workload, region: CapacityRegion | None = None,
+                        *, horizon_s: float | None = None, arrivals: str = "poisson", seed: int = 0) -> Verdict:
+    """Policy verdict for an engine whose capacity is a region (``k_max`` set).
+
+    Simulates at a load strictly inside the region (the load itself when it is
+    inside, else 98% of the boundary point on its ray). Divergence there means
+    ``not-maximally-stable``, with the LP explanation; otherwise
+    ``inconclusive`` (no theorem covers work-conserving policies with ``k_max``).
+    """
+    region = region or region_for(engine, workload)
+    load = load_vector(workload)
+    cert = certify_load(region, load)
+    bound = cert.margin if cert.margin is not None else cert.margin_bounds[0]
+    if cert.position == "inside":
+        scale = Fraction(1)
+    elif bound is not None and bound > 0:
+        scale = bound * Fraction(98, 100)
+    else:
+        return Verdict("inconclusive", [Evidence("note", "the load's position in the region could not be certified, "
+                                                 "so no test load strictly inside was chosen", {})])
+    test_load = workload.scaled(sympy.Rational(scale.numerator, scale.denominator))
+    trend = simulate_trend(engine, policy, test_load, horizon_s=horizon_s, seed=seed, arrivals=arrivals,
+                           load_scale=scale)
+    tested = Evidence("note", f"test load: {float(scale):.4g} x the given load, strictly inside the region "
+                      f"(margin there {float(bound / scale) if bound else float('nan'):.4g})" if scale != 1 else
+                      "test load: the given load, strictly inside the region", {"load_scale": scale})
+    if trend.trend == "diverging":
+        return Verdict("not-maximally-stable", [tested, trend.evidence(),
+                                                explain_policy(policy, engine, test_load, region)])
+    return Verdict("inconclusive", [tested, trend.evidence(), Evidence(
+        "note", "no divergence seen at a load inside the region; with a request limit no theorem makes a "
+        "work-conserving policy maximally stable, so maximal stability is not claimed", {"k_max": engine.max_batch_requests})])
+
+
+def empirical_boundary(engine: Engine, policy: Policy, workload: Workload, region: CapacityRegion, *,
+                       arrivals: str = "poisson", steps: int = 4, arrivals_per_run: int = 1500,
+                       seed: int = 0) -> tuple[Fraction, Fraction] | None:
+    """The largest load on ``workload``'s ray at which ``policy`` stayed bounded in simulation (tokens/ms).
+
+    Bisection on the scale between half the region's margin and the margin, ``steps``
+    simulations of about ``arrivals_per_run`` arrivals each; ``None`` if even
+    half the margin diverged.
+    """
+    load = load_vector(workload)
+    margin = region.exact_margin(load)
+    if margin is None:
+        return None
+    lo, hi, best = margin / 2, margin, None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        test = workload.scaled(sympy.Rational(mid.numerator, mid.denominator))
+        trend = simulate_trend(engine, policy, test, horizon_s=arrivals_per_run / float(test.rate),
+                               arrivals=arrivals, seed=seed)
+        if trend.trend == "bounded":
+            lo, best = mid, mid
+        else:
+            hi = mid
+    if best is None:
+        trend = simulate_trend(engine, policy, workload.scaled(sympy.Rational(lo.numerator, lo.denominator)),
+                               horizon_s=arrivals_per_run / float(workload.rate * sympy.Rational(lo.numerator, lo.denominator)),
+                               arrivals=arrivals, seed=seed)
+        if trend.trend != "bounded":
+            return None
+        best = lo
+    return (load[0] * best, load[1] * best)
+
+
+def with_region_verdicts(report, engine: Engine, policy: Policy, workload: Workload, *, simulate: bool = True):
+    """``llmstab check`` for an engine with ``k_max``: verdicts from the region, its corners in ``capacity``.
+
+    The load verdict is :func:`check_load_region` (exactly checked primal or dual
+    certificate); the policy verdict is :func:`check_policy_region` (a simulation
+    strictly inside the region, explained by the LP), unless ``simulate`` is false.
+    Takes and returns a :class:`checkers.report.CheckReport`.
+    """
+    region = region_for(engine, workload)
+    load = check_load_region(engine, workload, region)
+    policy_verdict = (check_policy_region(engine, policy, workload, region) if simulate else
+                      Verdict("inconclusive", [Evidence("note", "simulation skipped; with k_max no theorem decides", {})]))
+    cert = certify_load(region, load_vector(workload))
+    capacity = {**report.capacity, "region": region_summary(region), "margin": cert.margin,
+                "exact_margin": None if cert.margin is None else str(cert.margin), "position": cert.position}
+    scalar = Evidence("note", "the scalar capacity above ignores k_max; the region's corners bound what the engine "
+                      "carries with it", {"k_max": engine.max_batch_requests})
+    return replace(report, load_verdict=Verdict(load.verdict, load.evidence + [scalar]),
+                   policy_verdict=policy_verdict, capacity=capacity)
