@@ -36,7 +36,7 @@ from typing import Any, Callable
 import sympy
 import yaml
 
-from fluid_models.batch_time import BatchTimeModel, PiecewiseLinear, Staircase, Table, Tiled, exact_number
+from fluid_models.batch_time import BatchTimeModel, PiecewiseLinear, Staircase, Table, Tiled, TiledAttention, exact_number
 from fluid_models.distributions import Deterministic, Empirical, Geometric, LengthDistribution, Poisson, Uniform
 from fluid_models.engine import Engine
 from fluid_models.policies import POLICIES, Policy
@@ -210,13 +210,18 @@ def _piecewise_linear(node: dict, where: str, unit: sympy.Rational, base_dir: Pa
 
 
 def _tiled(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
-    _only(node, where, {"kind", "unit", "t_lin", "b_col", "t_nl", "c"})
-    return Tiled(
+    _only(node, where, {"kind", "unit", "t_lin", "b_col", "t_nl", "c", "t_attn", "context"})
+    fields = dict(
         t_lin=_scaled(node, "t_lin", where, unit, positive=True),
         b_col=_integer(_required(node, "b_col", where), f"{where}.b_col"),
         t_nl=_number(node.get("t_nl", 0), f"{where}.t_nl", nonnegative=True) * unit,
         c=_number(node.get("c", 0), f"{where}.c", nonnegative=True) * unit,
     )
+    if "t_attn" not in node and "context" not in node:
+        return Tiled(**fields)
+    # attention: t_attn (time unit per token per context token) times the mean context (tokens)
+    return TiledAttention(**fields, t_attn=_scaled(node, "t_attn", where, unit, nonnegative=True),
+                          context=_integer(_required(node, "context", where), f"{where}.context", minimum=0))
 
 
 def _table(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:

@@ -209,7 +209,7 @@ class TiledAttention(Tiled):
 
     t_attn: object = 0
     context: object = 0
-    kind: ClassVar[str] = "tiled_attention"
+    kind: ClassVar[str] = "tiled"  # the same input kind, with the attention fields
 
     @property
     def attention_per_token(self) -> sympy.Rational:

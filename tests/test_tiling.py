@@ -90,3 +90,17 @@ def test_tiled_engine_verdicts():
     assert check_tiled_engine(engine, RAD(b_col=64, b_lcm=128), heavy)[0].verdict == "unstable"
     odd = Workload((RequestClass("x", 50, Deterministic(200), Deterministic(128)),))
     assert check_tiled_engine(engine, RAD(b_col=64, b_lcm=128), odd)[1].verdict == "inconclusive"
+
+
+def test_tiled_with_attention_from_a_file_round_trips():
+    from checkers.spec import parse_batch_time
+
+    node = {"kind": "tiled", "t_lin": 2, "b_col": 64, "t_nl": 0.001, "t_attn": 0.00001, "context": 1000}
+    model = parse_batch_time(node)
+    assert isinstance(model, TiledAttention) and model.exact(64) == 2 + sympy.Rational(64, 1000) + sympy.Rational(64, 100)
+    assert parse_batch_time(model.parameters()) == model
+    engine = Engine(model, 512)
+    light = Workload((RequestClass("x", 20, Deterministic(256), Deterministic(128)),))
+    load, policy, numbers = check_tiled_engine(engine, RAD(b_col=64, b_lcm=128), light)
+    assert numbers["per_token_ms"] == per_token_time(2, 64, sympy.Rational(1, 1000), sympy.Rational(1, 100))
+    assert policy.verdict == "maximally-stable"
