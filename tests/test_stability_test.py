@@ -1,0 +1,108 @@
+"""Reproductions on the CodeLlama-34B / A100 staircase (c = 11.28 ms, a = 35.47 ms, b0 = 128, b_max = 512).
+
+* Sarathi-Serve and Orca stay bounded at 95% of capacity (and diverge at 105%);
+* FasterTransformer and vanilla vLLM diverge at a load below capacity, and the checker says where;
+* above capacity the measured growth matches the fluid prediction ``lambda (m_p + m_d) - capacity``
+  within its confidence interval for the work-conserving policies; the two that are not
+  work-conserving grow faster still (they do not reach the capacity even when overloaded).
+
+Short horizons (a few thousand simulated seconds, well under a second of CPU each).
+"""
+
+import re
+
+import pytest
+import sympy
+
+from checkers.simulation_check import empirical_capacity, run_until_settled, settle_load
+from checkers.single_engine import capacity_of
+from checkers.stability_test import estimate_growth, fluid_prediction
+from fluid_models.batch_time import Staircase
+from fluid_models.distributions import Deterministic, Geometric
+from fluid_models.engine import Engine
+from fluid_models.policies import make_policy
+from fluid_models.simulator import simulate
+from fluid_models.workload import RequestClass, Workload
+
+ENGINE = Engine(Staircase("11.28", "35.47", 128), 512)
+CAPACITY = capacity_of(ENGINE).tokens_per_s  # 51200000/15316 tokens/s, from theory
+CHAT = Workload((RequestClass("chat", 12, Deterministic(129), Geometric(112)),))  # the bundled examples' mix
+
+
+def at(fraction: str) -> Workload:
+    """The chat mix scaled to ``fraction`` of the engine's capacity."""
+    return CHAT.scaled(sympy.Rational(fraction) * CAPACITY / CHAT.token_rate)
+
+
+def test_capacity_is_the_full_batch_rate():
+    assert CAPACITY == sympy.Rational(512 * 1000) / (sympy.Rational("11.28") + 4 * sympy.Rational("35.47"))
+
+
+def test_fluid_prediction_is_exact():
+    assert fluid_prediction(at("1.1"), CAPACITY) == CAPACITY / 10
+    assert fluid_prediction(at("0.9"), CAPACITY) == 0
+
+
+@pytest.mark.parametrize("policy", ["sarathi", "orca"])
+def test_work_conserving_policies_stay_bounded_at_95_percent(policy):
+    for seed in (0, 1):
+        g = estimate_growth(simulate(ENGINE, make_policy(policy), at("0.95"), horizon_s=6000.0, seed=seed))
+        assert g.bounded, g.statement
+        assert g.statement.startswith("bounded:") and "6000 s horizon" in g.statement
+    # the same test, same horizon, sees divergence just above capacity: "bounded" is not vacuous
+    g = estimate_growth(simulate(ENGINE, make_policy(policy), at("1.05"), horizon_s=6000.0, seed=0))
+    assert g.diverging and re.match(r"diverging at [\d.]+ ± [\d.e+]+ tokens/s", g.statement), g.statement
+
+
+@pytest.mark.parametrize("policy", ["sarathi", "orca"])
+@pytest.mark.parametrize("fraction, horizon", [("1.1", 3000.0), ("1.3", 1200.0)])
+def test_growth_above_capacity_matches_the_fluid_prediction(policy, fraction, horizon):
+    work = at(fraction)
+    predicted = fluid_prediction(work, CAPACITY)
+    for seed in (0, 1, 2):
+        g = estimate_growth(simulate(ENGINE, make_policy(policy), work, horizon_s=horizon, seed=seed),
+                            fluid_rate=predicted)
+        assert g.diverging and g.matches_fluid, g.statement
+        assert g.half_width < 0.25 * float(predicted)  # an interval narrow enough to mean something
+
+
+@pytest.mark.parametrize("policy", ["vllm", "fastertransformer"])
+def test_non_work_conserving_policies_grow_faster_than_the_fluid_prediction(policy):
+    work = at("1.1")
+    predicted = float(fluid_prediction(work, CAPACITY))
+    g = estimate_growth(simulate(ENGINE, make_policy(policy), work, horizon_s=600.0, seed=0), fluid_rate=predicted)
+    assert g.rate - g.half_width > predicted, g.statement
+
+
+@pytest.mark.parametrize("policy, low, high", [("vllm", 0.6, 0.9), ("fastertransformer", 0.0, 0.1)])
+def test_checker_finds_a_diverging_load_inside_capacity(policy, low, high):
+    e = empirical_capacity(ENGINE, make_policy(policy), CHAT, CAPACITY, seed=0)
+    d = e.data
+    assert e.kind == "counterexample" and "a load inside the capacity region" in e.summary
+    assert d["bounded_fraction"] < d["diverging_fraction"] < 1
+    assert d["diverging_load_tokens_per_s"] < CAPACITY
+    assert low < d["empirical_capacity_fraction"] < high
+    # an independent run (other seed, longer horizon) at a load 2% above the reported divergence point diverges
+    check = at(str(min(sympy.Rational(99, 100), d["diverging_fraction"] + sympy.Rational(2, 100))))
+    assert run_until_settled(ENGINE, make_policy(policy), check, seed=11).diverging
+
+
+@pytest.mark.parametrize("policy", ["vllm", "fastertransformer"])
+def test_settle_load_on_the_bundled_examples_is_unstable_with_simulation_evidence(policy):
+    v = settle_load(ENGINE, make_policy(policy), CHAT, capacity_tokens_per_s=CAPACITY)
+    assert v.verdict == "unstable"
+    assert v.evidence[0].kind == "simulation" and "diverging at" in v.evidence[0].summary
+    growth = v.evidence[0].data["growth"]
+    assert growth["rate_tokens_per_s"] - growth["half_width_tokens_per_s"] > growth["threshold_tokens_per_s"]
+    assert growth["fluid_prediction_tokens_per_s"] == 0  # the load is inside capacity
+
+
+def test_settle_load_agrees_with_theorem_2b_for_sarathi():
+    v = settle_load(ENGINE, make_policy("sarathi"), CHAT, capacity_tokens_per_s=CAPACITY)
+    assert v.verdict == "stable" and "not a proof" in v.evidence[0].summary
+
+
+def test_too_short_a_trajectory_is_refused():
+    r = simulate(ENGINE, make_policy("sarathi"), CHAT, horizon_s=10.0, record_every=1.0)
+    with pytest.raises(ValueError, match="record_every"):
+        estimate_growth(r)
