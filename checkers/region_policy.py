@@ -248,7 +248,10 @@ def with_region_verdicts(report, engine: Engine, policy: Policy, workload: Workl
     cert = certify_load(region, load_vector(workload))
     capacity = {**report.capacity, "region": region_summary(region), "margin": cert.margin,
                 "exact_margin": None if cert.margin is None else str(cert.margin), "position": cert.position}
-    scalar = Evidence("note", "the scalar capacity above ignores k_max; the region's corners bound what the engine "
-                      "carries with it", {"k_max": engine.max_batch_requests})
-    return replace(report, load_verdict=Verdict(load.verdict, load.evidence + [scalar]),
+    notes = [Evidence("note", "the scalar capacity above ignores k_max; the region's corners bound what the engine "
+                      "carries with it", {"k_max": engine.max_batch_requests})]
+    if load.verdict == "stable" and policy_verdict.verdict == "not-maximally-stable" and cert.position == "inside":
+        notes.append(Evidence("note", f"{policy.label} itself diverged in simulation at this very load (see the policy "
+                              "verdict): the load is carriable, but not by this scheduler", {}))
+    return replace(report, load_verdict=Verdict(load.verdict, load.evidence + notes),
                    policy_verdict=policy_verdict, capacity=capacity)
