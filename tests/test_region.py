@@ -151,3 +151,23 @@ def test_large_budget_solves_fast():
     cert = certify_load(r, (Fraction(1), Fraction(1)))
     assert cert.position == "inside" and cert.margin is not None
     assert r.reduction_seconds + cert.lp_seconds < 1.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(staircases, st.integers(1, 64), loads)
+def test_lp_certificates_agree_with_exact_geometry(model_budget, k_max, load):
+    """The float LP, once certified, gives exactly the margin the exact hull gives, and never a wrong side."""
+    model, b_max = model_budget
+    if sum(load) == 0:
+        return
+    r = capacity_region(model, b_max, k_max)
+    truth = r.exact_margin(load)
+    cert = certify_load(r, load)
+    expected = "inside" if truth > 1 else "outside" if truth < 1 else "boundary"
+    assert cert.position in (expected, "inconclusive")
+    if cert.position != "inconclusive":
+        assert cert.margin == truth
+    if cert.position == "inside":
+        assert cert.primal.ok and sum(cert.witness.values()) == 1 / truth
+    if cert.position == "outside":
+        assert cert.dual.ok and cert.dual.value == 1 / truth
