@@ -5,7 +5,8 @@ optional ``region`` block::
 
     region:
       load: [2.1]            # request rates per class (req/s), replacing the classes' rates
-      nodes: 1               # g identical nodes behind a random planner (tiled engines)
+      nodes: 1               # g identical nodes behind a random planner: the region is one node's,
+                             # its load lambda/g; Theorem 1 (tiled engines) uses the total
       simulate: [sarathi, orca, {name: sarathi, token_budget: 1024}]
       arrivals: deterministic    # or poisson (default)
       horizon_s: 400         # per simulation; default about 3000 arrivals
@@ -133,12 +134,15 @@ def _override_rates(workload: Workload, rates: Any) -> Workload:
 def region_report(spec: RegionSpec, simulate: bool = True) -> dict:
     """Everything the command prints, as one JSON-ready dict (exact numbers kept as text alongside)."""
     engine, workload = spec.engine, spec.workload
+    if spec.nodes > 1:  # a uniformly random planner: each of the g nodes sees lambda / g
+        workload = workload.scaled(f"1/{spec.nodes}")
     region = region_for(engine, workload)
     load = load_vector(workload)
     cert = certify_load(region, load)
     load_verdict = check_load_region(engine, workload, region)
     report: dict = {
-        "subject": f"one engine (b_max = {engine.token_budget}, k_max = {engine.max_batch_requests})",
+        "subject": f"one engine (b_max = {engine.token_budget}, k_max = {engine.max_batch_requests})"
+                   + (f", one of {spec.nodes} behind a random planner (its share lambda/{spec.nodes})" if spec.nodes > 1 else ""),
         "capacity": region_summary(region),
         "load": {"prefill_tokens_per_ms": load[0], "decode_tokens_per_ms": load[1],
                  "prefill_tokens_per_s": 1000 * load[0], "decode_tokens_per_s": 1000 * load[1],
@@ -152,7 +156,7 @@ def region_report(spec: RegionSpec, simulate: bool = True) -> dict:
         if isinstance(engine.batch_time, Tiled):
             from .tiling import check_tiled_engine
 
-            tiled_load, tiled_policy, numbers = check_tiled_engine(engine, spec.policy, workload, spec.nodes,
+            tiled_load, tiled_policy, numbers = check_tiled_engine(engine, spec.policy, spec.workload, spec.nodes,
                                                                    simulate=simulate, horizon_s=spec.horizon_s)
             report["tiling"] = {"theorem1": numbers, "load_verdict": tiled_load}
             report["policy_verdict"] = tiled_policy

@@ -68,3 +68,15 @@ def test_check_uses_the_region_when_k_max_is_set(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["load_verdict"] == "unstable"
     assert any(e["kind"] == "certificate" and "separates" in e["summary"] for e in out["evidence"])
+
+
+def test_g_nodes_from_the_file(capsys, tmp_path):
+    path = _variant(tmp_path, "rad_tiled.yaml", lambda d: (d["workload"]["classes"][0].update(rate=140),
+                                                            d.update(region={"nodes": 2})))
+    assert main(["region", str(path), "--json", "--no-simulate"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tiling"]["theorem1"]["nodes"] == 2 and out["tiling"]["load_verdict"] == "stable"
+    assert out["policy_verdict"] == "maximally-stable" and out["load_verdict"] == "stable"  # per node: 70 req/s
+    path = _variant(tmp_path, "rad_tiled.yaml", lambda d: d["workload"]["classes"][0].update(rate=140))
+    assert main(["region", str(path), "--json", "--no-simulate"]) == 0
+    assert json.loads(capsys.readouterr().out)["tiling"]["load_verdict"] == "unstable"
