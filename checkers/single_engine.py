@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+from fluid_models.batch_time import Tiled
 from fluid_models.engine import Engine
 from fluid_models.policies import Policy
 from fluid_models.workload import Workload
@@ -173,4 +174,8 @@ def check_engine(spec: EngineSpec) -> CheckReport:
         from .region_policy import with_region_verdicts
 
         report = with_region_verdicts(report, spec.engine, spec.policy, spec.workload)
+    if isinstance(spec.engine.batch_time, Tiled):  # optimal tiling, Bari-Hegde-de Veciana Theorems 1-2
+        from .tiling import with_tiling_verdicts
+
+        report = with_tiling_verdicts(report, spec.engine, spec.policy, spec.workload)
     return report

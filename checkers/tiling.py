@@ -41,7 +41,8 @@ from theory.tiling import theorem1, theorem2_assumptions
 from .errors import InputError
 from .verdict import Evidence, Verdict
 
-__all__ = ["TilingResult", "check_optimal_tiling", "check_tiled_engine", "tiling_parameters", "THEOREM_1", "THEOREM_2"]
+__all__ = ["TilingResult", "check_optimal_tiling", "check_tiled_engine", "tiling_parameters", "with_tiling_verdicts",
+           "THEOREM_1", "THEOREM_2"]
 
 THEOREM_1 = "Bari-Hegde-de Veciana (arXiv 2508.01002) Theorem 1"
 THEOREM_2 = "Bari-Hegde-de Veciana (arXiv 2508.01002) Theorem 2"
@@ -190,3 +191,24 @@ def check_tiled_engine(engine: Engine, policy: Policy, workload: Workload, nodes
             return load, Verdict("not-maximally-stable", evidence), numbers
     evidence.append(Evidence("note", "no theorem decides this policy on a tiled engine; nothing diverged in what was tried", {}))
     return load, Verdict("inconclusive", evidence), numbers
+
+
+def with_tiling_verdicts(report, engine: Engine, policy: Policy, workload: Workload):
+    """``llmstab check`` on a tiled engine: add the optimal-tiling check and Theorem 1/2's evidence.
+
+    When RAD meets Theorem 2's assumptions, its policy verdict becomes
+    ``maximally-stable`` (work conservation is sufficient for Li-Dai-Peng's
+    theorem, not necessary: RAD leaves budget unused on purpose and still
+    reaches Theorem 1's bound). Otherwise the verdicts stay and the tiling
+    evidence is appended. Takes and returns a :class:`checkers.report.CheckReport`.
+    """
+    from dataclasses import replace
+
+    try:
+        _, tiled_policy, numbers = check_tiled_engine(engine, policy, workload, simulate=False)
+    except InputError as exc:
+        return report.with_policy_evidence(Evidence("note", f"optimal tiling not checked: {exc}", {}))
+    if tiled_policy.verdict == "maximally-stable":
+        return replace(report, policy_verdict=tiled_policy, extra={**report.extra, "tiling": numbers})
+    extra = [e for e in tiled_policy.evidence if not e.summary.startswith("no theorem decides")]
+    return replace(report.with_policy_evidence(*extra), extra={**report.extra, "tiling": numbers})

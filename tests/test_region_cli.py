@@ -57,13 +57,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, name, edit, field):
 
 
 def test_check_uses_the_region_when_k_max_is_set(tmp_path, capsys):
-    path = _variant(tmp_path, "pointC_inside.yaml", lambda d: d.pop("region"))
+    path = _variant(tmp_path, "pointC_inside.yaml", lambda d: d.pop("region", None))
     assert main(["check", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["load_verdict"] == "stable" and out["policy_verdict"] == "not-maximally-stable"
     assert out["capacity"]["region"]["exact_vertices_tokens_per_ms"][1] == ["116/187", "36/17"]
     assert out["capacity"]["exact_margin"] == "50/49"
-    over = _variant(tmp_path, "pointC_inside.yaml", lambda d: (d.pop("region"), d["workload"]["classes"][0].update(rate="408/187")))
+    over = _variant(tmp_path, "pointC_inside.yaml", lambda d: (d.pop("region", None), d["workload"]["classes"][0].update(rate="408/187")))
     assert main(["check", str(over), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["load_verdict"] == "unstable"
@@ -80,3 +80,13 @@ def test_g_nodes_from_the_file(capsys, tmp_path):
     path = _variant(tmp_path, "rad_tiled.yaml", lambda d: d["workload"]["classes"][0].update(rate=140))
     assert main(["region", str(path), "--json", "--no-simulate"]) == 0
     assert json.loads(capsys.readouterr().out)["tiling"]["load_verdict"] == "unstable"
+
+
+def test_check_on_a_tiled_engine_uses_theorem_2(capsys):
+    assert main(["check", str(EXAMPLES / "rad_tiled.yaml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["policy_verdict"] == "maximally-stable" and out["tiling"]["nodes"] == 1
+    assert main(["check", str(EXAMPLES / "fixed_chunk_tiled.yaml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["policy_verdict"] == "not-maximally-stable"
+    assert any("optimal tiling" in e["summary"] for e in out["evidence"])
