@@ -94,6 +94,28 @@ class FluidPath:
         """Total fluid (requests) at each breakpoint."""
         return np.array([float(sum(s)) for s in self.states])
 
+    def repeated(self, cycles: int) -> "FluidPath":
+        """The path continued exactly over ``cycles`` more self-similar cycles.
+
+        If ``q(t1) = r q(t0)``, the path goes on as ``q(t1 + s) = r q(t0 + s / r)``
+        (the fluid model is invariant under ``(q, t) -> (r q, r t)``).
+        """
+        if self.certificate is None or not self.exact:
+            return self
+        c = self.certificate
+        r, t0, t1 = c["ratio"], c["t0"], c["t1"]
+        i0 = self.times.index(t0)
+        seg_t, seg_q = self.times[i0:], self.states[i0:]
+        times, states = list(self.times), list(self.states)
+        scale, start = r, t1
+        for _ in range(cycles):
+            for t, q in zip(seg_t[1:], seg_q[1:]):
+                times.append(start + scale * (t - t0))
+                states.append([scale * x for x in q])
+            start = times[-1]
+            scale *= r
+        return FluidPath(self.labels, times, states, True, self.outcome, self.certificate)
+
 
 @dataclass(frozen=True)
 class FluidNetwork:
@@ -214,7 +236,7 @@ class FluidNetwork:
 
     # --- allocation ----------------------------------------------------------------------
 
-    def allocation(self, q: Sequence, exact: bool = True) -> list:
+    def allocation(self, q: Sequence, exact: bool = True, sources: dict | None = None) -> list:
         """Effort fractions ``u`` the discipline gives in state ``q``.
 
         Empty buffers ahead of (or beside) the first group holding fluid get what
@@ -226,6 +248,8 @@ class FluidNetwork:
         through empty buffers, or one of them may fill up and cut the circulation);
         the one returned lets every empty buffer fill up that can do so
         consistently, as the stochastic system does after any perturbation.
+        A join buffer is fed by one of its inputs, ``sources[k]`` (the one that has
+        delivered least; by default the first), as long as the others are ahead.
 
         >>> from fluid_models.network_examples import rybko_stolyar
         >>> fn = FluidNetwork.from_network(rybko_stolyar(bad=True))
@@ -233,38 +257,39 @@ class FluidNetwork:
         >>> [str(x) for x in u[:4]]   # A1.d kept empty beside A1.p; A2.p fills up behind A2.d
         ['1/2', '1/2', '16/17', '1/17']
         """
-        if self.joins:
+        if self.joins and sources is None:
             if exact:
-                raise FluidError("joins make the allocation non-linear: no exact fluid path")
-            return self._allocation_iterative(q)
-        growing, u = self._consistent(q, {k for k in range(self.size) if q[k] > 0}, exact)
+                raise FluidError("a join passes the minimum of its inputs: no exact piecewise-linear path here")
+            sources = {k: preds[0] for k, preds in self.joins.items()}
+        sources = sources or {}
+        growing, u = self._consistent(q, {k for k in range(self.size) if q[k] > 0}, exact, sources)
         tol = 0 if exact else 1e-12
         for k in range(self.size):  # let an empty buffer fill up wherever that is consistent too
             if k in growing:
                 continue
-            trial, w = self._consistent(q, growing | {k}, exact)
-            v = self._rates(w, exact)
+            trial, w = self._consistent(q, growing | {k}, exact, sources)
+            v = self._rates(w, exact, sources)
             if all(v[j] > tol for j in trial if q[j] <= 0):
                 growing, u = trial, w
         return u
 
-    def _consistent(self, q: Sequence, growing: set, exact: bool) -> tuple[set, list]:
+    def _consistent(self, q: Sequence, growing: set, exact: bool, sources: dict) -> tuple[set, list]:
         growing = set(growing)
         for _ in range(self.size + 1):
-            u = self._solve_allocation(q, growing, exact)
+            u = self._solve_allocation(q, growing, exact, sources)
             late = self._first_overload(u, growing, exact)
             if late is None:
                 return growing, u
             growing.add(late)
         raise FluidError("no consistent allocation")  # pragma: no cover - each round adds a buffer
 
-    def _rates(self, u: list, exact: bool) -> list:
+    def _rates(self, u: list, exact: bool, sources: dict) -> list:
         conv = (lambda x: x) if exact else float
         mu = [conv(m) for m in self.mu]
-        inflow = self._inflow(u, mu, [conv(a) for a in self.alpha])
+        inflow = self._inflow(u, mu, [conv(a) for a in self.alpha], sources)
         return [inflow[k] - mu[k] * u[k] for k in range(self.size)]
 
-    def _solve_allocation(self, q: Sequence, growing: set, exact: bool) -> list:
+    def _solve_allocation(self, q: Sequence, growing: set, exact: bool, sources: dict) -> list:
         K = self.size
         one, zero = (Fraction(1), Fraction(0)) if exact else (1.0, 0.0)
         conv = (lambda x: x) if exact else float
@@ -275,6 +300,8 @@ class FluidNetwork:
         for j, succ in enumerate(self.successors):
             for k in succ:
                 preds[k].append(j)
+        for k, j in sources.items():
+            preds[k].append(j)
         for gs in self.groups:
             served: list[int] = []
             pos_group = None
@@ -306,57 +333,30 @@ class FluidNetwork:
         return _solve(A, rhs) if exact else list(np.linalg.solve(np.array(A, float), np.array(rhs, float)))
 
     def _first_overload(self, u: list, growing: set, exact: bool) -> int | None:
+        """At the first engine whose kept-empty buffers need more than its capacity, the
+        lowest-priority one among them that is served: a priority starves the bottom first."""
         tol = 0 if exact else 1e-12
         for gs in self.groups:
-            used = 0
-            for grp in gs:
-                for k in grp:
-                    if k in growing:
-                        continue
-                    used += u[k]
-                    if used > 1 + tol or u[k] < -tol:
-                        return k
+            kept = [k for grp in gs for k in grp if k not in growing]
+            if sum(u[k] for k in kept) > 1 + tol or any(u[k] < -tol for k in kept):
+                served = [k for k in kept if u[k] > tol]
+                return served[-1] if served else kept[-1]
         return None
 
-    def _allocation_iterative(self, q: Sequence) -> list:
-        mu = [float(m) for m in self.mu]
-        alpha = [float(a) for a in self.alpha]
-        u = [0.0] * self.size
-        for _ in range(200):
-            inflow = self._inflow(u, mu, alpha)
-            new = [0.0] * self.size
-            for gs in self.groups:
-                r = 1.0
-                for grp in gs:
-                    pos = [k for k in grp if q[k] > 0]
-                    for k in grp:
-                        if q[k] <= 0:
-                            new[k] = min(inflow[k] / mu[k], r)
-                            r -= new[k]
-                    if pos:
-                        w = [q[k] / mu[k] for k in pos]
-                        for k, wk in zip(pos, w):
-                            new[k] = r * wk / sum(w)
-                        r = 0.0
-            new = [0.5 * a + 0.5 * b for a, b in zip(u, new)]  # damped: the plain iteration can oscillate
-            if np.allclose(new, u, rtol=0, atol=1e-12):
-                return new
-            u = new
-        return u
-
-    def _inflow(self, u: Sequence, mu: Sequence, alpha: Sequence) -> list:
+    def _inflow(self, u: Sequence, mu: Sequence, alpha: Sequence, sources: dict) -> list:
         inflow = list(alpha)
         for j, succ in enumerate(self.successors):
             out = mu[j] * u[j]
             for k in succ:
                 inflow[k] += out
-        for k, preds in self.joins.items():
-            inflow[k] += min(mu[j] * u[j] for j in preds)
+        for k, j in sources.items():
+            inflow[k] += mu[j] * u[j]
         return inflow
 
     def velocity(self, q: Sequence, exact: bool = True) -> list:
-        """``dq/dt`` in state ``q`` under the discipline."""
-        v = self._rates(self.allocation(q, exact), exact)
+        """``dq/dt`` in state ``q`` under the discipline (no joins, or numerically)."""
+        sources = {k: preds[0] for k, preds in self.joins.items()} if self.joins and not exact else {}
+        v = self._rates(self.allocation(q, exact), exact, sources)
         return [max(x, 0 * x) if q[k] <= 0 else x for k, x in enumerate(v)]
 
     def state(self, initial: Mapping[str, object] | Sequence) -> list[Fraction]:
@@ -438,16 +438,26 @@ class FluidNetwork:
         dt = float(horizon) / steps
         times, states = [0.0], [q.copy()]
         mu = np.array([float(m) for m in self.mu])
+        alpha = [float(a) for a in self.alpha]
         departed = np.zeros(self.size)  # cumulative departures, for joins
         joined = {k: 0.0 for k in self.joins}
         for i in range(steps):
-            u = np.array(self.allocation(q, exact=False))
+            # each join is fed by the input that has delivered least so far
+            sources = {k: min(preds, key=lambda j: departed[j]) for k, preds in self.joins.items()}
+            # fluid below a round-off threshold counts as empty, so it does not hold up lower priorities
+            seen = np.where(q > 1e-9 * max(1.0, float(q.sum())), q, 0.0)
+            u = np.array(self.allocation(seen, exact=False, sources=sources))
+            for _ in range(self.size):  # a buffer cannot send more than it holds plus what it receives
+                inflow = np.array(self._inflow(u, mu, alpha, sources))
+                capped = np.minimum(u, (q / dt + inflow) / mu)
+                if np.array_equal(capped, u):
+                    break
+                u = capped
             out = mu * u
-            inflow = np.array(self._inflow(u, mu, [float(a) for a in self.alpha]))
             departed += dt * out
             for k, preds in self.joins.items():  # a join passes what all its inputs have delivered
                 new = min(departed[j] for j in preds)
-                inflow[k] += (new - joined[k]) / dt - min(out[j] for j in preds)
+                inflow[k] += (new - joined[k]) / dt - out[sources[k]]
                 joined[k] = new
             q = np.maximum(q + dt * (inflow - out), 0.0)
             times.append((i + 1) * dt)

@@ -39,7 +39,9 @@ class NetworkSimulation:
 
     ``times`` are the recording instants (s); ``backlog[e]`` the requests resident
     at engine ``e`` and ``tokens`` the unprocessed tokens in the whole network at
-    those instants. ``arrived``, ``completed`` and ``in_system`` count requests.
+    those instants. ``arrived``, ``completed`` and ``in_system`` count requests;
+    ``batches[e]`` and ``served_tokens[e]`` count engine ``e``'s batches and the
+    tokens they processed (batches still running at the horizon included).
     """
 
     times: np.ndarray
@@ -49,6 +51,7 @@ class NetworkSimulation:
     completed: int
     in_system: int
     batches: dict
+    served_tokens: dict
 
     @property
     def total_backlog(self) -> np.ndarray:
@@ -68,7 +71,7 @@ class NetworkSimulation:
                 "completed": self.completed, "in_system": self.in_system,
                 "final_backlog": {e: int(v[-1]) for e, v in self.backlog.items()},
                 "final_tokens": int(self.tokens[-1]), "token_growth_per_s": self.growth_rate(),
-                "batches": dict(self.batches)}
+                "batches": dict(self.batches), "served_tokens": dict(self.served_tokens)}
 
 
 class _Station:
@@ -94,6 +97,7 @@ class _Station:
         self.busy = False
         self.batch = None
         self.batches = 0
+        self.served = 0
 
     def add(self, t: float, req: int, step: int, rank: int, prompt: int, decode: int) -> None:
         if self.n == len(self.pf):
@@ -113,6 +117,7 @@ class _Station:
         tokens = int(self.kernel(pf, dc, np.int64(n), self.b_max, self.k_max, self.params, self.memory, take_p, take_d))
         self.batch = (order, take_p, take_d)
         self.batches += 1
+        self.served += tokens
         return tokens
 
     def finish(self) -> list[tuple[int, int]]:
@@ -256,4 +261,4 @@ def simulate_network(net: Network, horizon_s: float, seed: int = 0, record_every
     record(horizon_s)
     return NetworkSimulation(np.array(rec_t), {e: np.array(v) for e, v in rec_b.items()}, np.array(rec_tok),
                              counts["arrived"], counts["completed"], len(sinks_left),
-                             {e: st.batches for e, st in stations.items()})
+                             {e: st.batches for e, st in stations.items()}, {e: st.served for e, st in stations.items()})

@@ -1,0 +1,92 @@
+"""Linear Lyapunov certificates: exact verification, independent drift checks, textbook conditions."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from checkers.lyapunov import face_rows, find_linear_lyapunov, verify_linear_lyapunov
+from checkers.network_check import check_network
+from fluid_models.fluid_network import FluidNetwork
+from fluid_models.network_examples import kumar_seidman, lu_kumar, rybko_stolyar
+
+R = sympy.Rational
+GOOD = {"rs_good": rybko_stolyar(bad=False), "lk_stable": lu_kumar(R(7, 10)), "ks_stable": kumar_seidman(R(9, 10), R(1, 2))}
+CERTS = {name: (FluidNetwork.from_network(net), find_linear_lyapunov(FluidNetwork.from_network(net)))
+         for name, net in GOOD.items()}
+
+
+@pytest.mark.parametrize("name", sorted(CERTS))
+def test_certificate_is_verified_exactly(name):
+    fn, cert = CERTS[name]
+    assert cert.verified and cert.epsilon > 0
+    assert cert.faces == 2 ** fn.size - 1
+    assert all(isinstance(w, Fraction) and w > 0 for w in cert.weights)
+    assert cert.to_json()["verified_exactly"] is True
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(sorted(CERTS)), data=st.data())
+def test_drift_along_the_discipline_is_below_minus_epsilon(name, data):
+    """Independent of the LP: in any non-empty state, the velocity the discipline produces
+    decreases V = c.q at least at rate epsilon (exact arithmetic)."""
+    fn, cert = CERTS[name]
+    q = [Fraction(data.draw(st.sampled_from([0, 0, 1, 3, 40]))) for _ in range(fn.size)]
+    if not any(q):
+        q[data.draw(st.integers(0, fn.size - 1))] = Fraction(5)
+    v = fn.velocity(q)
+    assert sum(c * x for c, x in zip(cert.weights, v)) <= -cert.epsilon
+
+
+def test_drain_time_bounds_the_exact_path():
+    fn, cert = CERTS["rs_good"]
+    q0 = fn.state({"A1.p": 100, "B2.p": 30})
+    path = fn.priority_path(q0, horizon=10**6)
+    assert path.outcome == "drains"
+    assert path.times[-1] <= cert.drain_time(q0)
+
+
+def test_tampered_weights_fail_the_exact_check():
+    fn, cert = CERTS["rs_good"]
+    faces = [face_rows(fn, {k}) for k in range(fn.size)]
+    # with zero multipliers the repair makes each box dual carry the gain; a weight vector that
+    # rewards downstream buffers a lot (c_succ >> c) makes some drift bound positive
+    bad = tuple(Fraction(1) if k % 2 else Fraction(1, 1000) for k in range(fn.size))
+    res = verify_linear_lyapunov(fn, bad, faces, [[0] * len(f.rows) for f in faces])
+    assert not res.verified and "not negative" in res.reason
+    res = verify_linear_lyapunov(fn, (Fraction(0),) * fn.size, faces, [[0] * len(f.rows) for f in faces])
+    assert not res.verified
+
+
+def test_unstable_priorities_have_no_linear_certificate():
+    for net in (rybko_stolyar(bad=True), lu_kumar(1)):
+        cert = find_linear_lyapunov(FluidNetwork.from_network(net))
+        assert not cert.verified and cert.reason
+
+
+@pytest.mark.parametrize("rate", [R(1, 2), R(7, 10), R(4, 5), R(9, 10), R(1), R(3, 2)])
+def test_lu_kumar_textbook_condition(rate):
+    """Bad priority: stable iff rate * (m2 + m4) < b_max (both engines are below 1 at all these rates)."""
+    net = lu_kumar(rate)
+    assert all(u < 1 for u in net.utilisation().values())
+    verdict = check_network(net, simulate=False).load_verdict
+    expected = "stable" if rate * 120 < 100 else "unstable"
+    assert verdict.verdict == expected
+    kinds = [e.kind for e in verdict.evidence]
+    assert "certificate" in kinds
+    if expected == "unstable":
+        assert "counterexample" in kinds
+
+
+@pytest.mark.parametrize("rate_a, rate_b", [(R(9, 10), R(1, 2)), (R(1, 2), R(1, 2)), (R(1), R(1)), (R(6, 5), R(1, 2)),
+                                            (R(1, 5), R(3, 2))])
+def test_kumar_seidman_textbook_condition(rate_a, rate_b):
+    net = kumar_seidman(rate_a, rate_b)
+    assert all(u < 1 for u in net.utilisation().values())
+    verdict = check_network(net, simulate=False).load_verdict
+    expected = "stable" if 60 * (rate_a + rate_b) < 100 else "unstable"
+    assert verdict.verdict == expected, (rate_a, rate_b)

@@ -1,0 +1,90 @@
+"""Reproductions: every network verdict carries its certificate or counterexample; the CLI contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sympy
+
+from checkers.cli import main
+from checkers.network_check import check_network
+from fluid_models.network_examples import fork_join, rybko_stolyar
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _evidence(verdict, kind):
+    return [e for e in verdict.evidence if e.kind == kind]
+
+
+def test_rybko_stolyar_bad_priority_is_unstable_with_virtual_station_and_simulation():
+    net = rybko_stolyar(bad=True)
+    report = check_network(net, "rs-bad")
+    v = report.load_verdict
+    assert v.verdict == "unstable"
+    vs = _evidence(v, "certificate")[0].data["virtual_station"]
+    # the exiting steps A2 (e2) and B2 (e1): each at 0.9 * 544/608 of its engine
+    assert set(vs["steps"]) == {"A2", "B2"}
+    assert sympy.Rational(vs["load"]) == 2 * sympy.Rational(9, 10) * 544 / 608 > 1
+    cx = _evidence(v, "counterexample")[0].data
+    assert sympy.Rational(cx["ratio"]) > 1
+    sim = _evidence(v, "simulation")[0]
+    assert "grows" in sim.summary and "as predicted" in sim.summary
+    assert sim.data["mean_tokens_last_quarter"] > sim.data["mean_tokens_first_quarter"]
+    assert report.policy_verdict.verdict == "not-maximally-stable"
+    assert all(u == sympy.Rational(9, 10) for u in net.utilisation().values())
+
+
+def test_rybko_stolyar_reverse_priority_is_stable_with_exact_certificate():
+    report = check_network(rybko_stolyar(bad=False), "rs-good")
+    v = report.load_verdict
+    assert v.verdict == "stable"
+    cert = _evidence(v, "certificate")[0].data
+    assert cert["verified_exactly"] is True and sympy.Rational(cert["epsilon"]) > 0
+    assert all(sympy.Rational(w) > 0 for w in cert["weights"].values())
+
+
+@pytest.mark.parametrize("tool_tokens, expected", [(40, "stable"), (90, "stable"), (110, "unstable"), (120, "unstable")])
+def test_fork_join_is_stable_until_a_tool_engine_passes_load_one(tool_tokens, expected):
+    net = fork_join(rate=1, tool_tokens=tool_tokens)
+    assert net.utilisation()["tool1"] == sympy.Rational(tool_tokens, 100)
+    report = check_network(net, simulate=(tool_tokens == 120))
+    v = report.load_verdict
+    assert v.verdict == expected
+    if expected == "stable":
+        thm = _evidence(v, "theorem")[0]
+        assert "DAG / fork-join" in thm.summary and thm.data["rho"]["tool1"] == sympy.Rational(tool_tokens, 100)
+    else:
+        cert = _evidence(v, "certificate")[0]
+        assert cert.data["engine"] == "tool1" and cert.data["growth_tokens_per_s"] == tool_tokens - 100
+    if tool_tokens == 120:
+        assert "grows" in _evidence(v, "simulation")[0].summary
+    assert report.policy_verdict.verdict == "maximally-stable"
+
+
+def test_non_work_conserving_engine_is_not_maximally_stable():
+    net = fork_join(rate=1, tool_tokens=40, policy="fastertransformer")
+    report = check_network(net, simulate=False)
+    assert report.policy_verdict.verdict == "not-maximally-stable"
+    assert report.load_verdict.verdict == "inconclusive" and "not work-conserving" in report.load_verdict.evidence[0].summary
+
+
+def test_cli_check_json_contract(capsys):
+    assert main(["check", str(EXAMPLES / "network_rybko_stolyar_good.yaml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"load_verdict", "policy_verdict", "capacity", "load", "evidence"} <= set(out)
+    assert out["load_verdict"] == "stable" and out["load"]["bottleneck"] in ("e1", "e2")
+    assert out["capacity"]["engines"]["e1"]["tokens_per_s"] == 768
+    assert main(["check", str(EXAMPLES / "network_fork_join.yaml")]) == 0
+    text = capsys.readouterr().out
+    assert "tool1" in text and "STABLE" in text
+
+
+def test_cli_bad_network_file_exits_2_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "net.yaml"
+    bad.write_text((EXAMPLES / "network_lu_kumar.yaml").read_text().replace("engine: e2, prompt", "engine: e9, prompt", 1))
+    assert main(["check", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "classes[0].route[1].engine" in err[0] and "unknown engine 'e9'" in err[0]

@@ -1,0 +1,57 @@
+"""``llmstab fluid`` and ``llmstab network-plot`` (registered through their module's ``register``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from checkers import cli_fluid
+from checkers.errors import InputError
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser()
+    cli_fluid.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+def test_fluid_plot_of_the_bad_rybko_stolyar_network(tmp_path, capsys):
+    out = tmp_path / "rs.png"
+    assert _run(["fluid", str(EXAMPLES / "network_rybko_stolyar_bad.yaml"), "--plot", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["outcome"] == "grows" and summary["exact"] is True
+    assert float(eval(summary["certificate"]["ratio"])) > 1  # a fraction written as text
+    assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fluid_from_a_given_state_drains_under_the_good_priority(capsys):
+    assert _run(["fluid", str(EXAMPLES / "network_rybko_stolyar_good.yaml"), "--initial", "B1.p=40", "A2.p=5"]) == 0
+    assert "drains (exact" in capsys.readouterr().out
+
+
+def test_fluid_with_joins_is_integrated_numerically(tmp_path, capsys):
+    assert _run(["fluid", str(EXAMPLES / "network_fork_join_unstable.yaml"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["exact"] is False and summary["outcome"] == "grows"
+    assert set(summary["final_state"]) == {"search.p"}
+    # the default start puts 100 requests at the planner; tool1 then passes 100/120 of the 1 req/s
+    horizon = summary["end_time_s"]
+    assert summary["final_state"]["search.p"] == pytest.approx(100 + horizon * (1 - 100 / 120), rel=1e-6)
+
+
+def test_unknown_buffer_is_an_input_error():
+    with pytest.raises(InputError) as err:
+        _run(["fluid", str(EXAMPLES / "network_rybko_stolyar_bad.yaml"), "--initial", "Z9.p=1"])
+    assert err.value.field == "--initial" and "unknown buffer" in err.value.problem
+
+
+def test_network_plot(tmp_path):
+    out = tmp_path / "net.png"
+    assert _run(["network-plot", str(EXAMPLES / "network_fork_join.yaml"), str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
