@@ -237,7 +237,9 @@ def with_region_verdicts(report, engine: Engine, policy: Policy, workload: Workl
     """``llmstab check`` for an engine with ``k_max``: verdicts from the region, its corners in ``capacity``.
 
     The load verdict is :func:`check_load_region` (exactly checked primal or dual
-    certificate); the policy verdict is :func:`check_policy_region` (a simulation
+    certificate), except that a load inside the region is ``inconclusive`` for the
+    given policy (the witness shows only that *some* scheduler carries it; the CLI
+    then settles it by simulation); the policy verdict is :func:`check_policy_region` (a simulation
     strictly inside the region, explained by the LP), unless ``simulate`` is false.
     Takes and returns a :class:`checkers.report.CheckReport`.
     """
@@ -248,10 +250,13 @@ def with_region_verdicts(report, engine: Engine, policy: Policy, workload: Workl
     cert = certify_load(region, load_vector(workload))
     capacity = {**report.capacity, "region": region_summary(region), "margin": cert.margin,
                 "exact_margin": None if cert.margin is None else str(cert.margin), "position": cert.position}
-    notes = [Evidence("note", "the scalar capacity above ignores k_max; the region's corners bound what the engine "
-                      "carries with it", {"k_max": engine.max_batch_requests})]
-    if load.verdict == "stable" and policy_verdict.verdict == "not-maximally-stable" and cert.position == "inside":
-        notes.append(Evidence("note", f"{policy.label} itself diverged in simulation at this very load (see the policy "
-                              "verdict): the load is carriable, but not by this scheduler", {}))
-    return replace(report, load_verdict=Verdict(load.verdict, load.evidence + notes),
+    verdict, evidence = load.verdict, [*load.evidence, Evidence(
+        "note", "the scalar capacity above ignores k_max; the region's corners bound what the engine carries with it",
+        {"k_max": engine.max_batch_requests})]
+    if verdict == "stable":  # some scheduler carries the load; that does not make this policy stable
+        verdict = "inconclusive"
+        evidence.insert(0, Evidence("note", "the load lies inside the capacity region, so some scheduler (the "
+                                    f"witness's static batch mix) carries it; no theorem says whether {policy.label} does",
+                                    {}))
+    return replace(report, load_verdict=Verdict(verdict, evidence),
                    policy_verdict=policy_verdict, capacity=capacity)

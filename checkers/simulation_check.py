@@ -186,7 +186,7 @@ def with_simulation(report: CheckReport, engine: Engine, policy: Policy, workloa
       evidence (engines without a request limit, whose capacity is a scalar).
     """
     capacity = report.capacity.get("tokens_per_s")
-    critical = capacity is not None and workload.token_rate == capacity
+    critical = (capacity is not None and workload.token_rate == capacity) or report.capacity.get("position") == "boundary"
     if report.load_verdict.verdict == "inconclusive" and not critical:
         settled = settle_load(engine, policy, workload, seed=seed, capacity_tokens_per_s=capacity)
         note = Evidence("note", "theory left this load undecided, so it was settled by simulation",

@@ -60,7 +60,11 @@ def test_check_uses_the_region_when_k_max_is_set(tmp_path, capsys):
     path = _variant(tmp_path, "pointC_inside.yaml", lambda d: d.pop("region", None))
     assert main(["check", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["load_verdict"] == "stable" and out["policy_verdict"] == "not-maximally-stable"
+    # inside the region some scheduler carries the load, but Orca does not: the load verdict is Orca's
+    assert out["load_verdict"] == "unstable" and out["policy_verdict"] == "not-maximally-stable"
+    load_evidence = [e for e in out["evidence"] if e["about"] == "load"]
+    assert load_evidence[0]["kind"] == "simulation"
+    assert any("inside the capacity region" in str(e) for e in load_evidence)
     assert out["capacity"]["region"]["exact_vertices_tokens_per_ms"][1] == ["116/187", "36/17"]
     assert out["capacity"]["exact_margin"] == "50/49"
     over = _variant(tmp_path, "pointC_inside.yaml", lambda d: (d.pop("region", None), d["workload"]["classes"][0].update(rate="408/187")))
