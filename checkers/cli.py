@@ -28,6 +28,8 @@ COMMANDS = {
     "profile": "checkers.cli_profile",
     "fit": "checkers.cli_profile",
     "presets": "checkers.cli_profile",
+    "fluid": "checkers.cli_fluid",
+    "network-plot": "checkers.cli_fluid",
 }
 
 
