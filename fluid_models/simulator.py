@@ -79,7 +79,7 @@ _T, _BUSY = range(2)
                         _i8a, _i8a, _i8a, _i8a,
                         _i8a, _f8a), cache=True)
 def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
-                 arr_t, arr_p, arr_d, cum_tok, t_end, rec_dt, max_batches, max_resident,
+                 arr_t, arr_p, arr_d, cum_tok, t_end, rec_dt, pause_at, max_resident,
                  res, pf, dc, tp, td, pf0,
                  first_tok, finish, last_tok, max_gap,
                  rec_t, rec_tok, rec_req,
@@ -93,7 +93,6 @@ def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
     for b in range(1, b_max + 1):
         max_dt = max(max_dt, batch_s[b])
     rec_need = int(max_dt / rec_dt) + 2
-    done_batches = 0
     while True:
         nxt = ist[_NEXT]
         while nxt < n_arr and arr_t[nxt] <= t:
@@ -111,7 +110,7 @@ def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
                 return _DONE
             limit = arr_t[nxt]
         else:
-            if done_batches >= max_batches:
+            if ist[_BATCHES] >= pause_at:
                 return _PAUSED
             if ist[_REC] + rec_need > rec_t.size:
                 return _FULL_REC
@@ -194,7 +193,6 @@ def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
         fst[_BUSY] += t_e - t
         t = t_e
         fst[_T] = t
-        done_batches += 1
 
 
 @dataclass(frozen=True)
@@ -203,14 +201,26 @@ class BatchLog:
 
     ``start`` (s), ``tokens``, the ``demand`` ``sum_i (p_i + 1{p_i=0})`` and the
     number of ``resident`` requests when the batch was formed, and its
-    composition: ``members[k]`` lists ``(request, prefill tokens, decode tokens)``.
+    composition, stored flat: batch ``k`` gave ``served_prefill[j]`` prefill and
+    ``served_decode[j]`` decode tokens to request ``served_request[j]`` for
+    ``offsets[k] <= j < offsets[k + 1]``.
     """
 
     start: np.ndarray
     tokens: np.ndarray
     demand: np.ndarray
     resident: np.ndarray
-    members: tuple[tuple[tuple[int, int, int], ...], ...]
+    offsets: np.ndarray = field(repr=False)
+    served_request: np.ndarray = field(repr=False)
+    served_prefill: np.ndarray = field(repr=False)
+    served_decode: np.ndarray = field(repr=False)
+
+    @property
+    def members(self) -> tuple[tuple[tuple[int, int, int], ...], ...]:
+        """For each batch, its ``(request, prefill tokens, decode tokens)`` entries in service order."""
+        req, p, d = self.served_request.tolist(), self.served_prefill.tolist(), self.served_decode.tolist()
+        off = self.offsets.tolist()
+        return tuple(tuple(zip(req[a:b], p[a:b], d[a:b])) for a, b in zip(off[:-1], off[1:]))
 
     def describe(self, labels: list[str] | None = None) -> list[str]:
         """Each batch as ``{Ad,Bd,Cp}`` (request labels default to their indices)."""
@@ -358,7 +368,8 @@ def simulate(engine: Engine, policy: Policy, workload: Workload | None, *, n_req
     record_every
         Spacing (s) of the backlog trajectory; default: 1/4000 of the run.
     record_batches
-        Keep a :class:`BatchLog` (start, tokens, demand, composition of every batch).
+        Keep a :class:`BatchLog` (start, tokens, demand, composition of every batch);
+        its memory grows with the total number of batch entries (3 int64 each).
     max_backlog_requests
         Stop early once more requests than this are present (a run that is
         clearly diverging need not be followed to the horizon).
@@ -435,13 +446,15 @@ def _run(engine: Engine, policy: Policy, tr: Trace, horizon_s: float | None, see
     comp = [np.zeros(log_size + 1 if record_batches else 0, np.int64)] + [np.zeros(4 * log_size, np.int64) for _ in range(3)]
     ist, fst = np.zeros(8, np.int64), np.zeros(2)
     chunk = 200_000 if progress is not None else _NO_LIMIT
+    pause_at = chunk
     crowd = _NO_LIMIT if max_backlog_requests is None else int(max_backlog_requests)
     while True:
         status = _engine_loop(kernel, params, memory, batch_s, b_max, k_max, tr.times, tr.prompt, tr.decode, cum_tok,
-                              t_end, rec_dt, chunk, crowd, *work, first_tok, finish, last_tok, max_gap, *rec, *log, *comp, ist, fst)
+                              t_end, rec_dt, pause_at, crowd, *work, first_tok, finish, last_tok, max_gap, *rec, *log, *comp, ist, fst)
         if status in (_DONE, _CROWDED):
             break
         if status == _PAUSED:
+            pause_at += chunk
             if horizon_s is not None:
                 progress(float(fst[_T]), t_end)
             else:
@@ -486,5 +499,6 @@ def _finish_trajectory(rec: list, k: int, rec_dt: float, end: float, tr: Trace, 
 
 def _batch_log(log: list, comp: list, nb: int) -> BatchLog:
     off, req, p, d = comp
-    members = tuple(tuple((int(req[j]), int(p[j]), int(d[j])) for j in range(off[k], off[k + 1])) for k in range(nb))
-    return BatchLog(log[0][:nb].copy(), log[1][:nb].copy(), log[2][:nb].copy(), log[3][:nb].copy(), members)
+    used = int(off[nb])
+    return BatchLog(*(a[:nb].copy() for a in log), off[: nb + 1].copy(), req[:used].copy(), p[:used].copy(),
+                    d[:used].copy())

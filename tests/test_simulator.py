@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fluid_models.arrivals import SimulationInputError, Trace, read_trace_csv, sample_trace
-from fluid_models.batch_time import Staircase
+from fluid_models.batch_time import PiecewiseLinear, Staircase
 from fluid_models.distributions import Deterministic, Geometric, Uniform
 from fluid_models.engine import Engine
 from fluid_models.policies import POLICIES, Sarathi, make_policy
@@ -177,3 +177,19 @@ def test_bad_options_name_the_field(options, field):
     with pytest.raises(SimulationInputError) as err:
         simulate(ENGINE, Sarathi(), CHAT, **options)
     assert err.value.field == field
+
+
+def test_pausing_for_progress_and_growing_records_do_not_change_the_run():
+    """The compiled loop pauses every 200,000 batches for the progress callback and grows its batch
+    log when full; neither may change a single number of the run."""
+    calls = []
+    engine = Engine(PiecewiseLinear(5, "0.1", 16), 64)  # small, fast batches: 5 ms each
+    work = Workload((RequestClass("tiny", 150, Geometric(3), Geometric(3)),))
+    plain = simulate(engine, Sarathi(), work, horizon_s=1500.0, seed=9)
+    watched = simulate(engine, Sarathi(), work, horizon_s=1500.0, seed=9, record_batches=True,
+                       progress=lambda done, total: calls.append((done, total)))
+    assert plain.n_batches > 200_000 and len(calls) >= 2
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1] == (1500.0, 1500.0)
+    assert watched == plain  # every per-request time and the whole trajectory
+    assert watched.batches.tokens.size == plain.n_batches == len(watched.batches.members)
+    assert int(watched.batches.tokens.sum()) == plain.tokens_served
