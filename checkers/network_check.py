@@ -37,8 +37,10 @@ from fluid_models.fluid_network import FluidError, FluidNetwork, FluidPath
 from fluid_models.network import Network, capacity_of
 from fluid_models.network_simulator import simulate_network
 from fluid_models.policies import Policy
+from fluid_models.workload import RequestClass, Workload
 
 from .lyapunov import find_linear_lyapunov
+from .region_check import check_load_region
 from .report import CheckReport
 from .verdict import Evidence, Verdict
 from .virtual_stations import virtual_stations
@@ -161,23 +163,30 @@ def check_network(net: Network, subject: str = "<network>", simulate: bool = Tru
         return NetworkReport(subject, verdict, policy, capacity, loads)
 
     over = [e for e in net.engines if load[e] > bound[e]]
+    ev = [Evidence("certificate",
+                   f"{THEOREM_2A}: engine {e} is offered {load[e]} tokens/s (exact) but no scheduler serves more "
+                   f"than max_b b/t_b = {bound[e]} tokens/s there; its backlog grows at least "
+                   f"{float(load[e] - bound[e]):.6g} tokens/s",
+                   {"engine": e, **util_numbers[e], "growth_tokens_per_s": load[e] - bound[e]}) for e in over]
+    regions = {e: _region_verdict(net, e) for e in net.engines if capacity["engines"][e]["is_region"] and e not in over}
+    for e, v in regions.items():  # outside its (prefill, decode) region: unstable under every scheduler
+        if v.verdict == "unstable":
+            over.append(e)
+            ev += [Evidence(item.kind, f"engine {e}: {item.summary}", {"engine": e, **item.data}) for item in v.evidence]
     if over:
-        ev = [Evidence("certificate",
-                       f"{THEOREM_2A}: engine {e} is offered {load[e]} tokens/s (exact) but no scheduler serves more "
-                       f"than max_b b/t_b = {bound[e]} tokens/s there; its backlog grows at least "
-                       f"{float(load[e] - bound[e]):.6g} tokens/s",
-                       {"engine": e, **util_numbers[e], "growth_tokens_per_s": load[e] - bound[e]}) for e in over]
         if simulate:
             ev.append(_simulation_evidence(net, horizon_s, seed, True))
         return report(Verdict("unstable", ev))
-    table = {"utilisation": loads["engines"], "theorem": THEOREM_2A}
+    table = {"utilisation": loads["engines"], "theorem": THEOREM_2A,
+             "k_max_engines": {e: v.verdict for e, v in regions.items()}}
     critical = [e for e in net.engines if load[e] == bound[e]]
     if critical:
         return report(Verdict("inconclusive", [Evidence(
             "note", f"engines {critical} are loaded exactly at capacity: a critically loaded network, where "
             "neither part of the theorems applies", table)]))
-    blocked = [f"{e}: k_max = {ne.engine.max_batch_requests} makes its capacity a region" for e, ne in net.engines.items()
-               if capacity["engines"][e]["is_region"]]
+    blocked = [f"{e}: k_max = {ne.engine.max_batch_requests} makes its capacity a region "
+               f"(its own load is {'inside' if regions.get(e) and regions[e].verdict == 'stable' else 'not shown inside'} "
+               "it)" for e, ne in net.engines.items() if capacity["engines"][e]["is_region"]]
     blocked += [f"{e}: policy {ne.policy.name} is not work-conserving ({wc[e].problem})" for e, ne in net.engines.items()
                 if not wc[e].work_conserving]
     if blocked:
@@ -197,6 +206,16 @@ def check_network(net: Network, subject: str = "<network>", simulate: bool = Tru
             f"load/full-batch rate below 1 (largest: {net.bottleneck()} at {float(max(rho.values())):.4g}, exact "
             "comparisons)", {"theorem": THEOREM_DAG, "rho": rho, "work_conserving": {e: True for e in net.engines}})]))
     return report(_cyclic_verdict(net, rho, simulate, horizon_s, seed))
+
+
+def _region_verdict(net: Network, e: str) -> Verdict:
+    """The engine's own traffic against its (prefill, decode) capacity region (Li-Dai-Peng Section 6)."""
+    rates = net.step_rates()
+    steps = [(c, s) for c in net.classes for s in c.steps if s.engine == e]
+    if not steps:
+        return Verdict("stable", [])
+    work = Workload(tuple(RequestClass(s.id, rates[s.id], s.prompt, s.decode) for _, s in steps))
+    return check_load_region(net.engines[e].engine, work)
 
 
 def _cyclic_verdict(net: Network, rho: dict, simulate: bool, horizon_s: float | None, seed: int) -> Verdict:

@@ -426,7 +426,7 @@ class FluidNetwork:
                 return {"t0": times[j], "t1": times[-1], "ratio": r, "state0": list(qj), "state1": list(qi)}
         return None
 
-    def integrate(self, initial: Mapping[str, object] | Sequence, horizon: float, steps: int = 4000) -> FluidPath:
+    def integrate(self, initial: Mapping[str, object] | Sequence, horizon: float, steps: int = 2000) -> FluidPath:
         """A numerical fluid path (explicit Euler on ``steps`` intervals), for any discipline.
 
         Joins are tracked through cumulative departures (a join passes the

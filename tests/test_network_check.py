@@ -88,3 +88,24 @@ def test_cli_bad_network_file_exits_2_with_one_line(tmp_path, capsys):
     assert main(["check", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "classes[0].route[1].engine" in err[0] and "unknown engine 'e9'" in err[0]
+
+
+@pytest.mark.parametrize("k_max, expected", [(8, "unstable"), (50, "inconclusive")])
+def test_k_max_engine_is_judged_by_its_region(k_max, expected):
+    """With 1 s batches and at most k_max requests per batch, tool1 decodes at most k_max tokens/s:
+    its 20 decode tokens/s do not fit when k_max = 8 (an exact separating hyperplane), and fit at 50,
+    where the network verdict stays inconclusive (no scalar token server)."""
+    from dataclasses import replace
+
+    from fluid_models.engine import Engine
+    from fluid_models.network import Network
+
+    net = fork_join(rate=1, tool_tokens=40)
+    tool = net.engines["tool1"]
+    engines = {**net.engines, "tool1": replace(tool, engine=Engine(tool.engine.batch_time, 100, k_max))}
+    v = check_network(Network(engines, net.classes), simulate=False).load_verdict
+    assert v.verdict == expected
+    if expected == "unstable":
+        assert any(e.kind == "certificate" and "hyperplane" in e.summary and e.data["engine"] == "tool1" for e in v.evidence)
+    else:
+        assert "k_max = 50" in v.evidence[0].summary and "inside" in v.evidence[0].summary

@@ -86,7 +86,7 @@ def test_numerical_integration_agrees_with_the_exact_path():
     fn = FLUIDS["rs_bad"]
     exact = fn.priority_path({"A1.p": 100}, horizon=10**6)
     t1 = float(exact.certificate["t1"])
-    num = fn.integrate({"A1.p": 100}, horizon=t1, steps=20000)
+    num = fn.integrate({"A1.p": 100}, horizon=t1, steps=3000)
     assert num.totals()[-1] == pytest.approx(float(sum(exact.states[-1])), rel=0.02)
 
 

@@ -55,3 +55,13 @@ def test_network_plot(tmp_path):
     out = tmp_path / "net.png"
     assert _run(["network-plot", str(EXAMPLES / "network_fork_join.yaml"), str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_registered_in_the_llmstab_cli(tmp_path, capsys):
+    from checkers.cli import main
+
+    assert main(["fluid", str(EXAMPLES / "network_lu_kumar.yaml")]) == 0
+    assert "grows (exact" in capsys.readouterr().out
+    assert main(["fluid", str(EXAMPLES / "network_lu_kumar.yaml"), "--initial", "nope=1"]) == 2
+    assert "--initial: unknown buffer 'nope'" in capsys.readouterr().err
+    assert main(["network-plot", str(EXAMPLES / "network_lu_kumar.yaml"), str(tmp_path / "n.png")]) == 0
