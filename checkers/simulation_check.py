@@ -188,7 +188,8 @@ def with_simulation(report: CheckReport, engine: Engine, policy: Policy, workloa
     capacity = report.capacity.get("tokens_per_s")
     critical = (capacity is not None and workload.token_rate == capacity) or report.capacity.get("position") == "boundary"
     if report.load_verdict.verdict == "inconclusive" and not critical:
-        settled = settle_load(engine, policy, workload, seed=seed, capacity_tokens_per_s=capacity)
+        scalar = capacity if engine.max_batch_requests is None else None  # with k_max the capacity is a region
+        settled = settle_load(engine, policy, workload, seed=seed, capacity_tokens_per_s=scalar)
         note = Evidence("note", "theory left this load undecided, so it was settled by simulation",
                         {"theory": [e.to_json() for e in report.load_verdict.evidence]})
         report = report.with_load_verdict(Verdict(settled.verdict, [*settled.evidence, note]))
