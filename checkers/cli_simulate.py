@@ -84,7 +84,9 @@ def simulate_file(path: str | Path, *, horizon_s: float | None = None, n_request
 
     Without ``horizon_s`` or ``n_requests`` the horizon is
     ``max(2500 t(b_max), 2000 / lambda)`` seconds (as for the first run of
-    :func:`checkers.simulation_check.run_until_settled`).
+    :func:`checkers.simulation_check.run_until_settled`). A run that serves a
+    number of requests (or a trace) and then drains is judged for growth over
+    its arrival period only.
     """
     p = Path(path)
     spec = engine_spec_from_document(load_document(p), str(p), p.parent)
@@ -105,7 +107,9 @@ def simulate_file(path: str | Path, *, horizon_s: float | None = None, n_request
             if bar is not None:
                 bar.close()
         fluid = None if trace is not None else fluid_prediction(spec.workload, capacity)
-        return result, estimate_growth(result, fluid_rate=fluid)
+        drained = horizon_s is None and result.trace.size > 0  # judge growth while requests were arriving
+        until = float(result.trace.times[-1]) if drained else None
+        return result, estimate_growth(result, fluid_rate=fluid, until=until)
     except SimulationInputError as err:
         raise InputError(err.field, err.problem) from None
     except ValueError as err:  # too short a run for a growth estimate

@@ -121,7 +121,8 @@ class GrowthEstimate:
 
 
 def estimate_growth(result: SimulationResult, *, windows: int = 20, confidence: float = 0.95,
-                    relative_threshold: float = 0.01, fluid_rate: object = None) -> GrowthEstimate:
+                    relative_threshold: float = 0.01, fluid_rate: object = None,
+                    until: float | None = None) -> GrowthEstimate:
     """Estimate the backlog growth rate of ``result`` by batch means over the second half of the run.
 
     The second half ``[T/2, T]`` is cut into ``windows`` equal windows; each
@@ -142,6 +143,9 @@ def estimate_growth(result: SimulationResult, *, windows: int = 20, confidence: 
     fluid_rate
         Fluid prediction (tokens/s) to report beside the estimate, e.g. from
         :func:`fluid_prediction`.
+    until
+        Judge the run over ``[0, until]`` only (default: the whole run), e.g.
+        the arrival period of a run that then drained.
 
     Raises
     ------
@@ -150,9 +154,9 @@ def estimate_growth(result: SimulationResult, *, windows: int = 20, confidence: 
     """
     if windows < 3:
         raise ValueError("windows: at least 3 batch means are needed")
-    end = float(result.end_time)
+    end = float(result.end_time if until is None else min(until, result.end_time))
     start = end / 2
-    if np.count_nonzero(result.times >= start) < 2 * windows:
+    if np.count_nonzero((result.times >= start) & (result.times <= end)) < 2 * windows:
         raise ValueError(f"record_every: fewer than {2 * windows} trajectory points in the second half")
     edges = np.linspace(start, end, windows + 1)
     at = np.clip(np.searchsorted(result.times, edges, side="right") - 1, 0, result.times.size - 1)
@@ -162,7 +166,8 @@ def estimate_growth(result: SimulationResult, *, windows: int = 20, confidence: 
     half = float(stdtrit(windows - 1, 0.5 + confidence / 2)) * se
     offered = result.offered_token_rate
     if offered is None and end > 0:
-        offered = float((result.trace.prompt + result.trace.decode).sum()) / end
+        arrived = result.trace.times <= end
+        offered = float((result.trace.prompt + result.trace.decode)[arrived].sum()) / end
     return GrowthEstimate(rate=slope, half_width=half, confidence=confidence, horizon_s=end, window_start=start,
                           windows=windows, threshold=relative_threshold * (offered or 0.0),
                           offered_tokens_per_s=offered, fluid_rate=None if fluid_rate is None else float(fluid_rate))

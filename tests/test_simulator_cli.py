@@ -95,3 +95,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, argv, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_a_drained_run_is_judged_over_its_arrival_period(capsys):
+    out = _json(capsys, "simulate", str(VLLM), "--requests", "5000", "--json")
+    assert out["finished"] == 5000 and out["growth"]["verdict"] == "diverging"  # not fooled by the drain
+    assert out["growth"]["horizon_s"] < out["horizon_s"]
