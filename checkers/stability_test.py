@@ -62,6 +62,14 @@ def fluid_prediction(workload: Workload, capacity_tokens_per_s: object) -> sympy
     return sympy.Max(0, workload.token_rate - exact_number(capacity_tokens_per_s))
 
 
+def _plain(x: float, digits: int) -> str:
+    """``x`` rounded to ``digits`` significant digits, without an exponent (``1.4e+02`` -> ``140``)."""
+    if x == 0 or not np.isfinite(x):
+        return f"{x:g}"
+    rounded = round(x, digits - 1 - int(np.floor(np.log10(abs(x)))))
+    return f"{rounded:.{max(0, digits - 1 - int(np.floor(np.log10(abs(rounded)))))}f}"
+
+
 @dataclass(frozen=True)
 class GrowthEstimate:
     """The backlog's growth rate over ``[window_start, horizon_s]``, with a confidence interval.
@@ -102,10 +110,10 @@ class GrowthEstimate:
     @property
     def statement(self) -> str:
         """One sentence with the verdict, the numbers and the horizon."""
-        ci = f"{self.rate:.4g} ± {self.half_width:.2g} tokens/s ({self.confidence:.0%} CI)"
+        ci = f"{_plain(self.rate, 4)} ± {_plain(self.half_width, 2)} tokens/s ({self.confidence:.0%} CI)"
         where = (f"over [{self.window_start:.6g}, {self.horizon_s:.6g}] s, the second half of a "
                  f"{self.horizon_s:.6g} s horizon ({self.windows} batch means)")
-        fluid = "" if self.fluid_rate is None else f"; fluid prediction {self.fluid_rate:.4g} tokens/s"
+        fluid = "" if self.fluid_rate is None else f"; fluid prediction {_plain(self.fluid_rate, 4)} tokens/s"
         if self.diverging:
             return f"diverging at {ci} {where}{fluid}"
         return (f"bounded: backlog growth {ci} {where}, not above the threshold "
