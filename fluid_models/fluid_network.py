@@ -46,21 +46,6 @@ from .network import Buffer, Network
 __all__ = ["FluidNetwork", "FluidPath", "FluidError", "PHASE_PREFERENCE"]
 
 
-def _solve(A: list, b: list) -> list:
-    """Solve ``A x = b`` exactly (Gauss-Jordan over fractions; ``A`` is non-singular)."""
-    n = len(b)
-    M = [list(row) + [rhs] for row, rhs in zip(A, b)]
-    for col in range(n):
-        piv = next(r for r in range(col, n) if M[r][col] != 0)
-        M[col], M[piv] = M[piv], M[col]
-        p = M[col][col]
-        M[col] = [x / p for x in M[col]]
-        for r in range(n):
-            if r != col and M[r][col] != 0:
-                f = M[r][col]
-                M[r] = [x - f * y for x, y in zip(M[r], M[col])]
-    return [M[r][n] for r in range(n)]
-
 #: How each work-conserving scheduler orders the two phases in the fluid limit; any other
 #: (work-conserving) policy is modelled as one group: any split of the engine's capacity.
 PHASE_PREFERENCE = {"sarathi": "decode-first", "orca": "prefill-first", "fcfs": "request-order"}
@@ -72,6 +57,45 @@ class FluidError(ValueError):
 
 def _fraction(x: object) -> Fraction:
     return Fraction(int(sympy.numer(x)), int(sympy.denom(x)))
+
+
+def _solve(A: list, b: list) -> list:
+    """A solution of ``A x = b`` in exact fractions (Gauss-Jordan; free variables set to 0).
+
+    A singular system arises when effort can circulate through empty buffers with loop
+    gain exactly 1; any solution is then a valid allocation. ``FluidError`` if none exists.
+    """
+    n = len(b)
+    M = [list(row) + [rhs] for row, rhs in zip(A, b)]
+    pivots, r = [], 0
+    for col in range(n):
+        piv = next((i for i in range(r, n) if M[i][col] != 0), None)
+        if piv is None:
+            continue
+        M[r], M[piv] = M[piv], M[r]
+        p = M[r][col]
+        M[r] = [x / p for x in M[r]]
+        for i in range(n):
+            if i != r and M[i][col] != 0:
+                f = M[i][col]
+                M[i] = [x - f * y for x, y in zip(M[i], M[r])]
+        pivots.append(col)
+        r += 1
+    if any(M[i][n] != 0 for i in range(r, n)):
+        raise FluidError("the allocation equations have no solution")
+    x = [Fraction(0)] * n
+    for i, col in enumerate(pivots):
+        x[col] = M[i][n]
+    return x
+
+
+def _solve_float(A: list, b: list) -> list:
+    """A least-squares solution of ``A x = b`` in floats (``FluidError`` if it is not a solution)."""
+    M, rhs = np.array(A, float), np.array(b, float)
+    x = np.linalg.lstsq(M, rhs, rcond=None)[0]
+    if not np.allclose(M @ x, rhs, atol=1e-9):
+        raise FluidError("the allocation equations have no solution")
+    return list(x)
 
 
 @dataclass(frozen=True)
@@ -130,6 +154,7 @@ class FluidNetwork:
     joins: dict
     groups: tuple[tuple[tuple[int, ...], ...], ...]
     capacity: tuple[Fraction, ...] = field(repr=False, default=())  # full-batch token rate per engine
+    _cache: dict = field(repr=False, compare=False, default_factory=dict)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -262,26 +287,51 @@ class FluidNetwork:
                 raise FluidError("a join passes the minimum of its inputs: no exact piecewise-linear path here")
             sources = {k: preds[0] for k, preds in self.joins.items()}
         sources = sources or {}
-        growing, u = self._consistent(q, {k for k in range(self.size) if q[k] > 0}, exact, sources)
+        positive = frozenset(k for k in range(self.size) if q[k] > 0)
+        # with at most one buffer holding fluid per group, the allocation depends on the support only
+        key = None
+        if all(sum(1 for k in grp if k in positive) <= 1 for gs in self.groups for grp in gs):
+            key = (exact, positive, tuple(sorted(sources.items())))
+            if key in self._cache:
+                return list(self._cache[key])
+        u = self._allocate(q, positive, exact, sources)
+        if key is not None:
+            self._cache[key] = tuple(u)
+        return u
+
+    def _allocate(self, q: Sequence, positive: frozenset, exact: bool, sources: dict) -> list:
+        growing, u = self._consistent(q, set(positive), exact, sources)
         tol = 0 if exact else 1e-12
         for k in range(self.size):  # let an empty buffer fill up wherever that is consistent too
             if k in growing:
                 continue
-            trial, w = self._consistent(q, growing | {k}, exact, sources)
+            try:
+                trial, w = self._consistent(q, growing | {k}, exact, sources)
+            except FluidError:  # no allocation lets k fill up
+                continue
             v = self._rates(w, exact, sources)
             if all(v[j] > tol for j in trial if q[j] <= 0):
                 growing, u = trial, w
         return u
 
     def _consistent(self, q: Sequence, growing: set, exact: bool, sources: dict) -> tuple[set, list]:
-        growing = set(growing)
-        for _ in range(self.size + 1):
-            u = self._solve_allocation(q, growing, exact, sources)
-            late = self._first_overload(u, growing, exact)
-            if late is None:
-                return growing, u
-            growing.add(late)
-        raise FluidError("no consistent allocation")  # pragma: no cover - each round adds a buffer
+        """The smallest superset of ``growing`` whose allocation is feasible (breadth first;
+        at an overloaded engine the lowest-priority kept-empty buffers are tried first)."""
+        queue, seen = [frozenset(growing)], {frozenset(growing)}
+        while queue:
+            g = queue.pop(0)
+            try:
+                u = self._solve_allocation(q, g, exact, sources)
+            except FluidError:  # a circulation through empty buffers with no consistent split
+                continue
+            candidates = self._overloaded(u, g, exact)
+            if candidates is None:
+                return set(g), u
+            for k in candidates:
+                if g | {k} not in seen:
+                    seen.add(g | {k})
+                    queue.append(g | {k})
+        raise FluidError("no consistent allocation")
 
     def _rates(self, u: list, exact: bool, sources: dict) -> list:
         conv = (lambda x: x) if exact else float
@@ -330,17 +380,19 @@ class FluidNetwork:
                 for k in grp:
                     if k not in done:
                         A[k][k] = one
-        return _solve(A, rhs) if exact else list(np.linalg.solve(np.array(A, float), np.array(rhs, float)))
+        return _solve(A, rhs) if exact else _solve_float(A, rhs)
 
-    def _first_overload(self, u: list, growing: set, exact: bool) -> int | None:
-        """At the first engine whose kept-empty buffers need more than its capacity, the
-        lowest-priority one among them that is served: a priority starves the bottom first."""
+    def _overloaded(self, u: list, growing: set, exact: bool) -> list[int] | None:
+        """``None`` if ``u`` is feasible; else the kept-empty buffers of the first engine where
+        they need more than its capacity (or some effort is negative), lowest priority first:
+        a priority starves the bottom first, so these are the candidates to fill up."""
         tol = 0 if exact else 1e-12
         for gs in self.groups:
-            kept = [k for grp in gs for k in grp if k not in growing]
-            if sum(u[k] for k in kept) > 1 + tol or any(u[k] < -tol for k in kept):
+            members = [k for grp in gs for k in grp]
+            kept = [k for k in members if k not in growing]
+            if sum(u[k] for k in kept) > 1 + tol or any(u[k] < -tol for k in members):
                 served = [k for k in kept if u[k] > tol]
-                return served[-1] if served else kept[-1]
+                return (served or kept)[::-1]
         return None
 
     def _inflow(self, u: Sequence, mu: Sequence, alpha: Sequence, sources: dict) -> list:

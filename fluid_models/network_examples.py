@@ -23,7 +23,7 @@ from .engine import Engine
 from .network import Network, NetworkClass, NetworkEngine, Step
 from .policies import make_policy
 
-__all__ = ["unit_engine", "rybko_stolyar", "lu_kumar", "kumar_seidman", "fork_join"]
+__all__ = ["unit_engine", "rybko_stolyar", "lu_kumar", "kumar_seidman", "fork_join", "agent_loop"]
 
 
 def unit_engine(name: str, b_max: int, priority: tuple[str, ...] = (), policy: str = "fcfs") -> NetworkEngine:
@@ -97,4 +97,24 @@ def fork_join(rate: object = 1, tool_tokens: int = 40, b_max: int = 100, policy:
         Step("answer", "writer", half, half, after=("search", "code")),
     )
     engines = {e: unit_engine(e, b_max, policy=policy) for e in ("planner", "tool1", "tool2", "writer")}
+    return Network(engines, (NetworkClass("agent", rate, route),))
+
+
+def agent_loop(rate: object = 1, policy: str = "sarathi", b_max: int = 100) -> Network:
+    """An agent that returns to its planner: ``plan`` forks to two tools, and the planner reads
+    each tool's result in its own step (``read1`` after ``search``, ``read2`` after ``code``).
+
+    There is no join, but the routes go planner -> tool -> planner, so the engine graph is
+    cyclic and the DAG theorem does not apply. Loads: planner ``rate * 50 / b_max``,
+    tool1 ``rate * 40 / b_max``, tool2 ``rate * 30 / b_max``.
+    """
+    d = Deterministic
+    route = (
+        Step("plan", "planner", d(10), d(10)),
+        Step("search", "tool1", d(20), d(20), after=("plan",)),
+        Step("code", "tool2", d(15), d(15), after=("plan",)),
+        Step("read1", "planner", d(10), d(5), after=("search",)),
+        Step("read2", "planner", d(10), d(5), after=("code",)),
+    )
+    engines = {e: unit_engine(e, b_max, policy=policy) for e in ("planner", "tool1", "tool2")}
     return Network(engines, (NetworkClass("agent", rate, route),))

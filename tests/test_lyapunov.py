@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from checkers.lyapunov import face_rows, find_linear_lyapunov, verify_linear_lyapunov
 from checkers.network_check import check_network
 from fluid_models.fluid_network import FluidNetwork
-from fluid_models.network_examples import kumar_seidman, lu_kumar, rybko_stolyar
+from fluid_models.network_examples import agent_loop, kumar_seidman, lu_kumar, rybko_stolyar
 
 R = sympy.Rational
 GOOD = {"rs_good": rybko_stolyar(bad=False), "lk_stable": lu_kumar(R(7, 10)), "ks_stable": kumar_seidman(R(9, 10), R(1, 2))}
@@ -90,3 +90,31 @@ def test_kumar_seidman_textbook_condition(rate_a, rate_b):
     verdict = check_network(net, simulate=False).load_verdict
     expected = "stable" if 60 * (rate_a + rate_b) < 100 else "unstable"
     assert verdict.verdict == expected, (rate_a, rate_b)
+
+
+@pytest.mark.parametrize("load, stable", [(R(1, 2), True), (R(11, 20), True), (R(14, 25), False), (R(7, 10), False)])
+def test_rybko_stolyar_bad_priority_boundary_is_the_virtual_station(load, stable):
+    """Bad priority at engine load ``load``: stable iff 2 * load * 544/608 < 1 (0.5 and 0.55 are
+    below the boundary 608/1088 = 0.5588..., 0.56 and 0.7 above it)."""
+    net = rybko_stolyar(bad=True, load=load)
+    assert (2 * load * R(544, 608) < 1) == stable
+    verdict = check_network(net, simulate=False).load_verdict
+    assert verdict.verdict == ("stable" if stable else "unstable")
+
+
+@pytest.mark.parametrize("policy", ["sarathi", "orca", "fcfs"])
+def test_cyclic_agent_with_forks_gets_a_certificate(policy):
+    """Planner -> two tools -> back to the planner (forks, no join, cyclic engine graph): every
+    engine below 1 and no priority list, so the LP finds a certificate for the work-conserving
+    sharing; the certificate's drift is checked along the discipline's own velocities."""
+    net = agent_loop(rate=R(9, 5), policy=policy)
+    assert not net.is_feedforward and net.utilisation()["planner"] == R(9, 10)
+    v = check_network(net, simulate=False).load_verdict
+    assert v.verdict == "stable"
+    fn = FluidNetwork.from_network(net)
+    cert = find_linear_lyapunov(fn)
+    for k in range(fn.size):
+        q = [Fraction(0)] * fn.size
+        q[k] = Fraction(3)
+        q[(3 * k + 1) % fn.size] += Fraction(1)
+        assert sum(c * x for c, x in zip(cert.weights, fn.velocity(q))) <= -cert.epsilon
