@@ -166,11 +166,6 @@ class FluidNetwork:
         """Number of buffers."""
         return len(self.buffers)
 
-    @property
-    def is_strict_priority(self) -> bool:
-        """Whether every group holds one buffer (paths are then exactly piecewise linear)."""
-        return all(len(g) == 1 for gs in self.groups for g in gs)
-
     @classmethod
     def from_network(cls, net: Network) -> "FluidNetwork":
         """Build the fluid model (engines serve full batches: ``b_max / t_(b_max)`` tokens per unit
