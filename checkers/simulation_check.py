@@ -43,11 +43,10 @@ from .verdict import Evidence, Verdict
 
 __all__ = ["SettleRun", "run_until_settled", "settle_load", "empirical_capacity", "with_simulation"]
 
-#: Horizons in units of the full-batch time ``t(b_max)``: the first run and the cap.
-FIRST_HORIZON_BATCHES = 2_500
-LAST_HORIZON_BATCHES = 40_000
-#: ... and at least this many mean interarrival times.
-MIN_HORIZON_ARRIVALS = 2_000
+#: Horizons in units of the full-batch time ``t(b_max)``, and at least so many mean
+#: interarrival times: the first run, and the longest one.
+FIRST_HORIZON_BATCHES, FIRST_HORIZON_ARRIVALS = 2_500, 2_000
+LAST_HORIZON_BATCHES, LAST_HORIZON_ARRIVALS = 20_000, 16_000
 #: A run with more requests present than this is diverging beyond doubt: stop it there.
 CROWD_LIMIT = 5_000
 
@@ -79,12 +78,13 @@ def run_until_settled(engine: Engine, policy: Policy, workload: Workload, *, see
     """Simulate with growing horizons until the backlog diverges or the longest run stays bounded.
 
     The first horizon is ``max(2500 t(b_max), 2000 / lambda)``; each further run
-    is 4 times longer, up to 16 times the first (``40000 t(b_max)`` at the
-    least). A run stops early once more than 5,000 requests are present.
+    is 4 times longer, up to ``max(20000 t(b_max), 16000 / lambda)``. A run stops
+    early once more than 5,000 requests are present. A clear divergence is
+    caught by the first, short run; calling a run bounded takes the longest.
     """
     t_full = float(engine.batch_time.exact(engine.token_budget)) / 1000.0
-    first = max(FIRST_HORIZON_BATCHES * t_full, MIN_HORIZON_ARRIVALS / float(workload.rate))
-    last = max(LAST_HORIZON_BATCHES * t_full, 16 * MIN_HORIZON_ARRIVALS / float(workload.rate))
+    first = max(FIRST_HORIZON_BATCHES * t_full, FIRST_HORIZON_ARRIVALS / float(workload.rate))
+    last = max(LAST_HORIZON_BATCHES * t_full, LAST_HORIZON_ARRIVALS / float(workload.rate))
     horizon = first
     while True:
         result = simulate(engine, policy, workload, horizon_s=horizon, seed=seed, max_backlog_requests=CROWD_LIMIT)
@@ -115,16 +115,18 @@ def settle_load(engine: Engine, policy: Policy, workload: Workload, *, seed: int
 
 
 def empirical_capacity(engine: Engine, policy: Policy, workload: Workload, capacity_tokens_per_s: object, *,
-                       seed: int = 0, steps: int = 6, top: object = "0.99") -> Evidence:
+                       seed: int = 0, steps: int = 4, top: object = "0.99") -> Evidence:
     """Search the load scale for a load inside capacity where ``policy`` diverges.
 
     The traffic mix of ``workload`` is scaled to a fraction ``rho`` of the true
-    capacity; ``rho = top`` is tried first, then ``steps`` bisection steps
-    between the largest bounded and the smallest diverging fraction found. The
-    evidence reports the smallest fraction seen to diverge (a load inside the
-    capacity region, with its growth estimate) and the policy's empirical
-    capacity as the bracket ``[bounded, diverging]`` of fractions of the true
-    capacity. Bisection assumes that divergence is monotone in the load.
+    capacity. ``rho = top`` is tried first; while it diverges, ``rho`` is halved
+    until a bounded run appears (at most 10 times), then ``steps`` bisection
+    steps narrow the bracket between the largest bounded and the smallest
+    diverging fraction. The evidence reports the smallest fraction seen to
+    diverge (a load inside the capacity region, with its growth estimate) and
+    the policy's empirical capacity as the bracket ``[bounded, diverging]`` of
+    fractions of the true capacity. The search assumes that divergence is
+    monotone in the load.
 
     Examples
     --------
@@ -135,29 +137,37 @@ def empirical_capacity(engine: Engine, policy: Policy, workload: Workload, capac
     >>> from fluid_models.workload import RequestClass, Workload
     >>> engine = Engine(Staircase("11.28", "35.47", 128), 512)
     >>> work = Workload((RequestClass("chat", 12, Deterministic(129), Geometric(112)),))
-    >>> e = empirical_capacity(engine, VLLM(), work, sympy.Rational(51_200_000, 15316), steps=4)
-    >>> e.kind, 0.5 < e.data["empirical_capacity_fraction"] < 0.9
+    >>> e = empirical_capacity(engine, VLLM(), work, sympy.Rational(51_200_000, 15316))
+    >>> e.kind, 0.6 < e.data["empirical_capacity_fraction"] < 0.9
     ('counterexample', True)
     """
     capacity = exact_number(capacity_tokens_per_s)
     per_unit = workload.token_rate
+    tried: list[tuple[float, str]] = []
 
     def probe(rho: sympy.Rational) -> SettleRun:
         scaled = workload.scaled(rho * capacity / per_unit)
-        return run_until_settled(engine, policy, scaled, seed=seed, fluid_rate=fluid_prediction(scaled, capacity))
+        run = run_until_settled(engine, policy, scaled, seed=seed, fluid_rate=fluid_prediction(scaled, capacity))
+        tried.append((float(rho), "diverging" if run.diverging else "bounded"))
+        return run
 
-    low, high = sympy.Integer(0), exact_number(top)
+    high = exact_number(top)
     high_run = probe(high)
-    tried = [(float(high), high_run.growth.to_json()["verdict"])]
     if not high_run.diverging:
         return Evidence("simulation", f"no divergence of {policy.label} found up to {float(high):.0%} of capacity "
                         f"(there: {high_run.growth.statement})",
                         {"bounded_fraction": high, "runs": tried, "capacity_tokens_per_s": capacity,
                          "empirical_capacity_fraction": float(high)})
-    for _ in range(steps):
+    low = sympy.Integer(0)
+    for _ in range(10):
+        run = probe(high / 2)
+        if not run.diverging:
+            low = high / 2
+            break
+        high, high_run = high / 2, run
+    for _ in range(steps if low > 0 else 0):
         mid = (low + high) / 2
         run = probe(mid)
-        tried.append((float(mid), run.growth.to_json()["verdict"]))
         if run.diverging:
             high, high_run = mid, run
         else:
@@ -195,5 +205,9 @@ def with_simulation(report: CheckReport, engine: Engine, policy: Policy, workloa
         report = report.with_load_verdict(Verdict(settled.verdict, [*settled.evidence, note]))
     if (report.policy_verdict.verdict == "not-maximally-stable" and engine.max_batch_requests is None
             and capacity is not None):
-        report = report.with_policy_evidence(empirical_capacity(engine, policy, workload, capacity, seed=seed))
+        fraction = workload.token_rate / capacity
+        unstable_here = report.load_verdict.verdict == "unstable" and fraction < 1
+        top = fraction if unstable_here else sympy.Rational(99, 100)  # start from a load seen to diverge
+        report = report.with_policy_evidence(empirical_capacity(engine, policy, workload, capacity, seed=seed, top=top,
+                                                                steps=2))
     return report
