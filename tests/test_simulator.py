@@ -193,3 +193,13 @@ def test_pausing_for_progress_and_growing_records_do_not_change_the_run():
     assert watched == plain  # every per-request time and the whole trajectory
     assert watched.batches.tokens.size == plain.n_batches == len(watched.batches.members)
     assert int(watched.batches.tokens.sum()) == plain.tokens_served
+
+
+@pytest.mark.parametrize("module", ["fluid_models.simulator", "fluid_models.arrivals", "fluid_models.traces",
+                                    "checkers.stability_test", "checkers.simulation_check", "checkers.cli_simulate"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
