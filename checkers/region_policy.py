@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy
@@ -34,6 +35,9 @@ from fluid_models.workload import Workload
 
 from .region_check import certify_load, check_load_region, region_for, region_summary
 from .verdict import Evidence, Verdict
+
+if TYPE_CHECKING:  # the simulator is compiled: imported only when a simulation runs
+    from .stability_test import GrowthEstimate
 
 __all__ = ["policy_batch_types", "explain_policy", "DivergenceTest", "simulate_trend", "check_policy_region",
            "empirical_boundary", "with_region_verdicts"]
@@ -116,54 +120,47 @@ def _restricted_region(engine: Engine, types: list[BatchType]) -> CapacityRegion
 
 @dataclass(frozen=True)
 class DivergenceTest:
-    """A simulation's backlog trend: growth rate over the second half (tokens/s) and the verdict word.
+    """A simulation at ``load_scale`` times the load, judged by :func:`checkers.stability_test.estimate_growth`.
 
-    ``trend`` is ``diverging`` when the backlog grows by more than 2% of the
-    offered token rate and ends above 1.5 times its mid-run value, ``bounded``
-    when it grows by less than 0.5% of it, else ``unclear``.
+    ``trend`` is ``diverging`` when the growth rate's whole confidence interval
+    lies above the estimate's threshold, else ``bounded``.
     """
 
     policy: str
     load_scale: Fraction
-    horizon_s: float
-    growth_tokens_per_s: float
-    offered_tokens_per_s: float
-    backlog_mid: int
-    backlog_end: int
-    trend: str
+    growth: GrowthEstimate
+
+    @property
+    def trend(self) -> str:
+        """``diverging`` or ``bounded``."""
+        return "diverging" if self.growth.diverging else "bounded"
+
+    @property
+    def growth_tokens_per_s(self) -> float:
+        """The estimated backlog growth rate."""
+        return self.growth.rate
 
     def evidence(self) -> Evidence:
         """The run as a ``simulation`` evidence item."""
-        return Evidence("simulation", f"{self.policy} simulated {self.horizon_s:.0f} s at {float(self.load_scale):.4g} "
-                        f"x the load: backlog {self.backlog_mid} -> {self.backlog_end} tokens over the second half, "
-                        f"growing {self.growth_tokens_per_s:.1f} tokens/s ({self.trend})",
-                        {"policy": self.policy, "load_scale": self.load_scale, "horizon_s": self.horizon_s,
-                         "growth_tokens_per_s": self.growth_tokens_per_s,
-                         "offered_tokens_per_s": self.offered_tokens_per_s,
-                         "backlog_mid": self.backlog_mid, "backlog_end": self.backlog_end, "trend": self.trend})
+        return Evidence("simulation", f"{self.policy} simulated at {float(self.load_scale):.4g} x the load: "
+                        f"{self.growth.statement}",
+                        {"policy": self.policy, "load_scale": self.load_scale, "trend": self.trend,
+                         **self.growth.to_json()})
 
 
 def simulate_trend(engine: Engine, policy: Policy, workload: Workload, *, horizon_s: float | None = None,
                    seed: int = 0, arrivals: str = "poisson", load_scale: Fraction = Fraction(1)) -> DivergenceTest:
-    """Simulate (issue 3's :func:`fluid_models.simulator.simulate`) and classify the backlog trend.
+    """Simulate (:func:`fluid_models.simulator.simulate`) and estimate the backlog's growth.
 
     The default horizon covers about 3000 arrivals.
     """
-    from fluid_models.simulator import simulate  # numba-compiled: imported when first needed
+    from fluid_models.simulator import simulate
+
+    from .stability_test import estimate_growth
 
     horizon = horizon_s if horizon_s is not None else 3000 / float(workload.rate)
     run = simulate(engine, policy, workload, horizon_s=horizon, seed=seed, arrivals=arrivals)
-    half = run.times >= run.times[-1] / 2
-    slope = float(np.polyfit(run.times[half], run.backlog_tokens[half].astype(float), 1)[0])
-    offered = float(workload.token_rate)
-    mid, end = int(run.backlog_tokens[half][0]), int(run.backlog_tokens[-1])
-    if slope > 0.02 * offered and end > 1.5 * max(mid, 1):
-        trend = "diverging"
-    elif slope < 0.005 * offered:
-        trend = "bounded"
-    else:
-        trend = "unclear"
-    return DivergenceTest(policy.label, load_scale, horizon, slope, offered, mid, end, trend)
+    return DivergenceTest(policy.label, load_scale, estimate_growth(run))
 
 
 def check_policy_region(engine: Engine, policy: Policy, workload: Workload, region: CapacityRegion | None = None,
