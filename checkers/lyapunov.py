@@ -11,6 +11,12 @@ every empty buffer stays empty (``dq_k/dt = 0``). The drift bound on a face is
 the optimum of a small LP in ``u``; its LP dual turns "for all ``u``" into linear
 constraints in ``c`` and dual multipliers, so one LP over all faces finds ``c``.
 
+Joins fit the same frame: each input of a join gets a *sync* buffer (work that
+input has finished and the others have not matched), the join passes a
+throughput ``a_k``, and on a face every empty sync pins ``a_k`` to its input's
+rate; at least one sync of each join is empty (a join passes the minimum of its
+inputs), and faces where only syncs hold fluid are unreachable.
+
 Verification does not trust the solver: ``c`` and the multipliers are rounded
 to rationals, dual feasibility is repaired exactly through the box constraints
 ``u_j <= 1`` and the drift bound of every face is recomputed in
@@ -42,16 +48,107 @@ from scipy.optimize import linprog
 
 from fluid_models.fluid_network import FluidNetwork
 
-__all__ = ["LyapunovCertificate", "find_linear_lyapunov", "verify_linear_lyapunov", "face_rows", "MAX_BUFFERS"]
+__all__ = ["LyapunovCertificate", "FluidLP", "find_linear_lyapunov", "verify_linear_lyapunov", "face_rows", "MAX_BUFFERS"]
 
 #: Faces are enumerated, so the LP is kept to networks with at most this many buffers.
 MAX_BUFFERS = 14
 
 
 @dataclass(frozen=True)
+class FluidLP:
+    """The fluid model in the form the LP needs.
+
+    The *state* is the ``K`` buffers followed by one *sync* buffer per input of each
+    join (work an input has finished that the join's other inputs have not matched
+    yet). The *flows* are the ``K`` efforts ``u_j`` followed by one throughput ``a_k``
+    per join. ``rates[i]`` maps each flow to its coefficient in ``dstate_i/dt``
+    (besides the constant ``alpha[i]``); ``box[v]`` bounds flow ``v``.
+    """
+
+    labels: tuple[str, ...]
+    real: int
+    alpha: tuple[Fraction, ...]
+    rates: tuple[dict, ...]
+    box: tuple[Fraction, ...]
+    groups: tuple
+    join_syncs: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def from_fluid(cls, fn: FluidNetwork) -> "FluidLP":
+        """Buffers, syncs and flows of ``fn``: ``a_k`` feeds join buffer ``k`` and drains its
+        syncs; the effort of a join input's last buffer fills that input's sync."""
+        K = fn.size
+        labels = list(fn.labels)
+        rates: list[dict] = [dict() for _ in range(K)]
+        alpha = list(fn.alpha)
+        box = [Fraction(1)] * K
+        join_syncs = []
+        for j in range(K):
+            rates[j][j] = rates[j].get(j, 0) - fn.mu[j]
+            for k in fn.successors[j]:
+                rates[k][j] = rates[k].get(j, 0) + fn.mu[j]
+        for n, (k, preds) in enumerate(sorted(fn.joins.items())):
+            a = K + n
+            rates[k][a] = Fraction(1)
+            syncs = []
+            for j in preds:
+                labels.append(f"{fn.labels[k]}<{fn.labels[j]}")
+                rates.append({j: fn.mu[j], a: Fraction(-1)})
+                alpha.append(Fraction(0))
+                syncs.append(len(labels) - 1)
+            box.append(max(fn.mu[j] for j in preds))  # a_k equals the rate of an unmatched input
+            join_syncs.append(tuple(syncs))
+        return cls(tuple(labels), K, tuple(alpha), tuple(rates), tuple(box), fn.groups, tuple(join_syncs))
+
+    @property
+    def size(self) -> int:
+        """Number of state coordinates (buffers and syncs)."""
+        return len(self.labels)
+
+    def faces(self) -> list["Face"]:
+        """Every reachable support: some buffer holds fluid, and no join has all its syncs full."""
+        out = []
+        for r in range(1, self.size + 1):
+            for P in itertools.combinations(range(self.size), r):
+                if P[0] >= self.real or any(set(s) <= set(P) for s in self.join_syncs):
+                    continue
+                out.append(self.face(set(P)))
+        return out
+
+    def face(self, positive: set) -> "Face":
+        """The flow constraints of the face where exactly the coordinates in ``positive`` are positive."""
+        free: list[int] = []
+        engine_rows = []
+        for gs in self.groups:
+            here, eq = [], False
+            for grp in gs:
+                here += list(grp)
+                if any(k in positive for k in grp):
+                    eq = True
+                    break
+            free += here
+            engine_rows.append(({k: 1 for k in here}, Fraction(1), eq))
+        free += list(range(self.real, len(self.box)))  # join throughputs
+        free_set = set(free)
+        rows = [({v: 1}, self.box[v], False) for v in free] + engine_rows
+        for i in range(self.size):
+            if i not in positive:  # stays empty: its net rate is zero
+                rows.append(({v: c for v, c in self.rates[i].items() if v in free_set}, -self.alpha[i], True))
+        return Face(tuple(sorted(positive)), tuple(free), rows)
+
+    def gains(self) -> list[dict]:
+        """``g_v(c)``: the coefficient of flow ``v`` in the drift ``c . dstate/dt``, as a map on ``c``."""
+        g: list[dict] = [dict() for _ in self.box]
+        for i, rate in enumerate(self.rates):
+            for v, coef in rate.items():
+                g[v][i] = g[v].get(i, 0) + coef
+        return g
+
+
+@dataclass(frozen=True)
 class Face:
-    """The constraints on the efforts ``u`` on one face: ``rows`` are ``(coeffs, rhs, is_equality)``
-    over the ``free`` buffers (the others have ``u = 0``)."""
+    """The constraints on the flows on one face: ``rows`` are ``(coeffs, rhs, is_equality)``
+    over the ``free`` flows (the others are 0); the first rows are the boxes of the free flows."""
 
     positive: tuple[int, ...]
     free: tuple[int, ...]
@@ -60,7 +157,7 @@ class Face:
 
 @dataclass(frozen=True)
 class LyapunovCertificate:
-    """A linear Lyapunov function ``V(q) = sum_k weights[k] q_k`` and its exact check.
+    """A linear Lyapunov function ``V = sum_i weights[i] x_i`` over buffers (and join syncs).
 
     ``verified`` says the exact check passed: on every face the drift is at most
     ``-epsilon`` (an exact rational). ``lp_seconds`` and ``verify_seconds`` time
@@ -78,7 +175,8 @@ class LyapunovCertificate:
     worst_face: tuple[str, ...] = ()
 
     def drain_time(self, q0: list) -> Fraction:
-        """Upper bound ``V(q0) / epsilon`` on the time any fluid path from ``q0`` needs to drain."""
+        """Upper bound ``V(q0) / epsilon`` on the time any fluid path from ``q0`` (buffers only,
+        syncs empty) needs to drain."""
         return sum(Fraction(str(x)) * w for x, w in zip(q0, self.weights)) / self.epsilon
 
     def to_json(self) -> dict:
@@ -96,40 +194,8 @@ class LyapunovCertificate:
 
 
 def face_rows(fn: FluidNetwork, positive: set) -> Face:
-    """The effort constraints of the face where exactly the buffers in ``positive`` hold fluid."""
-    K = fn.size
-    free: list[int] = []
-    engine_rows = []
-    for gs in fn.groups:
-        here, eq = [], False
-        for grp in gs:
-            here += list(grp)
-            if any(k in positive for k in grp):
-                eq = True
-                break
-        free += here
-        engine_rows.append(({k: 1 for k in here}, Fraction(1), eq))
-    free_set = set(free)
-    rows = [({j: 1}, Fraction(1), False) for j in free] + engine_rows
-    for k in range(K):
-        if k in positive:
-            continue
-        coeffs: dict[int, Fraction] = {}
-        for j in free:
-            if k in fn.successors[j]:
-                coeffs[j] = coeffs.get(j, 0) + fn.mu[j]
-        if k in free_set:
-            coeffs[k] = coeffs.get(k, 0) - fn.mu[k]
-        rows.append((coeffs, -fn.alpha[k], True))  # inflow - outflow = -alpha_k (stays empty)
-    return Face(tuple(sorted(positive)), tuple(free), rows)
-
-
-def _gain(fn: FluidNetwork, j: int) -> dict[int, Fraction]:
-    """``g_j(c) = mu_j (sum_{k in succ(j)} c_k - c_j)`` as coefficients on ``c``."""
-    g = {j: -fn.mu[j]}
-    for k in fn.successors[j]:
-        g[k] = g.get(k, 0) + fn.mu[j]
-    return g
+    """The flow constraints of the face where exactly the buffers in ``positive`` hold fluid."""
+    return FluidLP.from_fluid(fn).face(positive)
 
 
 def find_linear_lyapunov(fn: FluidNetwork, min_weight: float | None = None) -> LyapunovCertificate:
@@ -138,90 +204,94 @@ def find_linear_lyapunov(fn: FluidNetwork, min_weight: float | None = None) -> L
     Parameters
     ----------
     fn
-        The fluid network (no joins; at most :data:`MAX_BUFFERS` buffers).
+        The fluid network (at most :data:`MAX_BUFFERS` buffers and join syncs).
     min_weight
-        Lower bound on each weight (the weights sum to 1); default ``1e-3 / K``.
+        Lower bound on each buffer's weight (the weights sum to 1); default ``1e-3 / K``.
+        Sync weights need only be non-negative.
     """
-    K = fn.size
-    labels = fn.labels
-    if fn.joins:
-        return LyapunovCertificate(labels, None, None, False, 0, 0.0, reason="joins make the fluid model non-linear")
-    if K > MAX_BUFFERS:
+    model = FluidLP.from_fluid(fn)
+    n = model.size
+    labels = model.labels
+    if n > MAX_BUFFERS:
         return LyapunovCertificate(labels, None, None, False, 0, 0.0,
-                                   reason=f"{K} buffers: face enumeration is limited to {MAX_BUFFERS}")
+                                   reason=f"{n} buffers and syncs: face enumeration is limited to {MAX_BUFFERS}")
     start = time.perf_counter()
-    faces = [face_rows(fn, set(P)) for r in range(1, K + 1) for P in itertools.combinations(range(K), r)]
-    gains = [_gain(fn, j) for j in range(K)]
-    alpha = np.array([float(a) for a in fn.alpha])
+    faces = model.faces()
+    gains = model.gains()
+    alpha = np.array([float(a) for a in model.alpha])
     rows, cols, vals, ub = [], [], [], []
-    eq_rows, eq_cols, eq_vals = [], [], []
-    n_var = K + 1  # c, eps
-    bounds = [(min_weight if min_weight is not None else 1e-3 / K, None)] * K + [(None, float(max(fn.mu)))]
+    n_var = n + 1  # c, eps
+    low = min_weight if min_weight is not None else 1e-3 / model.real
+    bounds = [(low, None)] * model.real + [(0, None)] * (n - model.real) + [(None, float(max(fn.mu)))]
     offsets = []
     r = 0
     for face in faces:
         base = n_var
         offsets.append(base)
-        for i, (_, _, is_eq) in enumerate(face.rows):
+        for _, _, is_eq in face.rows:
             bounds.append((None, None) if is_eq else (0, None))
         n_var += len(face.rows)
-        for j in face.free:  # g_j(c) - sum_i a_ij w_i <= 0
-            for k, v in gains[j].items():
-                rows.append(r); cols.append(k); vals.append(float(v))
+        for v in face.free:  # g_v(c) - sum_i a_iv w_i <= 0
+            for i, coef in gains[v].items():
+                rows.append(r); cols.append(i); vals.append(float(coef))
             for i, (coeffs, _, _) in enumerate(face.rows):
-                if j in coeffs:
-                    rows.append(r); cols.append(base + i); vals.append(-float(coeffs[j]))
+                if v in coeffs:
+                    rows.append(r); cols.append(base + i); vals.append(-float(coeffs[v]))
             ub.append(0.0)
             r += 1
-        for k in range(K):  # c . alpha + b . w + eps <= 0
-            if alpha[k]:
-                rows.append(r); cols.append(k); vals.append(alpha[k])
+        for i in range(n):  # c . alpha + b . w + eps <= 0
+            if alpha[i]:
+                rows.append(r); cols.append(i); vals.append(alpha[i])
         for i, (_, rhs, _) in enumerate(face.rows):
             if rhs:
                 rows.append(r); cols.append(base + i); vals.append(float(rhs))
-        rows.append(r); cols.append(K); vals.append(1.0)
+        rows.append(r); cols.append(n); vals.append(1.0)
         ub.append(0.0)
         r += 1
     A = sp.csr_matrix((vals, (rows, cols)), shape=(r, n_var))
-    A_eq = sp.csr_matrix((np.ones(K), (np.zeros(K), np.arange(K))), shape=(1, n_var))
+    A_eq = sp.csr_matrix((np.ones(n), (np.zeros(n), np.arange(n))), shape=(1, n_var))
     cost = np.zeros(n_var)
-    cost[K] = -1.0
+    cost[n] = -1.0
     res = linprog(cost, A_ub=A, b_ub=np.array(ub), A_eq=A_eq, b_eq=[1.0], bounds=bounds, method="highs")
     lp_seconds = time.perf_counter() - start
     if res.status != 0 or -res.fun <= 0:
-        why = "LP infeasible" if res.status == 2 else f"best drift bound {res.fun:.3g} is not negative" if res.status == 0 else res.message
+        why = ("LP infeasible" if res.status == 2 else
+               f"best drift bound {res.fun:.3g} is not negative" if res.status == 0 else res.message)
         return LyapunovCertificate(labels, None, None, False, len(faces), lp_seconds,
                                    reason=f"no linear Lyapunov function: {why}")
     x = res.x
-    weights = tuple(Fraction(float(v)).limit_denominator(10**9) for v in x[:K])
+    weights = tuple(Fraction(float(v)).limit_denominator(10**9) for v in x[:n])
     multipliers = [x[o:o + len(f.rows)] for o, f in zip(offsets, faces)]
-    return verify_linear_lyapunov(fn, weights, faces, multipliers, lp_seconds)
+    return verify_linear_lyapunov(model, weights, faces, multipliers, lp_seconds)
 
 
-def verify_linear_lyapunov(fn: FluidNetwork, weights: tuple[Fraction, ...], faces: list[Face],
+def verify_linear_lyapunov(model: FluidLP | FluidNetwork, weights: tuple[Fraction, ...], faces: list[Face],
                            multipliers: list, lp_seconds: float = 0.0) -> LyapunovCertificate:
-    """Exact check of ``V(q) = weights . q``: on each face, rational multipliers (rounded from
+    """Exact check of ``V = weights . x``: on each face, rational multipliers (rounded from
     ``multipliers``, repaired through the box rows) bound the drift by weak duality."""
+    if isinstance(model, FluidNetwork):
+        model = FluidLP.from_fluid(model)
     start = time.perf_counter()
-    labels = fn.labels
-    if any(w <= 0 for w in weights):
-        return LyapunovCertificate(labels, weights, None, False, len(faces), lp_seconds, reason="a weight is not positive")
-    gains = [_gain(fn, j) for j in range(fn.size)]
-    c_alpha = sum(w * a for w, a in zip(weights, fn.alpha))
+    labels = model.labels
+    if any(w <= 0 for w in weights[:model.real]) or any(w < 0 for w in weights):
+        return LyapunovCertificate(labels, weights, None, False, len(faces), lp_seconds,
+                                   reason="a buffer weight is not positive (or a sync weight is negative)")
+    gains = model.gains()
+    c_alpha = sum(w * a for w, a in zip(weights, model.alpha))
     worst, worst_face = None, ()
     for face, mult in zip(faces, multipliers):
         w = []
         for (_, _, is_eq), v in zip(face.rows, mult):
             f = Fraction(float(v)).limit_denominator(10**12)
             w.append(f if is_eq else max(f, Fraction(0)))
-        for pos, j in enumerate(face.free):  # the first rows are the boxes u_j <= 1, one per free j
-            need = sum(weights[k] * v for k, v in gains[j].items())
-            have = sum(coeffs[j] * wi for (coeffs, _, _), wi in zip(face.rows, w) if j in coeffs)
+        for pos, v in enumerate(face.free):  # the first rows are the boxes of the free flows, in order
+            need = sum(weights[i] * coef for i, coef in gains[v].items())
+            have = sum(coeffs[v] * wi for (coeffs, _, _), wi in zip(face.rows, w) if v in coeffs)
             if have < need:
                 w[pos] += need - have
         bound = c_alpha + sum(rhs * wi for (_, rhs, _), wi in zip(face.rows, w))
         if worst is None or bound > worst:
-            worst, worst_face = bound, tuple(labels[k] for k in face.positive)
+            worst, worst_face = bound, tuple(labels[i] for i in face.positive)
     seconds = time.perf_counter() - start
     ok = worst is not None and worst < 0
     return LyapunovCertificate(labels, weights, -worst if ok else None, ok, len(faces), lp_seconds, seconds,

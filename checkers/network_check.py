@@ -245,7 +245,7 @@ def _cyclic_verdict(net: Network, rho: dict, simulate: bool, horizon_s: float | 
             Evidence("note", f"every engine is below its full-batch rate (largest {float(max(rho.values())):.4g}); "
                      f"{tried[0]}", {"rho": rho, "virtual_stations": [v.to_json() for v in stations]}),
             Evidence("certificate",
-                     f"linear Lyapunov function V(q) = c.q (c > 0) found by LP over all {cert.faces} faces of the fluid "
+                     f"linear Lyapunov function V = c.q (c > 0 on every buffer{', c >= 0 on the join syncs' if fn.joins else ''}) found by LP over all {cert.faces} faces of the fluid "
                      f"model and verified in exact rationals: dV/dt <= -{cert.epsilon} = -{float(cert.epsilon):.4g} on "
                      f"every face, so every fluid path drains ({FLUID_THEOREM})", cert.to_json())])
     tried.append(f"linear Lyapunov LP: {cert.reason}")
@@ -255,7 +255,8 @@ def _cyclic_verdict(net: Network, rho: dict, simulate: bool, horizon_s: float | 
         if simulate:
             ev.append(_simulation_evidence(net, horizon_s, seed, True))
         return Verdict("unstable", ev)
-    tried.append("exact fluid paths from one loaded buffer: none returned to a larger multiple of its start")
+    tried.append("exact fluid paths: not piecewise linear with joins or shared priority levels" if fn.joins else
+                 "exact fluid paths from one loaded buffer: none returned to a larger multiple of its start")
     return Verdict("inconclusive", [Evidence("note", "cyclic network; tried: " + "; ".join(tried), {"rho": rho})])
 
 

@@ -23,7 +23,7 @@ from .engine import Engine
 from .network import Network, NetworkClass, NetworkEngine, Step
 from .policies import make_policy
 
-__all__ = ["unit_engine", "rybko_stolyar", "lu_kumar", "kumar_seidman", "fork_join", "agent_loop"]
+__all__ = ["unit_engine", "rybko_stolyar", "lu_kumar", "kumar_seidman", "fork_join", "agent_loop", "fork_join_loop"]
 
 
 def unit_engine(name: str, b_max: int, priority: tuple[str, ...] = (), policy: str = "fcfs") -> NetworkEngine:
@@ -115,6 +115,23 @@ def agent_loop(rate: object = 1, policy: str = "sarathi", b_max: int = 100) -> N
         Step("code", "tool2", d(15), d(15), after=("plan",)),
         Step("read1", "planner", d(10), d(5), after=("search",)),
         Step("read2", "planner", d(10), d(5), after=("code",)),
+    )
+    engines = {e: unit_engine(e, b_max, policy=policy) for e in ("planner", "tool1", "tool2")}
+    return Network(engines, (NetworkClass("agent", rate, route),))
+
+
+def fork_join_loop(rate: object = 1, b_max: int = 100, policy: str = "sarathi") -> Network:
+    """A planner fans out to two tools and joins their results itself: ``plan`` at ``planner``,
+    ``search`` at ``tool1`` and ``code`` at ``tool2`` (both after ``plan``), ``answer`` back at
+    ``planner`` after both. The join makes the engine graph cyclic (planner -> tool -> planner).
+    Loads: planner ``rate * 40 / b_max``, tool1 ``rate * 40 / b_max``, tool2 ``rate * 30 / b_max``.
+    """
+    d = Deterministic
+    route = (
+        Step("plan", "planner", d(10), d(10)),
+        Step("search", "tool1", d(20), d(20), after=("plan",)),
+        Step("code", "tool2", d(15), d(15), after=("plan",)),
+        Step("answer", "planner", d(10), d(10), after=("search", "code")),
     )
     engines = {e: unit_engine(e, b_max, policy=policy) for e in ("planner", "tool1", "tool2")}
     return Network(engines, (NetworkClass("agent", rate, route),))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from checkers.lyapunov import face_rows, find_linear_lyapunov, verify_linear_lyapunov
 from checkers.network_check import check_network
 from fluid_models.fluid_network import FluidNetwork
-from fluid_models.network_examples import agent_loop, kumar_seidman, lu_kumar, rybko_stolyar
+from fluid_models.network_examples import agent_loop, fork_join_loop, kumar_seidman, lu_kumar, rybko_stolyar
 
 R = sympy.Rational
 GOOD = {"rs_good": rybko_stolyar(bad=False), "lk_stable": lu_kumar(R(7, 10)), "ks_stable": kumar_seidman(R(9, 10), R(1, 2))}
@@ -118,3 +118,19 @@ def test_cyclic_agent_with_forks_gets_a_certificate(policy):
         q[k] = Fraction(3)
         q[(3 * k + 1) % fn.size] += Fraction(1)
         assert sum(c * x for c, x in zip(cert.weights, fn.velocity(q))) <= -cert.epsilon
+
+
+def test_join_back_at_the_planner_gets_a_certificate_with_sync_buffers():
+    """plan -> (search, code) -> answer at the planner: a join inside a cycle. Syncs hold what one
+    tool has finished and the other has not; the certificate covers them."""
+    net = fork_join_loop(rate=2)
+    assert not net.is_feedforward and net.has_joins
+    fn = FluidNetwork.from_network(net)
+    cert = find_linear_lyapunov(fn)
+    assert cert.verified and cert.epsilon > 0
+    assert set(cert.labels[fn.size:]) == {"answer.p<search.d", "answer.p<code.d"}
+    assert all(w >= 0 for w in cert.weights[fn.size:]) and all(w > 0 for w in cert.weights[:fn.size])
+    # faces with every sync of the join full, or with only syncs holding fluid, are unreachable
+    assert cert.faces == (2 ** fn.size - 1) * 3
+    v = check_network(net, simulate=False).load_verdict
+    assert v.verdict == "stable" and "join syncs" in v.evidence[-1].summary
