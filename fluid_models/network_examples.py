@@ -120,16 +120,17 @@ def agent_loop(rate: object = 1, policy: str = "sarathi", b_max: int = 100) -> N
     return Network(engines, (NetworkClass("agent", rate, route),))
 
 
-def fork_join_loop(rate: object = 1, b_max: int = 100, policy: str = "sarathi") -> Network:
+def fork_join_loop(rate: object = 1, tool_tokens: int = 40, b_max: int = 100, policy: str = "sarathi") -> Network:
     """A planner fans out to two tools and joins their results itself: ``plan`` at ``planner``,
-    ``search`` at ``tool1`` and ``code`` at ``tool2`` (both after ``plan``), ``answer`` back at
-    ``planner`` after both. The join makes the engine graph cyclic (planner -> tool -> planner).
-    Loads: planner ``rate * 40 / b_max``, tool1 ``rate * 40 / b_max``, tool2 ``rate * 30 / b_max``.
+    ``search`` (``tool_tokens``) at ``tool1`` and ``code`` (30 tokens) at ``tool2``, both after
+    ``plan``, and ``answer`` back at ``planner`` after both. The join makes the engine graph
+    cyclic (planner -> tool -> planner). Loads: planner ``rate * 40 / b_max``, tool1
+    ``rate * tool_tokens / b_max``, tool2 ``rate * 30 / b_max``.
     """
     d = Deterministic
     route = (
         Step("plan", "planner", d(10), d(10)),
-        Step("search", "tool1", d(20), d(20), after=("plan",)),
+        Step("search", "tool1", d(tool_tokens // 2), d(tool_tokens // 2), after=("plan",)),
         Step("code", "tool2", d(15), d(15), after=("plan",)),
         Step("answer", "planner", d(10), d(10), after=("search", "code")),
     )

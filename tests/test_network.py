@@ -13,7 +13,7 @@ from checkers.errors import InputError
 from checkers.network_spec import is_network_document, load_network, network_from_document
 from fluid_models.distributions import Deterministic
 from fluid_models.network import Network, NetworkClass, NetworkError, Step
-from fluid_models.network_examples import fork_join, kumar_seidman, lu_kumar, rybko_stolyar, unit_engine
+from fluid_models.network_examples import fork_join, fork_join_loop, kumar_seidman, lu_kumar, rybko_stolyar, unit_engine
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -42,7 +42,8 @@ def test_yaml_examples_match_the_python_constructors():
              ("network_rybko_stolyar_good.yaml", rybko_stolyar(bad=False)),
              ("network_lu_kumar.yaml", lu_kumar(1)),
              ("network_kumar_seidman.yaml", kumar_seidman(sympy.Rational(9, 10), sympy.Rational(1, 2))),
-             ("network_fork_join.yaml", fork_join())]
+             ("network_fork_join.yaml", fork_join()),
+             ("network_fork_join_planner.yaml", fork_join_loop(rate=2))]
     for name, net in pairs:
         loaded = load_network(EXAMPLES / name)
         assert loaded.utilisation() == net.utilisation(), name

@@ -109,3 +109,20 @@ def test_k_max_engine_is_judged_by_its_region(k_max, expected):
         assert any(e.kind == "certificate" and "hyperplane" in e.summary and e.data["engine"] == "tool1" for e in v.evidence)
     else:
         assert "k_max = 50" in v.evidence[0].summary and "inside" in v.evidence[0].summary
+
+
+@pytest.mark.parametrize("tool_tokens, expected", [(40, "stable"), (90, "stable"), (110, "unstable")])
+def test_planner_that_joins_its_tools_is_stable_until_a_tool_passes_load_one(tool_tokens, expected):
+    """The join back at the planner makes the network cyclic: the verdict rests on a Lyapunov
+    certificate (buffers and join syncs) below load 1, on the load certificate above it."""
+    from fluid_models.network_examples import fork_join_loop
+
+    net = fork_join_loop(rate=1, tool_tokens=tool_tokens)
+    assert not net.is_feedforward
+    v = check_network(net, simulate=False).load_verdict
+    assert v.verdict == expected
+    cert = _evidence(v, "certificate")[-1]
+    if expected == "stable":
+        assert cert.data["verified_exactly"] is True and "answer.p<search.d" in cert.data["weights"]
+    else:
+        assert cert.data["engine"] == "tool1"
