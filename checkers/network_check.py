@@ -286,8 +286,9 @@ def _policy_verdict(net: Network, wc: dict) -> Verdict:
         return Verdict("not-maximally-stable", [Evidence(
             "counterexample", f"every engine is below capacity yet a virtual station is overloaded; {HLPPS}")])
     return Verdict("inconclusive", [Evidence(
-        "note", "cyclic routing: per-engine loads below 1 do not imply stability under priorities (Rybko-Stolyar); "
-        "a certificate at this load does not cover every load inside the capacity region")])
+        "note", "cyclic routing: per-engine loads below 1 do not imply stability in general (Rybko-Stolyar under "
+        "priorities, Bramson under FCFS); a certificate at this load does not cover every load inside the "
+        "capacity region")])
 
 
 def check_network_document(document: Any, source: str = "<document>", base_dir: Path = Path("."),
