@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"llmstab: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (``llmstab derive F | head``): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("llmstab: interrupted", file=sys.stderr)
         return 1

@@ -94,13 +94,12 @@ def _ceil_div(b: np.ndarray, d: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Staircase(BatchTimeModel):
-    """``t_b = c + a * ceil(b / b0)`` (Li-Dai-Peng, v3)."""
+class _FixedPlusSteps(BatchTimeModel):
+    """``t_b = c + a * s(b)``: the two Li-Dai-Peng families, which differ only in the step count ``s``."""
 
     c: object
     a: object
     b0: int
-    kind: ClassVar[str] = "staircase"
     c_exact: sympy.Rational = field(init=False, repr=False, compare=False)
     a_exact: sympy.Rational = field(init=False, repr=False, compare=False)
 
@@ -108,47 +107,51 @@ class Staircase(BatchTimeModel):
         object.__setattr__(self, "c_exact", exact_number(self.c))
         object.__setattr__(self, "a_exact", exact_number(self.a))
 
+    @abstractmethod
+    def _steps(self, b: np.ndarray) -> np.ndarray:
+        """``s(b)`` for integer token counts (numpy arrays or ints)."""
+
+    @abstractmethod
+    def _steps_expression(self, b: sympy.Symbol) -> sympy.Expr:
+        """``s(b)`` as a sympy expression."""
+
     def __call__(self, tokens: ArrayLike) -> np.ndarray:
-        b = np.asarray(tokens, dtype=np.int64)
-        return float(self.c_exact) + float(self.a_exact) * _ceil_div(b, self.b0)
+        return float(self.c_exact) + float(self.a_exact) * self._steps(np.asarray(tokens, dtype=np.int64))
 
     def expression(self, b: sympy.Symbol) -> sympy.Expr:
-        return self.c_exact + self.a_exact * sympy.ceiling(b / self.b0)
+        return self.c_exact + self.a_exact * self._steps_expression(b)
 
     def exact(self, tokens: int) -> sympy.Rational:
-        return self.c_exact + self.a_exact * (-(-int(tokens) // self.b0))
+        return self.c_exact + self.a_exact * int(self._steps(np.int64(tokens)))
 
     def parameters(self) -> dict:
         return {"kind": self.kind, "c": self.c, "a": self.a, "b0": self.b0}
 
 
 @dataclass(frozen=True)
-class PiecewiseLinear(BatchTimeModel):
+class Staircase(_FixedPlusSteps):
+    """``t_b = c + a * ceil(b / b0)`` (Li-Dai-Peng, v3)."""
+
+    kind: ClassVar[str] = "staircase"
+
+    def _steps(self, b: np.ndarray) -> np.ndarray:
+        return _ceil_div(b, self.b0)
+
+    def _steps_expression(self, b: sympy.Symbol) -> sympy.Expr:
+        return sympy.ceiling(b / self.b0)
+
+
+@dataclass(frozen=True)
+class PiecewiseLinear(_FixedPlusSteps):
     """``t_b = c + a * max(0, b - b0)`` (Li-Dai-Peng, v1)."""
 
-    c: object
-    a: object
-    b0: int
     kind: ClassVar[str] = "piecewise_linear"
-    c_exact: sympy.Rational = field(init=False, repr=False, compare=False)
-    a_exact: sympy.Rational = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "c_exact", exact_number(self.c))
-        object.__setattr__(self, "a_exact", exact_number(self.a))
+    def _steps(self, b: np.ndarray) -> np.ndarray:
+        return np.maximum(0, b - self.b0)
 
-    def __call__(self, tokens: ArrayLike) -> np.ndarray:
-        b = np.asarray(tokens, dtype=np.int64)
-        return float(self.c_exact) + float(self.a_exact) * np.maximum(0, b - self.b0)
-
-    def expression(self, b: sympy.Symbol) -> sympy.Expr:
-        return self.c_exact + self.a_exact * sympy.Max(0, b - self.b0)
-
-    def exact(self, tokens: int) -> sympy.Rational:
-        return self.c_exact + self.a_exact * max(0, int(tokens) - self.b0)
-
-    def parameters(self) -> dict:
-        return {"kind": self.kind, "c": self.c, "a": self.a, "b0": self.b0}
+    def _steps_expression(self, b: sympy.Symbol) -> sympy.Expr:
+        return sympy.Max(0, b - self.b0)
 
 
 @dataclass(frozen=True)

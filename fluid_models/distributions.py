@@ -89,11 +89,10 @@ class Deterministic(LengthDistribution):
 
 
 @dataclass(frozen=True)
-class Geometric(LengthDistribution):
-    """Geometric on ``{1, 2, ...}`` with the given mean (success probability ``1/mean``)."""
+class _GivenMean(LengthDistribution):
+    """An unbounded family fixed by its mean."""
 
     mean_value: object
-    kind: ClassVar[str] = "geometric"
 
     def __init__(self, mean: object) -> None:
         object.__setattr__(self, "mean_value", exact_number(mean))
@@ -101,51 +100,43 @@ class Geometric(LengthDistribution):
     @property
     def mean(self) -> sympy.Rational:
         return self.mean_value
+
+    @property
+    def max(self) -> None:
+        return None
+
+    def describe(self) -> dict:
+        return {"dist": self.kind, "mean": float(self.mean_value)}
+
+
+@dataclass(frozen=True, init=False)
+class Geometric(_GivenMean):
+    """Geometric on ``{1, 2, ...}`` with the given mean (success probability ``1/mean``)."""
+
+    kind: ClassVar[str] = "geometric"
 
     @property
     def second_moment(self) -> sympy.Rational:
         m = self.mean_value
         return 2 * m**2 - m  # Var = (1-p)/p^2 = m^2 - m
 
-    @property
-    def max(self) -> None:
-        return None
-
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.geometric(1.0 / float(self.mean_value), size).astype(np.int64)
 
-    def describe(self) -> dict:
-        return {"dist": self.kind, "mean": float(self.mean_value)}
 
-
-@dataclass(frozen=True)
-class Poisson(LengthDistribution):
+@dataclass(frozen=True, init=False)
+class Poisson(_GivenMean):
     """``1 + Poisson(mean - 1)``: Poisson-shaped lengths that are never zero."""
 
-    mean_value: object
     kind: ClassVar[str] = "poisson"
-
-    def __init__(self, mean: object) -> None:
-        object.__setattr__(self, "mean_value", exact_number(mean))
-
-    @property
-    def mean(self) -> sympy.Rational:
-        return self.mean_value
 
     @property
     def second_moment(self) -> sympy.Rational:
         lam = self.mean_value - 1
         return (1 + lam) ** 2 + lam
 
-    @property
-    def max(self) -> None:
-        return None
-
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return 1 + rng.poisson(float(self.mean_value) - 1, size).astype(np.int64)
-
-    def describe(self) -> dict:
-        return {"dist": self.kind, "mean": float(self.mean_value)}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from fluid_models.policies import POLICIES, Sarathi, make_policy
 from fluid_models.simulator import simulate
 from fluid_models.traces import trace_distribution, trace_lengths
 from fluid_models.workload import RequestClass, Workload
+from tests.test_worked_example import PAPER_SEQUENCES
 
 CODELLAMA = Staircase("11.28", "35.47", 128)
 ENGINE = Engine(CODELLAMA, 512)
@@ -22,12 +23,7 @@ CHAT = Workload((RequestClass("chat", 12, Deterministic(129), Geometric(112)),))
 WORKED = Trace([0.0, 0.0, 0.0, 0.01, 0.01], [0, 0, 0, 1, 1], [2, 4, 3, 1, 1])
 
 
-@pytest.mark.parametrize("policy, b_max, expected", [
-    ("vllm", 4, "{Ad,Bd,Cd} | {Dp,Ep} | {Ad,Bd,Cd,Dd} | {Bd,Cd,Ed} | {Bd}"),
-    ("fastertransformer", 4, "{Ad,Bd,Cd} | {Ad,Bd,Cd} | {Bd,Cd} | {Bd} | {Dp,Ep} | {Dd,Ed}"),
-    ("sarathi", 4, "{Ad,Bd,Cd} | {Ad,Bd,Cd,Dp} | {Bd,Cd,Dd,Ep} | {Bd,Ed}"),
-    ("orca", 5, "{Ad,Bd,Cd} | {Ad,Bd,Cd,Dp,Ep} | {Bd,Cd,Dd,Ed} | {Bd}"),
-])
+@pytest.mark.parametrize("policy, b_max, expected", PAPER_SEQUENCES)
 def test_worked_example_batch_for_batch(policy, b_max, expected):
     r = simulate(Engine(CODELLAMA, b_max), make_policy(policy), None, arrivals="trace", trace=WORKED,
                  record_batches=True)

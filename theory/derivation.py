@@ -37,27 +37,25 @@ class Step:
     expr: sympy.Basic
 
 
+# family -> (its closed-form argument, the titles of its four steps)
+_FAMILY_ARGUMENTS = {
+    "staircase": (staircase_full_batch_condition, (
+        "rate at the end of step k (b = k b0)", "its derivative in k (positive: later steps are better)",
+        "full batch is best when b0 divides b_max", "b0 divides b_max here")),
+    "piecewise_linear": (piecewise_linear_full_batch_condition, (
+        "rate above b0", "its derivative in b (sign of c - a b0)", "full batch is best when",
+        "the condition holds here")),
+}
+
+
 def _family_steps(family: str | None, params: dict, token_budget: int) -> list[Step]:
-    c, a, b0, k = sympy.symbols("c a b0 k", positive=True)
-    if family == "staircase":
-        rate, slope, condition = staircase_full_batch_condition()
-        values = {c: params["c"], a: params["a"], b0: params["b0"], b_max: token_budget}
-        return [
-            Step("rate at the end of step k (b = k b0)", rate),
-            Step("its derivative in k (positive: later steps are better)", slope),
-            Step("full batch is best when b0 divides b_max", condition),
-            Step("b0 divides b_max here", condition.subs(values)),
-        ]
-    if family == "piecewise_linear":
-        rate, slope, condition = piecewise_linear_full_batch_condition()
-        values = {c: params["c"], a: params["a"], b0: params["b0"], b_max: token_budget}
-        return [
-            Step("rate above b0", rate),
-            Step("its derivative in b (sign of c - a b0)", slope),
-            Step("full batch is best when", condition),
-            Step("the condition holds here", condition.subs(values)),
-        ]
-    return []
+    if family not in _FAMILY_ARGUMENTS:
+        return []
+    argument, titles = _FAMILY_ARGUMENTS[family]
+    rate, slope, condition = argument()
+    c, a, b0 = sympy.symbols("c a b0", positive=True)
+    values = {c: params["c"], a: params["a"], b0: params["b0"], b_max: token_budget}
+    return [Step(title, expr) for title, expr in zip(titles, (rate, slope, condition, condition.subs(values)))]
 
 
 def single_engine_derivation(batch_time: sympy.Expr, token_budget: int, family: str | None = None,
