@@ -49,39 +49,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     p.add_argument("--out", required=True, type=Path, help="profile CSV to write")
     p.add_argument("--dtype", default="auto", help="auto (float16 on cuda, float32 on cpu), float16, bfloat16, float32")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--kinds", type=_words, default=["prefill", "decode", "mixed"])
-    p.add_argument("--max-prefill", type=int, default=4096)
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations before each grid point (default 3)")
+    p.add_argument("--reps", type=int, default=10, help="timed repetitions per grid point (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and tokens (default 0)")
+    p.add_argument("--kinds", type=_words, default=["prefill", "decode", "mixed"],
+                   help="comma-separated batch kinds to time (default prefill,decode,mixed)")
+    p.add_argument("--max-prefill", type=int, default=4096, help="largest prefill chunk in tokens (default 4096)")
     p.add_argument("--tile", type=int, default=64, help="grid is dense around multiples of this")
-    p.add_argument("--fine-step", type=int, default=16)
-    p.add_argument("--decode-batches", type=_ints, default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
-    p.add_argument("--contexts", type=_ints, default=[128, 512, 1024, 2048, 4096])
-    p.add_argument("--mixed-budget", type=int, default=512)
-    p.add_argument("--mixed-decodes", type=_ints, default=[1, 8, 16, 32, 64, 128, 256])
-    p.add_argument("--mixed-context", type=int, default=1024)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--fine-step", type=int, default=16, help="grid step near tile boundaries (default 16)")
+    p.add_argument("--decode-batches", type=_ints, default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+                   help="comma-separated decode batch sizes (requests)")
+    p.add_argument("--contexts", type=_ints, default=[128, 512, 1024, 2048, 4096],
+                   help="comma-separated context lengths of the decoding requests")
+    p.add_argument("--mixed-budget", type=int, default=512, help="tokens of a mixed batch (decodes + prefill chunk)")
+    p.add_argument("--mixed-decodes", type=_ints, default=[1, 8, 16, 32, 64, 128, 256],
+                   help="comma-separated decode counts of the mixed batches")
+    p.add_argument("--mixed-context", type=int, default=1024, help="context length of the mixed batches' decodes")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(run=cmd_profile)
 
     f = subparsers.add_parser("fit", help="fit batch-time models to a profile and write a model file")
-    f.add_argument("profile", type=Path)
+    f.add_argument("profile", type=Path, help="profile CSV (llmstab profile's, or a public one with --format)")
     f.add_argument("--out", type=Path, help="model file (YAML) to write")
-    f.add_argument("--format", default="profile", choices=FORMATS)
+    f.add_argument("--format", default="profile", choices=FORMATS, help="the file's layout (default profile)")
     f.add_argument("--layers", type=int, help="number of layers (for --format vidur)")
     f.add_argument("--families", type=_words, default=list(FAMILIES), help="comma-separated; 'table' for a "
                    "monotone interpolating table")
-    f.add_argument("--candidates", type=_ints, default=list(DEFAULT_CANDIDATES))
-    f.add_argument("--method", default="minimax", choices=("minimax", "lsq"))
-    f.add_argument("--rows", default="prefill", choices=("prefill", "decode", "mixed", "all"))
-    f.add_argument("--tolerance", type=float, default=0.01)
+    f.add_argument("--candidates", type=_ints, default=list(DEFAULT_CANDIDATES),
+                   help="comma-separated tile sizes to search")
+    f.add_argument("--method", default="minimax", choices=("minimax", "lsq"),
+                   help="minimise the largest relative error (LP, default) or the squared error")
+    f.add_argument("--rows", default="prefill", choices=("prefill", "decode", "mixed", "all"),
+                   help="which batches of the profile to fit (default prefill)")
+    f.add_argument("--tolerance", type=float, default=0.01,
+                   help="tiled wins only if its largest relative error is lower by more than this (default 0.01)")
     f.add_argument("--max-tokens", type=int, help="fit only the points with at most this many tokens")
-    f.add_argument("--json", action="store_true")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
     f.set_defaults(run=cmd_fit)
 
     s = subparsers.add_parser("presets", help="list the shipped batch-time presets")
-    s.add_argument("name", nargs="?")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("name", nargs="?", help="one preset, shown in full")
+    s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(run=cmd_presets)
 
 
@@ -188,7 +196,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
         fit = prov.get("fit")
         quality = f"; fit R^2 {fit['r2']}, max rel err {fit['max_rel_error']:.1%}" if fit else ""
         print(f"{name}: {info['batch_time']} ms")
-        print(f"    {prov.get('model')} on {prov.get('gpu')}; {prov['source']}{quality}")
+        hardware = (f"{prov.get('model')} on {prov.get('gpu')}" if prov.get("gpu") != "not recorded"
+                    else "model and GPU not recorded")
+        print(f"    {hardware}; {prov['source']}{quality}")
         if args.name:
             print(json.dumps(info, indent=2))
     return 0
