@@ -199,16 +199,20 @@ def with_tiling_verdicts(report, engine: Engine, policy: Policy, workload: Workl
     When RAD meets Theorem 2's assumptions, its policy verdict becomes
     ``maximally-stable`` (work conservation is sufficient for Li-Dai-Peng's
     theorem, not necessary: RAD leaves budget unused on purpose and still
-    reaches Theorem 1's bound). Otherwise the verdicts stay and the tiling
+    reaches Theorem 1's bound), and a load below Theorem 1's bound is ``stable``
+    by Theorem 2. Otherwise the verdicts stay and the tiling
     evidence is appended. Takes and returns a :class:`checkers.report.CheckReport`.
     """
     from dataclasses import replace
 
     try:
-        _, tiled_policy, numbers = check_tiled_engine(engine, policy, workload, simulate=False)
+        tiled_load, tiled_policy, numbers = check_tiled_engine(engine, policy, workload, simulate=False)
     except InputError as exc:
         return report.with_policy_evidence(Evidence("note", f"optimal tiling not checked: {exc}", {}))
-    if tiled_policy.verdict == "maximally-stable":
-        return replace(report, policy_verdict=tiled_policy, extra={**report.extra, "tiling": numbers})
+    if tiled_policy.verdict == "maximally-stable":  # RAD under Theorem 2: below Theorem 1's bound it is stable
+        report = replace(report, policy_verdict=tiled_policy, extra={**report.extra, "tiling": numbers})
+        if report.load_verdict.verdict == "inconclusive" and tiled_load.verdict == "stable":
+            report = report.with_load_verdict(Verdict("stable", [*tiled_load.evidence, tiled_policy.evidence[-1]]))
+        return report
     extra = [e for e in tiled_policy.evidence if not e.summary.startswith("no theorem decides")]
     return replace(report.with_policy_evidence(*extra), extra={**report.extra, "tiling": numbers})

@@ -79,3 +79,16 @@ def test_rad_is_stable_below_the_bound_in_simulation():
     half = run.times >= 20.0
     slope = np.polyfit(run.times[half], run.backlog_tokens[half].astype(float), 1)[0]
     assert slope < 0.005 * float(w.token_rate)
+
+
+def test_check_decides_rads_load_by_theorem_2_without_simulation():
+    """Below Theorem 1's bound, RAD under Theorem 2's assumptions is stable by theory alone; fixed-chunk is not."""
+    from checkers.cli_check import check_file
+    from tests.conftest import EXAMPLES
+
+    rad = check_file(EXAMPLES / "rad_tiled.yaml", simulate=False)
+    assert rad.load_verdict.verdict == "stable" and rad.policy_verdict.verdict == "maximally-stable"
+    assert {e.kind for e in rad.load_verdict.evidence} == {"theorem"}
+    assert any("Theorem 2" in e.summary for e in rad.load_verdict.evidence)
+    chunked = check_file(EXAMPLES / "fixed_chunk_tiled.yaml", simulate=False)
+    assert chunked.load_verdict.verdict == "inconclusive"
