@@ -238,9 +238,11 @@ def plot_region(report: dict, path: str | Path) -> None:
     ax.plot([lx], [ly], "k*", markersize=12, label="load")
     for sim in report.get("simulated", []):
         point = sim["bounded_up_to_tokens_per_ms"]
-        if point is not None:
-            ax.plot([float(point[0])], [float(point[1])], "x", markersize=9,
-                    label=f"{sim['policy']} (b_max {sim['token_budget']}) bounded up to")
+        name = f"{sim['policy']} (b_max {sim['token_budget']})"
+        if point is None:  # listed, so that a policy simulated is never silently left out of the picture
+            ax.plot([], [], " ", label=f"{name}: diverged even at half the margin")
+        else:
+            ax.plot([float(point[0])], [float(point[1])], "x", markersize=9, label=f"{name} bounded up to")
     ax.set_xlabel("prefill tokens per ms")
     ax.set_ylabel("decode tokens per ms")
     ax.set_xlim(left=0)
