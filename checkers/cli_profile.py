@@ -22,7 +22,6 @@ from pathlib import Path
 from fluid_models.fitting import DEFAULT_CANDIDATES, FAMILIES, fit_profile, jumps, tile_alignment, write_model_file
 from fluid_models.profiles import FORMATS, ProfileError, read_any, write_profile_csv
 
-from .errors import InputError
 
 __all__ = ["register", "cmd_profile", "cmd_fit", "cmd_presets"]
 
@@ -93,10 +92,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(run=cmd_presets)
 
 
-def _input_error(err: ProfileError) -> InputError:
-    return InputError(err.field, err.problem)
-
-
 _PROFILE_OPTIONS = ("model", "device", "out", "dtype", "warmup", "reps", "seed", "kinds", "max_prefill", "tile",
                     "fine_step", "decode_batches", "contexts", "mixed_budget", "mixed_decodes", "mixed_context")
 
@@ -114,18 +109,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
     """Run the profiler and write the CSV and its sidecar."""
     from fluid_models.profiler import default_grid, load_config, run_profile, sidecar
 
-    try:
-        cfg = load_config(args.model)
-        grid = default_grid(args.max_prefill, args.tile, args.fine_step, args.decode_batches, args.contexts,
-                            args.mixed_budget, args.mixed_decodes, args.mixed_context, args.kinds)
-        bad = [k for k in args.kinds if k not in ("prefill", "decode", "mixed")]
-        if bad:
-            raise ProfileError("--kinds", f"unknown kind(s) {bad} (known: prefill, decode, mixed)")
-        log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-        profile, info = run_profile(cfg, grid, args.device, args.dtype, args.warmup, args.reps, args.seed, log)
-        meta = sidecar(cfg, args.device, info, _command_line(args))
-    except ProfileError as err:
-        raise _input_error(err) from None
+    cfg = load_config(args.model)
+    grid = default_grid(args.max_prefill, args.tile, args.fine_step, args.decode_batches, args.contexts,
+                        args.mixed_budget, args.mixed_decodes, args.mixed_context, args.kinds)
+    bad = [k for k in args.kinds if k not in ("prefill", "decode", "mixed")]
+    if bad:
+        raise ProfileError("--kinds", f"unknown kind(s) {bad} (known: prefill, decode, mixed)")
+    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    profile, info = run_profile(cfg, grid, args.device, args.dtype, args.warmup, args.reps, args.seed, log)
+    meta = sidecar(cfg, args.device, info, _command_line(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_profile_csv(profile, args.out)
     side = args.out.with_suffix(".sidecar.json")
@@ -136,17 +128,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit the families, print the fits and the chosen model, write the model file."""
-    try:
-        profile = read_any(args.profile, args.format, args.layers)
-        report = fit_profile(profile, families=args.families, candidates=args.candidates,
-                             method=args.method, tolerance=args.tolerance, rows=args.rows,
-                             max_tokens=args.max_tokens)
-        b, y = profile.select(args.rows).by_tokens()
-        if args.max_tokens is not None:
-            b, y = b[b <= args.max_tokens], y[b <= args.max_tokens]
-        jump_at = jumps(b, y)
-    except ProfileError as err:
-        raise _input_error(err) from None
+    profile = read_any(args.profile, args.format, args.layers)
+    report = fit_profile(profile, families=args.families, candidates=args.candidates,
+                         method=args.method, tolerance=args.tolerance, rows=args.rows,
+                         max_tokens=args.max_tokens)
+    b, y = profile.select(args.rows).by_tokens()
+    if args.max_tokens is not None:
+        b, y = b[b <= args.max_tokens], y[b <= args.max_tokens]
+    jump_at = jumps(b, y)
     best = report.best
     structure = {
         "jumps_at_tokens": jump_at.tolist(),
@@ -181,13 +170,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
     """List the presets, or show one."""
     from fluid_models.presets import preset, preset_info, preset_names
 
-    try:
-        names = [args.name] if args.name else preset_names()
-        infos = {n: preset_info(n) for n in names}
-        for n in names:
-            preset(n)
-    except ProfileError as err:
-        raise _input_error(err) from None
+    names = [args.name] if args.name else preset_names()
+    infos = {n: preset_info(n) for n in names}
+    for n in names:
+        preset(n)
     if args.json:
         print(json.dumps(infos if args.name is None else infos[args.name]))
         return 0

@@ -14,7 +14,7 @@ import math
 import sys
 from pathlib import Path
 
-from fluid_models.arrivals import SimulationInputError, read_trace_csv
+from fluid_models.arrivals import read_trace_csv
 from fluid_models.simulator import SimulationResult, simulate
 
 from .errors import InputError
@@ -33,7 +33,7 @@ def parse_seed(text: str) -> int:
     >>> parse_seed("1.5")
     Traceback (most recent call last):
     ...
-    checkers.errors.InputError: seed: must be a non-negative integer, got '1.5'
+    fluid_models.errors.InputError: seed: must be a non-negative integer, got '1.5'
     """
     try:
         value = int(text, 10)
@@ -50,7 +50,7 @@ def parse_positive(text: str | None, field: str, kind: type = float) -> float | 
     >>> parse_positive("0", "horizon")
     Traceback (most recent call last):
     ...
-    checkers.errors.InputError: horizon: must be positive, got '0'
+    fluid_models.errors.InputError: horizon: must be positive, got '0'
     """
     if text is None:
         return None
@@ -110,8 +110,8 @@ def simulate_file(path: str | Path, *, horizon_s: float | None = None, n_request
         drained = horizon_s is None and result.trace.size > 0  # judge growth while requests were arriving
         until = float(result.trace.times[-1]) if drained else None
         return result, estimate_growth(result, fluid_rate=fluid, until=until)
-    except SimulationInputError as err:
-        raise InputError(err.field, err.problem) from None
+    except InputError:
+        raise
     except ValueError as err:  # too short a run for a growth estimate
         raise InputError("horizon", str(err)) from None
 

@@ -1,18 +1,15 @@
-"""Input errors: one clear line naming the field and the problem."""
+"""Input errors: one clear line naming the field and the problem (exit status 2).
+
+:class:`InputError` is defined in :mod:`fluid_models.errors`, so that the models
+can raise it as well; the models' own errors (bad traces, bad profiles) are
+subclasses of it.
+
+>>> str(InputError("workload.classes[0].rate", "must be positive, got -1"))
+'workload.classes[0].rate: must be positive, got -1'
+"""
 
 from __future__ import annotations
 
+from fluid_models.errors import InputError
+
 __all__ = ["InputError"]
-
-
-class InputError(ValueError):
-    """Bad user input. ``str(err)`` is the single line the CLI prints (exit status 2).
-
-    >>> str(InputError("workload.classes[0].rate", "must be positive, got -1"))
-    'workload.classes[0].rate: must be positive, got -1'
-    """
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}")

@@ -24,7 +24,7 @@ Examples
 >>> network_from_document(doc)
 Traceback (most recent call last):
 ...
-checkers.errors.InputError: classes[0].route[0].engine: unknown engine 'tpu' (known: gpu)
+fluid_models.errors.InputError: classes[0].route[0].engine: unknown engine 'tpu' (known: gpu)
 """
 
 from __future__ import annotations

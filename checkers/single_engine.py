@@ -25,12 +25,8 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
 from fluid_models.batch_time import Tiled
 from fluid_models.engine import Engine
-from fluid_models.policies import Policy
 from fluid_models.workload import Workload
 from theory.capacity import EngineCapacity, b, engine_capacity
 
@@ -87,7 +83,7 @@ def policy_verdict(engine: Engine, capacity: EngineCapacity, work: WorkConservat
     evidence = [work.evidence()]
     if not work.work_conserving:
         evidence.append(Evidence(
-            "note", f"Theorem 2(b) needs work conservation, which the counterexample breaks; "
+            "note", "Theorem 2(b) needs work conservation, which the counterexample breaks; "
             "the policy leaves budget unused with work waiting, which is how it loses throughput",
             {"theorem": THEOREM_2B}))
         return Verdict("not-maximally-stable", evidence)

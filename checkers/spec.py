@@ -22,7 +22,7 @@ Examples
 >>> engine_spec_from_document({"engine": {}})
 Traceback (most recent call last):
 ...
-checkers.errors.InputError: engine.batch_time: missing
+fluid_models.errors.InputError: engine.batch_time: missing
 """
 
 from __future__ import annotations

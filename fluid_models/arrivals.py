@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .distributions import Empirical
+from .errors import InputError
 from .workload import Workload
 
 __all__ = ["SimulationInputError", "Trace", "sample_trace", "read_trace_csv", "ARRIVAL_KINDS"]
@@ -36,19 +37,14 @@ __all__ = ["SimulationInputError", "Trace", "sample_trace", "read_trace_csv", "A
 ARRIVAL_KINDS = ("poisson", "deterministic", "trace")
 
 
-class SimulationInputError(ValueError):
+class SimulationInputError(InputError):
     """Bad simulation input: ``str(err)`` is one line ``field: problem``.
 
-    The CLI turns it into :class:`checkers.errors.InputError` (exit status 2).
+    An :class:`~fluid_models.errors.InputError`: the CLI prints it and exits with status 2.
 
     >>> str(SimulationInputError("seed", "must be an integer, got 1.5"))
     'seed: must be an integer, got 1.5'
     """
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}")
 
 
 @dataclass(frozen=True)

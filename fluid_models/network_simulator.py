@@ -159,7 +159,6 @@ def simulate_network(net: Network, horizon_s: float, seed: int = 0, record_every
     sg = net.step_graph
     succ = [[sid[v] for v in sg.successors(s.id)] for s in steps]
     n_pred = [sg.in_degree(s.id) for s in steps]
-    cls_of = [ci for ci, c in enumerate(net.classes) for _ in c.steps]
     sinks = [sum(1 for s in c.steps if sg.out_degree(s.id) == 0) for c in net.classes]
     roots = [[sid[s.id] for s in c.steps if sg.in_degree(s.id) == 0] for c in net.classes]
     stations = {}

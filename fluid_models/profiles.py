@@ -48,6 +48,8 @@ from typing import IO, Iterable
 
 import numpy as np
 
+from .errors import InputError
+
 
 __all__ = [
     "ProfileError",
@@ -79,20 +81,16 @@ KINDS = ("prefill", "decode", "mixed")
 _REQUIRED = ("tokens", "time_ms")
 
 
-class ProfileError(ValueError):
+class ProfileError(InputError):
     """A bad profile, configuration or model file: ``str(err)`` is one line ``field: problem``.
 
-    The CLI turns it into :class:`checkers.errors.InputError` (exit status 2);
-    it lives here because :mod:`fluid_models` does not import :mod:`checkers`.
+    An :class:`~fluid_models.errors.InputError`: the CLI prints it and exits with status 2.
 
     >>> str(ProfileError("profile.csv line 3 column time_ms", "must be positive, got -1"))
     'profile.csv line 3 column time_ms: must be positive, got -1'
     """
 
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}")
+
 _OPTIONAL_FLOATS = ("time_ms_min", "time_ms_max", "time_ms_std")
 
 

@@ -12,7 +12,7 @@ from checkers.tiling import check_optimal_tiling, check_tiled_engine, tiling_par
 from fluid_models.batch_time import Staircase, Tiled, TiledAttention
 from fluid_models.distributions import Deterministic
 from fluid_models.engine import Engine
-from fluid_models.policies import RAD, FixedChunk, Orca, Sarathi
+from fluid_models.policies import RAD, FixedChunk, Orca
 from fluid_models.workload import RequestClass, Workload
 from theory.capacity import b as B, engine_capacity
 from theory.tiling import fixed_chunk_efficiency, per_token_time, theorem1, theorem2_assumptions
