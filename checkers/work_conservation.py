@@ -34,6 +34,7 @@ import numpy as np
 from numba import types
 
 from fluid_models.policies import Policy
+from fluid_models.policies.base import KERNEL_TYPE
 from fluid_models.state import Batch, EngineState
 
 from .verdict import Evidence
@@ -103,10 +104,9 @@ def _failure(policy: Policy, state: EngineState, b_max: int, k_max: int | None) 
 
 
 _i8a, _f8a, _i8 = types.int64[::1], types.float64[::1], types.int64
-_KERNEL = types.FunctionType(types.int64(_i8a, _i8a, _i8, _i8, _i8, _f8a, _i8a, _i8a, _i8a))
 
 
-@numba.njit(types.int64(_KERNEL, _f8a, _i8a, types.int64[:, ::1], types.int64[:, ::1], _i8a, _i8a, _i8),
+@numba.njit(types.int64(KERNEL_TYPE, _f8a, _i8a, types.int64[:, ::1], types.int64[:, ::1], _i8a, _i8a, _i8),
             cache=True)
 def _first_failure(kernel, params, memory0, pfs, dcs, sizes, budgets, k_max):
     """Index ``state * len(budgets) + j`` of the first (state, budget) that fails, or -1.

@@ -48,17 +48,14 @@ from numba import types
 
 from .arrivals import ARRIVAL_KINDS, SimulationInputError, Trace, sample_trace
 from .engine import Engine
-from .policies.base import Policy
+from .policies.base import KERNEL_SIGNATURE, KERNEL_TYPE, Policy
 from .state import Batch
 from .workload import Workload
 
-__all__ = ["simulate", "SimulationResult", "BatchLog", "KERNEL_SIGNATURE"]
+__all__ = ["simulate", "SimulationResult", "BatchLog"]
 
 _i8a, _f8a, _i8, _f8 = types.int64[::1], types.float64[::1], types.int64, types.float64
 
-#: The signature every policy kernel has (see :mod:`fluid_models.policies.base`).
-KERNEL_SIGNATURE = types.int64(_i8a, _i8a, _i8, _i8, _i8, _f8a, _i8a, _i8a, _i8a)
-_KERNEL = types.FunctionType(KERNEL_SIGNATURE)
 _NO_LIMIT = 2**62
 
 # loop status codes
@@ -70,7 +67,7 @@ _N, _NEXT, _REC, _KA, _SERVED, _FINISHED, _BATCHES, _COMP = range(8)
 _T, _BUSY = range(2)
 
 
-@numba.njit(types.int64(_KERNEL, _f8a, _i8a, _f8a, _i8, _i8,
+@numba.njit(types.int64(KERNEL_TYPE, _f8a, _i8a, _f8a, _i8, _i8,
                         _f8a, _i8a, _i8a, _i8a, _f8, _f8, _i8, _i8,
                         _i8a, _i8a, _i8a, _i8a, _i8a, _i8a,
                         _f8a, _f8a, _f8a, _f8a,

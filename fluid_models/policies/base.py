@@ -26,12 +26,19 @@ from typing import Callable, ClassVar
 
 import numba
 import numpy as np
+from numba import types
 
 from ..state import Batch, EngineState
 
-__all__ = ["Policy", "clear", "add_decodes", "add_prefills", "add_whole_prefills", "any_decoding", "any_prefilling"]
+__all__ = ["Policy", "KERNEL_SIGNATURE", "KERNEL_TYPE", "clear", "add_decodes", "add_prefills", "add_whole_prefills", "any_decoding", "any_prefilling"]
 
 _NO_LIMIT = np.int64(2**62)
+
+_i8a, _f8a, _i8 = types.int64[::1], types.float64[::1], types.int64
+#: The signature of every policy kernel: ``(pf, dc, n, b_max, k_max, params, memory, take_p, take_d) -> tokens``.
+KERNEL_SIGNATURE = types.int64(_i8a, _i8a, _i8, _i8, _i8, _f8a, _i8a, _i8a, _i8a)
+#: The kernel as a first-class function type, for compiled loops that take any policy's kernel.
+KERNEL_TYPE = types.FunctionType(KERNEL_SIGNATURE)
 
 
 @numba.njit(cache=True)
