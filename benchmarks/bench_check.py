@@ -41,7 +41,7 @@ def main() -> None:
     print(f"baseline (python + import numpy, sympy, numba, yaml): median {base:.3f} s over {args.runs} runs")
     print(f"{'example':48s} {'median s':>9s} {'min s':>7s} {'max s':>7s} {'/ baseline':>10s}")
     for example in args.examples:
-        times = wall_times([sys.executable, "-m", "checkers.cli", "check", example], args.runs)
+        times = wall_times([sys.executable, "-m", "llmstab.checkers.cli.main", "check", example], args.runs)
         median = statistics.median(times)
         print(f"{example:48s} {median:9.3f} {min(times):7.3f} {max(times):7.3f} {median / base:10.2f}")
 

@@ -27,13 +27,13 @@ import time
 
 import sympy
 
-from checkers.lyapunov import find_linear_lyapunov
-from checkers.network_check import check_network
-from checkers.network_spec import network_from_document
-from fluid_models.fluid_network import FluidNetwork
-from fluid_models.network_examples import rybko_stolyar, unit_engine
-from fluid_models.distributions import Deterministic
-from fluid_models.network import Network, NetworkClass, Step
+from llmstab.checkers.lyapunov import find_linear_lyapunov
+from llmstab.checkers.network_check import check_network
+from llmstab.checkers.network_spec import network_from_document
+from llmstab.fluid_models.networks.fluid import FluidNetwork
+from llmstab.fluid_models.networks.examples import rybko_stolyar, unit_engine
+from llmstab.fluid_models.distributions import Deterministic
+from llmstab.fluid_models.networks.network import Network, NetworkClass, Step
 
 
 def dag_document(n_engines: int = 100, n_classes: int = 1000, seed: int = 0) -> dict:

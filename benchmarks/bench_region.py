@@ -5,7 +5,7 @@ For the CodeLlama-34B staircase with ``k_max = min(512, b_max)`` (as in the issu
 
 * ``reduced``: enumerate the 2 endpoint types per total, reduce to the hull,
   solve the margin LP over what is left and certify it exactly (all of
-  :func:`checkers.region_check.certify_load`);
+  :func:`llmstab.checkers.region_check.certify_load`);
 * ``full``: the same LP over every feasible ``(x, y)`` batch type (quadratic in
   ``b_max``), solved by the same cvxpy/HiGHS call, for ``b_max`` up to
   ``--full-up-to`` (it grows too slow beyond).
@@ -22,9 +22,9 @@ import statistics
 import time
 from fractions import Fraction
 
-from checkers.region_check import certify_load
-from fluid_models.batch_time import Staircase
-from fluid_models.region import capacity_region, enumerate_types, solve_margin_lp
+from llmstab.checkers.region_check import certify_load
+from llmstab.fluid_models.batch_time import Staircase
+from llmstab.fluid_models.region import capacity_region, enumerate_types, solve_margin_lp
 
 MODEL = Staircase("11.28", "35.47", 128)
 LOAD = (Fraction(1, 2), Fraction(1))  # tokens per ms

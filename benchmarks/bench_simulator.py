@@ -4,7 +4,7 @@ Workload: Sarathi-Serve on the CodeLlama-34B / A100 staircase (b_max = 512),
 ShareGPT prompt/output lengths (the shipped trace, drawn as pairs), Poisson
 arrivals at 90% of the exact capacity, 100,000 requests (drained).
 
-* ``compiled``: :func:`fluid_models.simulator.simulate` (pre-sampled arrivals,
+* ``compiled``: :func:`llmstab.fluid_models.simulation.simulator.simulate` (pre-sampled arrivals,
   one numba loop calling the policy's kernel), timed end to end (sampling
   included), after a warm-up call that loads the compiled code from the cache.
 * ``plain``: the same engine written plainly: a ``heapq`` event loop over
@@ -26,15 +26,15 @@ import time
 import numpy as np
 import sympy
 
-from checkers.single_engine import capacity_of
-from fluid_models.arrivals import Trace
-from fluid_models.batch_time import Staircase
-from fluid_models.engine import Engine
-from fluid_models.policies import Sarathi
-from fluid_models.simulator import simulate
-from fluid_models.state import EngineState
-from fluid_models.traces import trace_distribution
-from fluid_models.workload import RequestClass, Workload
+from llmstab.checkers.single_engine import capacity_of
+from llmstab.fluid_models.simulation.arrivals import Trace
+from llmstab.fluid_models.batch_time import Staircase
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import Sarathi
+from llmstab.fluid_models.simulation.simulator import simulate
+from llmstab.fluid_models.state import EngineState
+from llmstab.fluid_models.traces import trace_distribution
+from llmstab.fluid_models.workload import RequestClass, Workload
 
 
 def plain_engine(engine: Engine, policy, trace: Trace) -> tuple[int, np.ndarray]:

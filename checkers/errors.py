@@ -1,6 +1,6 @@
 """Input errors: one clear line naming the field and the problem (exit status 2).
 
-:class:`InputError` is defined in :mod:`fluid_models.errors`, so that the models
+:class:`InputError` is defined in :mod:`llmstab.fluid_models.errors`, so that the models
 can raise it as well; the models' own errors (bad traces, bad profiles) are
 subclasses of it.
 
@@ -10,6 +10,6 @@ subclasses of it.
 
 from __future__ import annotations
 
-from fluid_models.errors import InputError
+from llmstab.fluid_models.errors import InputError
 
 __all__ = ["InputError"]

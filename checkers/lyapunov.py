@@ -26,8 +26,8 @@ to rationals, dual feasibility is repaired exactly through the box constraints
 
 Examples
 --------
->>> from fluid_models.network_examples import rybko_stolyar
->>> from fluid_models.fluid_network import FluidNetwork
+>>> from llmstab.fluid_models.networks.examples import rybko_stolyar
+>>> from llmstab.fluid_models.networks.fluid import FluidNetwork
 >>> cert = find_linear_lyapunov(FluidNetwork.from_network(rybko_stolyar(bad=False)))
 >>> cert.verified, cert.epsilon > 0, cert.faces
 (True, True, 255)
@@ -46,7 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from fluid_models.fluid_network import FluidNetwork
+from llmstab.fluid_models.networks.fluid import FluidNetwork
 
 __all__ = ["LyapunovCertificate", "FluidLP", "find_linear_lyapunov", "verify_linear_lyapunov", "face_rows", "MAX_BUFFERS"]
 

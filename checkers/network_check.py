@@ -9,7 +9,7 @@ The procedure, in order (every step leaves evidence):
    no cycle): with work-conserving engines, every engine below its full-batch
    rate is enough (Li-Dai-Peng Section 5; feedforward fluid networks are stable
    under any work-conserving discipline, Dai 1995/1996).
-3. **Cyclic networks** (the fluid model of :mod:`fluid_models.fluid_network`):
+3. **Cyclic networks** (the fluid model of :mod:`llmstab.fluid_models.networks.fluid`):
    a *virtual station* with combined load above 1 is an instability certificate,
    confirmed by an exact diverging fluid path and a simulation; otherwise a linear
    Lyapunov function found by LP and verified in rationals is a stability
@@ -18,7 +18,7 @@ The procedure, in order (every step leaves evidence):
 
 Examples
 --------
->>> from fluid_models.network_examples import rybko_stolyar
+>>> from llmstab.fluid_models.networks.examples import rybko_stolyar
 >>> r = check_network(rybko_stolyar(bad=False), simulate=False)
 >>> r.load_verdict.verdict, [e.kind for e in r.load_verdict.evidence][-1]
 ('stable', 'certificate')
@@ -33,11 +33,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from fluid_models.fluid_network import FluidError, FluidNetwork, FluidPath
-from fluid_models.network import Network, capacity_of
-from fluid_models.network_simulator import simulate_network
-from fluid_models.policies import Policy
-from fluid_models.workload import RequestClass, Workload
+from llmstab.fluid_models.networks.fluid import FluidError, FluidNetwork, FluidPath
+from llmstab.fluid_models.networks.network import Network, capacity_of
+from llmstab.fluid_models.networks.simulator import simulate_network
+from llmstab.fluid_models.policies import Policy
+from llmstab.fluid_models.workload import RequestClass, Workload
 
 from .lyapunov import find_linear_lyapunov
 from .region_check import check_load_region
@@ -59,7 +59,7 @@ HLPPS = ("head-of-line proportional processor sharing is stable whenever every e
 
 @dataclass(frozen=True)
 class NetworkReport(CheckReport):
-    """A :class:`~checkers.report.CheckReport` whose text lists every engine."""
+    """A :class:`~llmstab.checkers.report.CheckReport` whose text lists every engine."""
 
     def to_text(self) -> str:
         lines = [f"llmstab check: {self.subject} (network of {len(self.capacity['engines'])} engines)"]

@@ -9,7 +9,7 @@ the file, ``after`` lists the steps that must finish first (default: the
 previous step of the route).
 
 Batch times, budgets, distributions and policies are parsed by the
-single-engine loader (:mod:`checkers.spec`), so the two formats agree.
+single-engine loader (:mod:`llmstab.checkers.spec`), so the two formats agree.
 
 Examples
 --------
@@ -24,7 +24,7 @@ Examples
 >>> network_from_document(doc)
 Traceback (most recent call last):
 ...
-fluid_models.errors.InputError: classes[0].route[0].engine: unknown engine 'tpu' (known: gpu)
+llmstab.fluid_models.errors.InputError: classes[0].route[0].engine: unknown engine 'tpu' (known: gpu)
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fluid_models.network import Network, NetworkClass, NetworkEngine, NetworkError, Step
+from llmstab.fluid_models.networks.network import Network, NetworkClass, NetworkEngine, NetworkError, Step
 
 from .errors import InputError
 from .spec import _mapping, _number, _only, _required, load_document, parse_distribution, parse_engine, parse_policy

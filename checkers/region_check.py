@@ -1,6 +1,6 @@
 """Is a load inside an engine's capacity region? An LP answer with exactly checked certificates.
 
-Pipeline: model (:func:`fluid_models.region.capacity_region`) -> float LP over the
+Pipeline: model (:func:`llmstab.fluid_models.region.capacity_region`) -> float LP over the
 reduced batch types (cvxpy, HiGHS) -> exact certificates -> verdict.
 
 * **Inside**: a *primal witness*, a mix of batch types (run ``theta_k`` of the
@@ -10,16 +10,16 @@ reduced batch types (cvxpy, HiGHS) -> exact certificates -> verdict.
   batch type (not only the reduced ones) and ``w . L > 1``: every scheduler's
   rate vector obeys ``w . r <= 1``, so none carries the load.
 
-Both are re-checked in :mod:`theory.exact_lp` with fractions. If neither checks,
+Both are re-checked in :mod:`llmstab.theory.exact_lp` with fractions. If neither checks,
 the verdict is ``inconclusive`` with the reasons, never a guess. The margin is
 reported exactly when the two certificates meet (``sum theta = w . L``).
 
-What a given *policy* does inside the region is :mod:`checkers.region_policy`'s question.
+What a given *policy* does inside the region is :mod:`llmstab.checkers.region_policy`'s question.
 
 Examples
 --------
->>> from fluid_models.batch_time import Staircase
->>> from fluid_models.region import capacity_region
+>>> from llmstab.fluid_models.batch_time import Staircase
+>>> from llmstab.fluid_models.region import capacity_region
 >>> r = capacity_region(Staircase("11.28", "35.47", 128), b_max=128, k_max=100)
 >>> c = certify_load(r, (Fraction(29 * 4, 187), Fraction(99 * 4, 187)))   # point C
 >>> c.position, c.margin, [t.label for t in c.witness]
@@ -36,11 +36,11 @@ from typing import Sequence
 
 import numpy as np
 
-from fluid_models.engine import Engine
-from fluid_models.region import (BatchType, CapacityRegion, TypeTable, capacity_region, load_vector,
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.region import (BatchType, CapacityRegion, TypeTable, capacity_region, load_vector,
                                  max_prompt_length, solve_margin_lp)
-from fluid_models.workload import Workload
-from theory.exact_lp import CheckResult, check_dual, check_primal, solve_square
+from llmstab.fluid_models.workload import Workload
+from llmstab.theory.exact_lp import CheckResult, check_dual, check_primal, solve_square
 
 from .verdict import Evidence, Verdict
 

@@ -1,7 +1,7 @@
 """What a policy does inside an engine's capacity region: simulation, and the LP's explanation of a failure.
 
 * :func:`check_policy_region`: the policy verdict for an engine with ``k_max``.
-  It simulates (issue 3's :func:`fluid_models.simulator.simulate`) at a load
+  It simulates (issue 3's :func:`llmstab.fluid_models.simulation.simulator.simulate`) at a load
   strictly inside the region; divergence there means ``not-maximally-stable``.
 * :func:`explain_policy`: why. The margin LP restricted to the batch types the
   policy forms while whole prompts wait (:func:`policy_batch_types`), exactly
@@ -10,9 +10,9 @@
 
 Examples
 --------
->>> from fluid_models.batch_time import Staircase
->>> from fluid_models.engine import Engine
->>> from fluid_models.policies import Orca
+>>> from llmstab.fluid_models.batch_time import Staircase
+>>> from llmstab.fluid_models.engine import Engine
+>>> from llmstab.fluid_models.policies import Orca
 >>> types = policy_batch_types(Orca(), Engine(Staircase("11.28", "35.47", 128), 128, 100), prompt=290)
 >>> sorted({t.label for t in types if t.prefill})
 ['128p+0d']
@@ -27,17 +27,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import sympy
 
-from fluid_models.engine import Engine
-from fluid_models.policies import Policy
-from fluid_models.region import BatchType, CapacityRegion, TypeTable, load_vector, max_prompt_length, region_from_table
-from fluid_models.state import EngineState
-from fluid_models.workload import Workload
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import Policy
+from llmstab.fluid_models.region import BatchType, CapacityRegion, TypeTable, load_vector, max_prompt_length, region_from_table
+from llmstab.fluid_models.state import EngineState
+from llmstab.fluid_models.workload import Workload
 
 from .region_check import certify_load, check_load_region, region_for, region_summary
 from .verdict import Evidence, Verdict
 
 if TYPE_CHECKING:  # the simulator is compiled: imported only when a simulation runs
-    from .stability_test import GrowthEstimate
+    from .growth import GrowthEstimate
 
 __all__ = ["policy_batch_types", "explain_policy", "DivergenceTest", "simulate_trend", "check_policy_region",
            "empirical_boundary", "with_region_verdicts"]
@@ -120,7 +120,7 @@ def _restricted_region(engine: Engine, types: list[BatchType]) -> CapacityRegion
 
 @dataclass(frozen=True)
 class DivergenceTest:
-    """A simulation at ``load_scale`` times the load, judged by :func:`checkers.stability_test.estimate_growth`.
+    """A simulation at ``load_scale`` times the load, judged by :func:`llmstab.checkers.growth.estimate_growth`.
 
     ``trend`` is ``diverging`` when the growth rate's whole confidence interval
     lies above the estimate's threshold, else ``bounded``.
@@ -150,13 +150,13 @@ class DivergenceTest:
 
 def simulate_trend(engine: Engine, policy: Policy, workload: Workload, *, horizon_s: float | None = None,
                    seed: int = 0, arrivals: str = "poisson", load_scale: Fraction = Fraction(1)) -> DivergenceTest:
-    """Simulate (:func:`fluid_models.simulator.simulate`) and estimate the backlog's growth.
+    """Simulate (:func:`llmstab.fluid_models.simulation.simulator.simulate`) and estimate the backlog's growth.
 
     The default horizon covers about 3000 arrivals.
     """
-    from fluid_models.simulator import simulate
+    from llmstab.fluid_models.simulation.simulator import simulate
 
-    from .stability_test import estimate_growth
+    from .growth import estimate_growth
 
     horizon = horizon_s if horizon_s is not None else 3000 / float(workload.rate)
     run = simulate(engine, policy, workload, horizon_s=horizon, seed=seed, arrivals=arrivals)
@@ -238,7 +238,7 @@ def with_region_verdicts(report, engine: Engine, policy: Policy, workload: Workl
     given policy (the witness shows only that *some* scheduler carries it; the CLI
     then settles it by simulation); the policy verdict is :func:`check_policy_region` (a simulation
     strictly inside the region, explained by the LP), unless ``simulate`` is false.
-    Takes and returns a :class:`checkers.report.CheckReport`.
+    Takes and returns a :class:`llmstab.checkers.report.CheckReport`.
     """
     region = region_for(engine, workload)
     load = check_load_region(engine, workload, region)

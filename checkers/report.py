@@ -5,7 +5,7 @@
 
 Examples
 --------
->>> from checkers.verdict import Evidence, Verdict
+>>> from llmstab.checkers.verdict import Evidence, Verdict
 >>> r = CheckReport("demo", Verdict("stable", [Evidence("theorem", "T")]),
 ...                 Verdict("inconclusive"), {"tokens_per_s": 10.0}, {"tokens_per_s": 5.0})
 >>> sorted(r.to_json())

@@ -3,7 +3,7 @@
 Where theory is silent (a policy that is not work-conserving, so Theorem 2(b)
 does not apply), the engine is simulated with the policy's own kernel and the
 backlog's growth rate is estimated with a confidence interval
-(:mod:`checkers.stability_test`). Runs start short and are lengthened (x4 each
+(:mod:`llmstab.checkers.growth`). Runs start short and are lengthened (x4 each
 time, to a cap) until a divergence shows or the longest run is still bounded:
 a diverging run is stopped as soon as its backlog is unmistakable, a bounded
 run is cheap, so the work goes where the question is hard.
@@ -13,11 +13,11 @@ the horizon, the seed, the growth estimate and its interval.
 
 Examples
 --------
->>> from fluid_models.batch_time import Staircase
->>> from fluid_models.distributions import Deterministic, Geometric
->>> from fluid_models.engine import Engine
->>> from fluid_models.policies import VLLM
->>> from fluid_models.workload import RequestClass, Workload
+>>> from llmstab.fluid_models.batch_time import Staircase
+>>> from llmstab.fluid_models.distributions import Deterministic, Geometric
+>>> from llmstab.fluid_models.engine import Engine
+>>> from llmstab.fluid_models.policies import VLLM
+>>> from llmstab.fluid_models.workload import RequestClass, Workload
 >>> engine = Engine(Staircase("11.28", "35.47", 128), 512)
 >>> work = Workload((RequestClass("chat", 12, Deterministic(129), Geometric(112)),))
 >>> v = settle_load(engine, VLLM(), work)
@@ -31,14 +31,14 @@ from dataclasses import dataclass
 
 import sympy
 
-from fluid_models.batch_time import exact_number
-from fluid_models.engine import Engine
-from fluid_models.policies import Policy
-from fluid_models.simulator import simulate
-from fluid_models.workload import Workload
+from llmstab.fluid_models.batch_time import exact_number
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import Policy
+from llmstab.fluid_models.simulation.simulator import simulate
+from llmstab.fluid_models.workload import Workload
 
 from .report import CheckReport
-from .stability_test import GrowthEstimate, estimate_growth, fluid_prediction
+from .growth import GrowthEstimate, estimate_growth, fluid_prediction
 from .verdict import Evidence, Verdict
 
 __all__ = ["SettleRun", "run_until_settled", "settle_load", "empirical_capacity", "with_simulation"]
@@ -68,7 +68,7 @@ class SettleRun:
         return self.growth.diverging
 
     def data(self) -> dict:
-        """The numbers, for :class:`~checkers.verdict.Evidence`."""
+        """The numbers, for :class:`~llmstab.checkers.verdict.Evidence`."""
         return {"growth": self.growth.to_json(), "horizon_s": self.horizon_s, "requests_simulated": self.requests,
                 "batches_simulated": self.batches, "seed": self.seed, "stopped_early": self.stopped_early}
 
@@ -130,11 +130,11 @@ def empirical_capacity(engine: Engine, policy: Policy, workload: Workload, capac
 
     Examples
     --------
-    >>> from fluid_models.batch_time import Staircase
-    >>> from fluid_models.distributions import Deterministic, Geometric
-    >>> from fluid_models.engine import Engine
-    >>> from fluid_models.policies import VLLM
-    >>> from fluid_models.workload import RequestClass, Workload
+    >>> from llmstab.fluid_models.batch_time import Staircase
+    >>> from llmstab.fluid_models.distributions import Deterministic, Geometric
+    >>> from llmstab.fluid_models.engine import Engine
+    >>> from llmstab.fluid_models.policies import VLLM
+    >>> from llmstab.fluid_models.workload import RequestClass, Workload
     >>> engine = Engine(Staircase("11.28", "35.47", 128), 512)
     >>> work = Workload((RequestClass("chat", 12, Deterministic(129), Geometric(112)),))
     >>> e = empirical_capacity(engine, VLLM(), work, sympy.Rational(51_200_000, 15316))
@@ -187,7 +187,7 @@ def empirical_capacity(engine: Engine, policy: Policy, workload: Workload, capac
 
 def with_simulation(report: CheckReport, engine: Engine, policy: Policy, workload: Workload, *,
                     seed: int = 0) -> CheckReport:
-    """``report`` with what simulation adds to the theory of :func:`checkers.single_engine.check_engine`.
+    """``report`` with what simulation adds to the theory of :func:`llmstab.checkers.single_engine.check_engine`.
 
     * an ``inconclusive`` load verdict is settled by :func:`settle_load` (not at
       a load exactly equal to the capacity: a critically loaded system is

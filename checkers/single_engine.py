@@ -2,8 +2,8 @@
 
 Model -> theory -> verdict, in the style of a solver pipeline:
 
-1. the engine's exact capacity ``max_b b / t_b`` (:func:`theory.capacity.engine_capacity`);
-2. the policy's work conservation (:func:`checkers.work_conservation.check_work_conservation`);
+1. the engine's exact capacity ``max_b b / t_b`` (:func:`llmstab.theory.capacity.engine_capacity`);
+2. the policy's work conservation (:func:`llmstab.checkers.work_conservation.check_work_conservation`);
 3. the verdicts, each citing the theorem whose hypotheses were checked:
 
 * load above capacity: ``unstable`` for every scheduler (Li-Dai-Peng Theorem 2(a),
@@ -17,7 +17,7 @@ Model -> theory -> verdict, in the style of a solver pipeline:
 
 Examples
 --------
->>> from checkers.spec import load_engine_spec
+>>> from llmstab.checkers.spec import load_engine_spec
 >>> report = check_engine(load_engine_spec("examples/codellama34b_a100_sarathi.yaml"))
 >>> report.load_verdict.verdict, report.policy_verdict.verdict
 ('stable', 'maximally-stable')
@@ -25,10 +25,10 @@ Examples
 
 from __future__ import annotations
 
-from fluid_models.batch_time import Tiled
-from fluid_models.engine import Engine
-from fluid_models.workload import Workload
-from theory.capacity import EngineCapacity, b, engine_capacity
+from llmstab.fluid_models.batch_time import Tiled
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.workload import Workload
+from llmstab.theory.capacity import EngineCapacity, b, engine_capacity
 
 from .report import CheckReport
 from .spec import EngineSpec

@@ -1,7 +1,7 @@
 """Loading and validating input files (DESIGN section 4.1).
 
 Every field is checked when the file is read; a problem raises
-:class:`~checkers.errors.InputError` naming the field (a dotted path such as
+:class:`~llmstab.checkers.errors.InputError` naming the field (a dotted path such as
 ``workload.classes[0].rate``) and what is wrong. Unknown fields are errors too:
 a misspelt option is never silently ignored.
 
@@ -22,7 +22,7 @@ Examples
 >>> engine_spec_from_document({"engine": {}})
 Traceback (most recent call last):
 ...
-fluid_models.errors.InputError: engine.batch_time: missing
+llmstab.fluid_models.errors.InputError: engine.batch_time: missing
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from typing import Any, Callable
 import sympy
 import yaml
 
-from fluid_models.batch_time import BatchTimeModel, PiecewiseLinear, Staircase, Table, Tiled, TiledAttention, exact_number
-from fluid_models.distributions import Deterministic, Empirical, Geometric, LengthDistribution, Poisson, Uniform
-from fluid_models.engine import Engine
-from fluid_models.policies import POLICIES, Policy
-from fluid_models.workload import RequestClass, Workload
+from llmstab.fluid_models.batch_time import BatchTimeModel, PiecewiseLinear, Staircase, Table, Tiled, TiledAttention, exact_number
+from llmstab.fluid_models.distributions import Deterministic, Empirical, Geometric, LengthDistribution, Poisson, Uniform
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import POLICIES, Policy
+from llmstab.fluid_models.workload import RequestClass, Workload
 
 from .errors import InputError
 
@@ -240,8 +240,8 @@ def _table(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> Batc
 
 def _profile(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
     """A model file written by ``llmstab fit`` (path relative to the input file)."""
-    from fluid_models.fitting import read_model_file
-    from fluid_models.profiles import ProfileError
+    from llmstab.fluid_models.profiling.fitting import read_model_file
+    from llmstab.fluid_models.profiling.profiles import ProfileError
 
     _only(node, where, {"kind", "file"})
     path = base_dir / str(_required(node, "file", where))
@@ -254,8 +254,8 @@ def _profile(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> Ba
 
 def _preset(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
     """A named preset shipped with the package (``llmstab presets`` lists them)."""
-    from fluid_models.presets import preset_info
-    from fluid_models.profiles import ProfileError
+    from llmstab.fluid_models.profiling.presets import preset_info
+    from llmstab.fluid_models.profiling.profiles import ProfileError
 
     _only(node, where, {"kind", "name"})
     try:
@@ -323,7 +323,7 @@ def _uniform(node: dict, where: str, base_dir: Path) -> LengthDistribution:
 
 def _named_trace(node: dict, where: str) -> LengthDistribution:
     """``{dist: empirical, trace: NAME}``: a length trace shipped with the package (prompt or decode column)."""
-    from fluid_models.traces import TRACES, trace_distribution
+    from llmstab.fluid_models.traces import TRACES, trace_distribution
 
     name = node["trace"]
     if "file" in node:

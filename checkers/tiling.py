@@ -14,7 +14,7 @@ load inside the bound that diverges.
 
 Examples
 --------
->>> from fluid_models.policies import RAD, FixedChunk
+>>> from llmstab.fluid_models.policies import RAD, FixedChunk
 >>> check_optimal_tiling(RAD(b_col=4, b_lcm=8), b_col=4, b_lcm=8, b_max=16).optimal
 True
 >>> r = check_optimal_tiling(FixedChunk(chunk=6), b_col=4, b_lcm=8, b_max=16)
@@ -30,13 +30,13 @@ from fractions import Fraction
 
 import sympy
 
-from fluid_models.batch_time import Tiled
-from fluid_models.engine import Engine
-from fluid_models.policies import RAD, Policy
-from fluid_models.state import Batch, EngineState
-from fluid_models.workload import Workload
-from theory.capacity import b as B, engine_capacity
-from theory.tiling import theorem1, theorem2_assumptions
+from llmstab.fluid_models.batch_time import Tiled
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import RAD, Policy
+from llmstab.fluid_models.state import Batch, EngineState
+from llmstab.fluid_models.workload import Workload
+from llmstab.theory.capacity import b as B, engine_capacity
+from llmstab.theory.tiling import theorem1, theorem2_assumptions
 
 from .errors import InputError
 from .verdict import Evidence, Verdict
@@ -201,7 +201,7 @@ def with_tiling_verdicts(report, engine: Engine, policy: Policy, workload: Workl
     theorem, not necessary: RAD leaves budget unused on purpose and still
     reaches Theorem 1's bound), and a load below Theorem 1's bound is ``stable``
     by Theorem 2. Otherwise the verdicts stay and the tiling
-    evidence is appended. Takes and returns a :class:`checkers.report.CheckReport`.
+    evidence is appended. Takes and returns a :class:`llmstab.checkers.report.CheckReport`.
     """
     from dataclasses import replace
 

@@ -13,7 +13,7 @@ station with combined load above 1 is therefore an instability certificate.
 
 Examples
 --------
->>> from fluid_models.network_examples import rybko_stolyar
+>>> from llmstab.fluid_models.networks.examples import rybko_stolyar
 >>> [vs.steps for vs in virtual_stations(rybko_stolyar(bad=True))]
 [('A2', 'B2')]
 >>> float(virtual_stations(rybko_stolyar(bad=True))[0].load)
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import sympy
 
-from fluid_models.fluid_network import FluidNetwork
-from fluid_models.network import Network
+from llmstab.fluid_models.networks.fluid import FluidNetwork
+from llmstab.fluid_models.networks.network import Network
 
 __all__ = ["VirtualStation", "virtual_stations"]
 

@@ -16,7 +16,7 @@ not proof: the result says how many states were examined.
 
 Examples
 --------
->>> from fluid_models.policies import Sarathi, VLLM
+>>> from llmstab.fluid_models.policies import Sarathi, VLLM
 >>> check_work_conservation(Sarathi(), random_states=0).work_conserving
 True
 >>> r = check_work_conservation(VLLM(), random_states=0)
@@ -33,9 +33,9 @@ import numba
 import numpy as np
 from numba import types
 
-from fluid_models.policies import Policy
-from fluid_models.policies.base import KERNEL_TYPE
-from fluid_models.state import Batch, EngineState
+from llmstab.fluid_models.policies import Policy
+from llmstab.fluid_models.policies.base import KERNEL_TYPE
+from llmstab.fluid_models.state import Batch, EngineState
 
 from .verdict import Evidence
 
@@ -63,7 +63,7 @@ class WorkConservationResult:
     problem: str = ""
 
     def evidence(self) -> Evidence:
-        """The result as an :class:`~checkers.verdict.Evidence` item."""
+        """The result as an :class:`~llmstab.checkers.verdict.Evidence` item."""
         if self.work_conserving:
             return Evidence(
                 "certificate",
@@ -175,7 +175,7 @@ def check_work_conservation(
     Parameters
     ----------
     policy
-        Any :class:`~fluid_models.policies.Policy`.
+        Any :class:`~llmstab.fluid_models.policies.Policy`.
     max_requests, max_prefill, max_decode, budgets, k_limits
         Bounds of the exhaustive search.
     random_states

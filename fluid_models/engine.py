@@ -2,7 +2,7 @@
 
 Examples
 --------
->>> from fluid_models.batch_time import Staircase
+>>> from llmstab.fluid_models.batch_time import Staircase
 >>> e = Engine(Staircase("11.28", "35.47", 128), token_budget=512)
 >>> e.request_limit
 512

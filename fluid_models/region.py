@@ -29,7 +29,7 @@ given to any class, so a multi-class load is inside iff its totals are.
 
 Examples
 --------
->>> from fluid_models.batch_time import Staircase
+>>> from llmstab.fluid_models.batch_time import Staircase
 >>> r = capacity_region(Staircase("11.28", "35.47", 128), b_max=128, k_max=100)
 >>> [(str(v.prefill), str(v.decode)) for v in r.vertices]
 [('0', '400/187'), ('116/187', '36/17'), ('512/187', '0')]
@@ -50,7 +50,7 @@ from typing import Sequence
 import cvxpy as cp
 import numpy as np
 
-from theory.exact_lp import dot, to_fraction
+from llmstab.theory.exact_lp import dot, to_fraction
 
 from .batch_time import BatchTimeModel
 from .workload import Workload
@@ -178,7 +178,7 @@ def enumerate_types(model: BatchTimeModel, b_max: int, k_max: int | None = None,
 
     Examples
     --------
-    >>> from fluid_models.batch_time import Staircase
+    >>> from llmstab.fluid_models.batch_time import Staircase
     >>> t = enumerate_types(Staircase(1, 1, 4), b_max=4, k_max=2)
     >>> [t.batch_type(k).label for k in range(len(t))]
     ['1p+0d', '0p+1d', '2p+0d', '0p+2d', '3p+0d', '2p+1d', '4p+0d', '3p+1d']
@@ -346,7 +346,7 @@ def solve_margin_lp(points: np.ndarray, load: Sequence[float], solver: str = "HI
     """Solve ``min sum theta  s.t.  points.T @ theta >= load, theta >= 0`` with cvxpy.
 
     The margin is ``1 / value``; ``w`` (the constraint duals) is the separating
-    hyperplane. Floats only: :mod:`checkers.region_check` re-checks exactly.
+    hyperplane. Floats only: :mod:`llmstab.checkers.region_check` re-checks exactly.
 
     >>> sol = solve_margin_lp(np.array([[0.0, 2.0], [1.0, 1.0], [2.0, 0.0]]), [0.5, 0.5])
     >>> round(sol.value, 6), sol.status

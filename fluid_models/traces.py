@@ -37,7 +37,7 @@ def trace_lengths(name: str) -> tuple[np.ndarray, np.ndarray]:
     """
     if name not in TRACES:
         raise KeyError(f"unknown trace {name!r} (known: {', '.join(sorted(TRACES))})")
-    with resources.files("fluid_models").joinpath("data", TRACES[name]).open("rb") as handle:
+    with resources.files("llmstab.fluid_models").joinpath("data", TRACES[name]).open("rb") as handle:
         data = np.load(handle)
         prompt, decode = data["prompt"].astype(np.int64), data["decode"].astype(np.int64)
     prompt.setflags(write=False)

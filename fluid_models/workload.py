@@ -5,7 +5,7 @@ rationals so that a load can be compared with a capacity without rounding.
 
 Examples
 --------
->>> from fluid_models.distributions import Deterministic
+>>> from llmstab.fluid_models.distributions import Deterministic
 >>> w = Workload((RequestClass("chat", 14, Deterministic(129), Deterministic(112)),))
 >>> w.token_rate
 3374

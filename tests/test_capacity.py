@@ -4,12 +4,12 @@ import sympy
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from checkers.single_engine import capacity_of, capacity_summary
-from fluid_models.batch_time import PiecewiseLinear, Staircase
-from fluid_models.distributions import Deterministic
-from fluid_models.engine import Engine
-from fluid_models.workload import RequestClass, Workload
-from theory.capacity import b, engine_capacity
+from llmstab.checkers.single_engine import capacity_of, capacity_summary
+from llmstab.fluid_models.batch_time import PiecewiseLinear, Staircase
+from llmstab.fluid_models.distributions import Deterministic
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.workload import RequestClass, Workload
+from llmstab.theory.capacity import b, engine_capacity
 
 CODELLAMA = Engine(Staircase("11.28", "35.47", 128), token_budget=512)
 

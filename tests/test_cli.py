@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from checkers.cli import main
+from llmstab.checkers.cli.main import main
 from tests.conftest import EXAMPLES
 
 POLICY_VERDICTS = {"sarathi": "maximally-stable", "orca": "maximally-stable",
@@ -57,7 +57,7 @@ def test_load_just_below_and_above_capacity(capsys, tmp_path):
 
 
 def test_human_output_and_console_script():
-    result = subprocess.run([sys.executable, "-m", "checkers.cli", "check", str(EXAMPLES / "codellama34b_a100_orca.yaml")],
+    result = subprocess.run([sys.executable, "-m", "llmstab.checkers.cli.main", "check", str(EXAMPLES / "codellama34b_a100_orca.yaml")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "capacity : 3.343 tokens/ms" in result.stdout

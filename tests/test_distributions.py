@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fluid_models.distributions import Deterministic, Empirical, Geometric, Poisson, Uniform
+from llmstab.fluid_models.distributions import Deterministic, Empirical, Geometric, Poisson, Uniform
 
 DISTRIBUTIONS = [Deterministic(129), Geometric(112), Geometric(1), Poisson(32), Poisson(1), Uniform(3, 40),
                  Empirical(np.array([1, 5, 5, 200]))]

@@ -6,7 +6,7 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ("theory", "fluid_models", "checkers")
+PACKAGES = ("llmstab.theory", "llmstab.fluid_models", "llmstab.checkers")
 MODULES = sorted(
     info.name
     for package in PACKAGES

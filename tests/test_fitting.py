@@ -12,12 +12,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkers.cli import main
-from checkers.single_engine import check_engine
-from checkers.spec import engine_spec_from_document, parse_batch_time
-from checkers.errors import InputError
-from fluid_models.batch_time import PiecewiseLinear, Staircase, Tiled
-from fluid_models.fitting import (
+from llmstab.checkers.cli.main import main
+from llmstab.checkers.single_engine import check_engine
+from llmstab.checkers.spec import engine_spec_from_document, parse_batch_time
+from llmstab.checkers.errors import InputError
+from llmstab.fluid_models.batch_time import PiecewiseLinear, Staircase, Tiled
+from llmstab.fluid_models.profiling.fitting import (
     fit_family,
     fit_profile,
     fit_table,
@@ -27,8 +27,8 @@ from fluid_models.fitting import (
     tile_alignment,
     write_model_file,
 )
-from fluid_models.presets import build_public_presets, preset, preset_info, preset_names
-from fluid_models.profiles import Profile, ProfileError, read_vidur_mlp
+from llmstab.fluid_models.profiling.presets import build_public_presets, preset, preset_info, preset_names
+from llmstab.fluid_models.profiling.profiles import Profile, ProfileError, read_vidur_mlp
 
 TOKENS = np.concatenate([[1, 2, 4], np.arange(8, 2049, 8)])
 TILES = (16, 32, 64, 128, 256)

@@ -9,10 +9,10 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkers.lyapunov import face_rows, find_linear_lyapunov, verify_linear_lyapunov
-from checkers.network_check import check_network
-from fluid_models.fluid_network import FluidNetwork
-from fluid_models.network_examples import agent_loop, fork_join_loop, kumar_seidman, lu_kumar, rybko_stolyar
+from llmstab.checkers.lyapunov import face_rows, find_linear_lyapunov, verify_linear_lyapunov
+from llmstab.checkers.network_check import check_network
+from llmstab.fluid_models.networks.fluid import FluidNetwork
+from llmstab.fluid_models.networks.examples import agent_loop, fork_join_loop, kumar_seidman, lu_kumar, rybko_stolyar
 
 R = sympy.Rational
 GOOD = {"rs_good": rybko_stolyar(bad=False), "lk_stable": lu_kumar(R(7, 10)), "ks_stable": kumar_seidman(R(9, 10), R(1, 2))}

@@ -9,11 +9,11 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkers.errors import InputError
-from checkers.network_spec import is_network_document, load_network, network_from_document
-from fluid_models.distributions import Deterministic
-from fluid_models.network import Network, NetworkClass, NetworkError, Step
-from fluid_models.network_examples import fork_join, fork_join_loop, kumar_seidman, lu_kumar, rybko_stolyar, unit_engine
+from llmstab.checkers.errors import InputError
+from llmstab.checkers.network_spec import is_network_document, load_network, network_from_document
+from llmstab.fluid_models.distributions import Deterministic
+from llmstab.fluid_models.networks.network import Network, NetworkClass, NetworkError, Step
+from llmstab.fluid_models.networks.examples import fork_join, fork_join_loop, kumar_seidman, lu_kumar, rybko_stolyar, unit_engine
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import sympy
 
-from checkers.cli import main
-from checkers.network_check import check_network
-from fluid_models.network_examples import fork_join, rybko_stolyar
+from llmstab.checkers.cli.main import main
+from llmstab.checkers.network_check import check_network
+from llmstab.fluid_models.networks.examples import fork_join, rybko_stolyar
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -97,8 +97,8 @@ def test_k_max_engine_is_judged_by_its_region(k_max, expected):
     where the network verdict stays inconclusive (no scalar token server)."""
     from dataclasses import replace
 
-    from fluid_models.engine import Engine
-    from fluid_models.network import Network
+    from llmstab.fluid_models.engine import Engine
+    from llmstab.fluid_models.networks.network import Network
 
     net = fork_join(rate=1, tool_tokens=40)
     tool = net.engines["tool1"]
@@ -115,7 +115,7 @@ def test_k_max_engine_is_judged_by_its_region(k_max, expected):
 def test_planner_that_joins_its_tools_is_stable_until_a_tool_passes_load_one(tool_tokens, expected):
     """The join back at the planner makes the network cyclic: the verdict rests on a Lyapunov
     certificate (buffers and join syncs) below load 1, on the load certificate above it."""
-    from fluid_models.network_examples import fork_join_loop
+    from llmstab.fluid_models.networks.examples import fork_join_loop
 
     net = fork_join_loop(rate=1, tool_tokens=tool_tokens)
     assert not net.is_feedforward

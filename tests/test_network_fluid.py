@@ -10,8 +10,8 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluid_models.fluid_network import FluidError, FluidNetwork
-from fluid_models.network_examples import fork_join, kumar_seidman, lu_kumar, rybko_stolyar
+from llmstab.fluid_models.networks.fluid import FluidError, FluidNetwork
+from llmstab.fluid_models.networks.examples import fork_join, kumar_seidman, lu_kumar, rybko_stolyar
 
 NETS = {"rs_bad": rybko_stolyar(bad=True), "rs_good": rybko_stolyar(bad=False), "lk": lu_kumar(1),
         "lk_stable": lu_kumar(sympy.Rational(7, 10)), "ks": kumar_seidman(sympy.Rational(9, 10), sympy.Rational(1, 2))}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from checkers import cli_fluid
-from checkers.errors import InputError
+from llmstab.checkers.cli import fluid as cli_fluid
+from llmstab.checkers.errors import InputError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -58,7 +58,7 @@ def test_network_plot(tmp_path):
 
 
 def test_registered_in_the_llmstab_cli(tmp_path, capsys):
-    from checkers.cli import main
+    from llmstab.checkers.cli.main import main
 
     assert main(["fluid", str(EXAMPLES / "network_lu_kumar.yaml")]) == 0
     assert "grows (exact" in capsys.readouterr().out

@@ -8,10 +8,10 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluid_models.distributions import Deterministic, Geometric
-from fluid_models.network import Network, NetworkClass, Step
-from fluid_models.network_examples import fork_join, rybko_stolyar, unit_engine
-from fluid_models.network_simulator import simulate_network
+from llmstab.fluid_models.distributions import Deterministic, Geometric
+from llmstab.fluid_models.networks.network import Network, NetworkClass, Step
+from llmstab.fluid_models.networks.examples import fork_join, rybko_stolyar, unit_engine
+from llmstab.fluid_models.networks.simulator import simulate_network
 
 
 @settings(max_examples=12, deadline=None)

@@ -3,9 +3,9 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from checkers.work_conservation import check_work_conservation
-from fluid_models.policies import POLICIES, make_policy
-from fluid_models.state import EngineState
+from llmstab.checkers.work_conservation import check_work_conservation
+from llmstab.fluid_models.policies import POLICIES, make_policy
+from llmstab.fluid_models.state import EngineState
 
 requests = st.lists(st.tuples(st.integers(0, 300), st.integers(1, 40)), min_size=1, max_size=15)
 limits = st.one_of(st.none(), st.integers(1, 20))

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkers.cli import main
-from fluid_models.fitting import load_model_file
-from fluid_models.profiler import GridPoint, build_model, default_grid, load_config, prefill_grid, shipped_configs
-from fluid_models.profiles import ProfileError, read_profile_csv
+from llmstab.checkers.cli.main import main
+from llmstab.fluid_models.profiling.fitting import load_model_file
+from llmstab.fluid_models.profiling.profiler import GridPoint, build_model, default_grid, load_config, prefill_grid, shipped_configs
+from llmstab.fluid_models.profiling.profiles import ProfileError, read_profile_csv
 
 torch = pytest.importorskip("torch")
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkers.cli import main
-from fluid_models.profiles import (
+from llmstab.checkers.cli.main import main
+from llmstab.fluid_models.profiling.profiles import (
     Profile,
     ProfileError,
     read_profile_csv,

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import sympy
 
-from fluid_models.batch_time import Tiled
-from fluid_models.distributions import Deterministic, Geometric
-from fluid_models.engine import Engine
-from fluid_models.policies import RAD, FixedChunk, make_policy
-from fluid_models.simulator import simulate
-from fluid_models.state import EngineState
-from fluid_models.workload import RequestClass, Workload
-from theory.tiling import fixed_chunk_efficiency, per_token_time
+from llmstab.fluid_models.batch_time import Tiled
+from llmstab.fluid_models.distributions import Deterministic, Geometric
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import RAD, FixedChunk, make_policy
+from llmstab.fluid_models.simulation.simulator import simulate
+from llmstab.fluid_models.state import EngineState
+from llmstab.fluid_models.workload import RequestClass, Workload
+from llmstab.theory.tiling import fixed_chunk_efficiency, per_token_time
 
 TILED = Tiled(t_lin=2, b_col=64, t_nl="0.001")
 TAU = per_token_time(2, 64, sympy.Rational(1, 1000))
@@ -83,7 +83,7 @@ def test_rad_is_stable_below_the_bound_in_simulation():
 
 def test_check_decides_rads_load_by_theorem_2_without_simulation():
     """Below Theorem 1's bound, RAD under Theorem 2's assumptions is stable by theory alone; fixed-chunk is not."""
-    from checkers.cli_check import check_file
+    from llmstab.checkers.cli.check import check_file
     from tests.conftest import EXAMPLES
 
     rad = check_file(EXAMPLES / "rad_tiled.yaml", simulate=False)

@@ -9,14 +9,14 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fluid_models.region as region_mod
-from checkers.region_check import certify_load, check_load_region
-from fluid_models.batch_time import PiecewiseLinear, Staircase
-from fluid_models.distributions import Deterministic, Geometric
-from fluid_models.engine import Engine
-from fluid_models.region import capacity_region, enumerate_types, region_from_table
-from fluid_models.workload import RequestClass, Workload
-from theory.capacity import b as B, engine_capacity
+import llmstab.fluid_models.region as region_mod
+from llmstab.checkers.region_check import certify_load, check_load_region
+from llmstab.fluid_models.batch_time import PiecewiseLinear, Staircase
+from llmstab.fluid_models.distributions import Deterministic, Geometric
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.region import capacity_region, enumerate_types, region_from_table
+from llmstab.fluid_models.workload import RequestClass, Workload
+from llmstab.theory.capacity import b as B, engine_capacity
 
 CODELLAMA = Staircase("11.28", "35.47", 128)
 T128 = Fraction("46.75")  # the paper's t(128) = 11.28 + 35.47 ms
@@ -53,7 +53,7 @@ def test_point_c_is_on_the_boundary_and_needs_the_29_99_batch():
 def test_a_float_solution_that_does_not_check_gives_inconclusive(monkeypatch):
     r = capacity_region(CODELLAMA, b_max=128, k_max=100)
     bad = region_mod.LPSolution(np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0]), 0.1, "optimal", 0.0)
-    monkeypatch.setattr("checkers.region_check.solve_margin_lp", lambda *a, **k: bad)
+    monkeypatch.setattr("llmstab.checkers.region_check.solve_margin_lp", lambda *a, **k: bad)
     load = (Fraction(1, 2), Fraction(1, 2))  # inside, but the "solution" points at the wrong type
     cert = certify_load(r, load)
     assert cert.position == "inconclusive" and cert.reasons

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from checkers.cli import main
+from llmstab.checkers.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

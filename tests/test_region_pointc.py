@@ -7,13 +7,13 @@ from fractions import Fraction
 import pytest
 import sympy
 
-from checkers.region_policy import check_policy_region, explain_policy, policy_batch_types, simulate_trend
-from fluid_models.batch_time import Staircase
-from fluid_models.distributions import Deterministic
-from fluid_models.engine import Engine
-from fluid_models.policies import FasterTransformer, Orca, Sarathi, VLLM
-from fluid_models.region import BatchType
-from fluid_models.workload import RequestClass, Workload
+from llmstab.checkers.region_policy import check_policy_region, explain_policy, policy_batch_types, simulate_trend
+from llmstab.fluid_models.batch_time import Staircase
+from llmstab.fluid_models.distributions import Deterministic
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import FasterTransformer, Orca, Sarathi, VLLM
+from llmstab.fluid_models.region import BatchType
+from llmstab.fluid_models.workload import RequestClass, Workload
 
 CODELLAMA = Staircase("11.28", "35.47", 128)
 POINT_C = Workload((RequestClass("C", sympy.Rational(1000) / sympy.Rational("467.5"), Deterministic(290),

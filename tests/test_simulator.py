@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from fluid_models.arrivals import SimulationInputError, Trace, read_trace_csv, sample_trace
-from fluid_models.batch_time import PiecewiseLinear, Staircase
-from fluid_models.distributions import Deterministic, Geometric, Uniform
-from fluid_models.engine import Engine
-from fluid_models.policies import POLICIES, Sarathi, make_policy
-from fluid_models.simulator import simulate
-from fluid_models.traces import trace_distribution, trace_lengths
-from fluid_models.workload import RequestClass, Workload
+from llmstab.fluid_models.simulation.arrivals import SimulationInputError, Trace, read_trace_csv, sample_trace
+from llmstab.fluid_models.batch_time import PiecewiseLinear, Staircase
+from llmstab.fluid_models.distributions import Deterministic, Geometric, Uniform
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import POLICIES, Sarathi, make_policy
+from llmstab.fluid_models.simulation.simulator import simulate
+from llmstab.fluid_models.traces import trace_distribution, trace_lengths
+from llmstab.fluid_models.workload import RequestClass, Workload
 from tests.test_worked_example import PAPER_SEQUENCES
 
 CODELLAMA = Staircase("11.28", "35.47", 128)
@@ -113,7 +113,7 @@ def test_every_registered_policy_runs_and_a_user_policy_plugs_in():
 
     import numba
 
-    from fluid_models.policies.base import Policy, add_decodes, add_prefills, clear
+    from llmstab.fluid_models.policies.base import Policy, add_decodes, add_prefills, clear
 
     @numba.njit
     def half_budget(pf, dc, n, b_max, k_max, params, memory, take_p, take_d):
@@ -191,8 +191,8 @@ def test_pausing_for_progress_and_growing_records_do_not_change_the_run():
     assert int(watched.batches.tokens.sum()) == plain.tokens_served
 
 
-@pytest.mark.parametrize("module", ["fluid_models.simulator", "fluid_models.arrivals", "fluid_models.traces",
-                                    "checkers.stability_test", "checkers.simulation_check", "checkers.cli_simulate"])
+@pytest.mark.parametrize("module", ["llmstab.fluid_models.simulation.simulator", "llmstab.fluid_models.simulation.arrivals", "llmstab.fluid_models.traces",
+                                    "llmstab.checkers.growth", "llmstab.checkers.simulation_check", "llmstab.checkers.cli.simulate"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from checkers.cli import main
+from llmstab.checkers.cli.main import main
 from tests.conftest import EXAMPLES
 
 VLLM = EXAMPLES / "codellama34b_a100_vllm.yaml"
@@ -90,7 +90,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, argv, message):
     for name, text in files.items():
         (tmp_path / f"{name}.csv").write_text(text)
     argv = [a.format(**{k: str(tmp_path / f"{k}.csv") for k in files}) for a in argv]
-    result = subprocess.run([sys.executable, "-m", "checkers.cli", "simulate", str(VLLM), *argv],
+    result = subprocess.run([sys.executable, "-m", "llmstab.checkers.cli.main", "simulate", str(VLLM), *argv],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

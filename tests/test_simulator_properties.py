@@ -5,14 +5,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluid_models.arrivals import Trace
-from fluid_models.batch_time import PiecewiseLinear, Staircase
-from fluid_models.distributions import Deterministic, Geometric
-from fluid_models.engine import Engine
-from fluid_models.policies import POLICIES, make_policy
-from fluid_models.simulator import simulate
-from fluid_models.state import Batch, EngineState
-from fluid_models.workload import RequestClass, Workload
+from llmstab.fluid_models.simulation.arrivals import Trace
+from llmstab.fluid_models.batch_time import PiecewiseLinear, Staircase
+from llmstab.fluid_models.distributions import Deterministic, Geometric
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import POLICIES, make_policy
+from llmstab.fluid_models.simulation.simulator import simulate
+from llmstab.fluid_models.state import Batch, EngineState
+from llmstab.fluid_models.workload import RequestClass, Workload
 
 WORK_CONSERVING = ("sarathi", "orca", "fcfs")
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from checkers.errors import InputError
-from checkers.spec import engine_spec_from_document, load_engine_spec
+from llmstab.checkers.errors import InputError
+from llmstab.checkers.spec import engine_spec_from_document, load_engine_spec
 from tests.conftest import EXAMPLES
 
 GOOD = yaml.safe_load((EXAMPLES / "codellama34b_a100_sarathi.yaml").read_text())
@@ -66,7 +66,7 @@ def test_empirical_lengths_csv(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "checkers.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "llmstab.checkers.cli.main", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):

@@ -3,8 +3,8 @@
 import sympy
 from hypothesis import given, settings, strategies as st
 
-from theory.theorems import foster_drift, lam, m_d, m_p, t_bmax, theorem_2a_condition, theorem_2b_condition
-from theory.capacity import b_max
+from llmstab.theory.theorems import foster_drift, lam, m_d, m_p, t_bmax, theorem_2a_condition, theorem_2b_condition
+from llmstab.theory.capacity import b_max
 
 rationals = st.fractions(min_value=sympy.Rational(1, 1000), max_value=1000).map(sympy.Rational)
 

@@ -7,15 +7,15 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkers.errors import InputError
-from checkers.tiling import check_optimal_tiling, check_tiled_engine, tiling_parameters
-from fluid_models.batch_time import Staircase, Tiled, TiledAttention
-from fluid_models.distributions import Deterministic
-from fluid_models.engine import Engine
-from fluid_models.policies import RAD, FixedChunk, Orca
-from fluid_models.workload import RequestClass, Workload
-from theory.capacity import b as B, engine_capacity
-from theory.tiling import fixed_chunk_efficiency, per_token_time, theorem1, theorem2_assumptions
+from llmstab.checkers.errors import InputError
+from llmstab.checkers.tiling import check_optimal_tiling, check_tiled_engine, tiling_parameters
+from llmstab.fluid_models.batch_time import Staircase, Tiled, TiledAttention
+from llmstab.fluid_models.distributions import Deterministic
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import RAD, FixedChunk, Orca
+from llmstab.fluid_models.workload import RequestClass, Workload
+from llmstab.theory.capacity import b as B, engine_capacity
+from llmstab.theory.tiling import fixed_chunk_efficiency, per_token_time, theorem1, theorem2_assumptions
 
 
 @settings(max_examples=30, deadline=None)
@@ -93,7 +93,7 @@ def test_tiled_engine_verdicts():
 
 
 def test_tiled_with_attention_from_a_file_round_trips():
-    from checkers.spec import parse_batch_time
+    from llmstab.checkers.spec import parse_batch_time
 
     node = {"kind": "tiled", "t_lin": 2, "b_col": 64, "t_nl": 0.001, "t_attn": 0.00001, "context": 1000}
     model = parse_batch_time(node)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from fluid_models.policies import make_policy
-from fluid_models.replay import replay
+from llmstab.fluid_models.policies import make_policy
+from llmstab.fluid_models.simulation.replay import replay
 
 START = [("A", 0, 2), ("B", 0, 4), ("C", 0, 3)]
 ARRIVALS = {1: [("D", 1, 1), ("E", 1, 1)]}  # D and E arrive during the first batch

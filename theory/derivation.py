@@ -7,7 +7,7 @@ them as text or LaTeX, and the notebook shows the same steps.
 Examples
 --------
 >>> import sympy
->>> from theory.capacity import b
+>>> from llmstab.theory.capacity import b
 >>> t = sympy.Rational(282, 25) + sympy.Rational(3547, 100) * sympy.ceiling(b / 128)
 >>> steps = single_engine_derivation(t, 512, "staircase", {"c": sympy.Rational(282, 25),
 ...     "a": sympy.Rational(3547, 100), "b0": 128}, token_load_per_ms=sympy.Rational(12 * 241, 1000))
@@ -65,7 +65,7 @@ def single_engine_derivation(batch_time: sympy.Expr, token_budget: int, family: 
     Parameters
     ----------
     batch_time
-        ``t_b`` in ms, an expression in :data:`theory.capacity.b`.
+        ``t_b`` in ms, an expression in :data:`llmstab.theory.capacity.b`.
     token_budget
         ``b_max``.
     family, params

@@ -1,4 +1,4 @@
-"""Schedulers as batch-forming rules (see :mod:`fluid_models.policies.base`).
+"""Schedulers as batch-forming rules (see :mod:`llmstab.fluid_models.policies.base`).
 
 >>> sorted(POLICIES)
 ['fastertransformer', 'fcfs', 'fixed_chunk', 'orca', 'rad', 'sarathi', 'vllm']

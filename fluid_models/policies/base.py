@@ -165,7 +165,7 @@ class Policy:
 
         Examples
         --------
-        >>> from fluid_models.policies import Sarathi
+        >>> from llmstab.fluid_models.policies import Sarathi
         >>> Sarathi().form_batch(EngineState((0, 3), (2, 1)), b_max=3)
         Batch(prefill=(0, 2), decode=(1, 0))
         """

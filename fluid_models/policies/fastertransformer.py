@@ -32,7 +32,7 @@ class FasterTransformer(Policy):
     batch therefore holds only the prompts that fit in ``b_max`` tokens, which is
     why its throughput collapses when prompts are long compared with ``b_max``.
 
-    >>> from fluid_models.state import EngineState
+    >>> from llmstab.fluid_models.state import EngineState
     >>> FasterTransformer().form_batch(EngineState((0, 1), (1, 1)), b_max=4).describe("AB")
     '{Ad}'
     """

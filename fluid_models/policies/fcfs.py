@@ -31,7 +31,7 @@ def fcfs_kernel(pf, dc, n, b_max, k_max, params, memory, take_p, take_d):
 class FCFSWorkConserving(Policy):
     """Serve requests in arrival order, each its whole demand (prefill chunked), until full.
 
-    >>> from fluid_models.state import EngineState
+    >>> from llmstab.fluid_models.state import EngineState
     >>> FCFSWorkConserving().form_batch(EngineState((3, 0), (1, 1)), b_max=3).describe("AB")
     '{Ap}'
     """

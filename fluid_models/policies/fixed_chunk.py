@@ -26,7 +26,7 @@ class FixedChunk(Policy):
     On a tiled engine a ``chunk`` that is not a whole number of tiles pays for
     a partly empty last tile in every full batch.
 
-    >>> from fluid_models.state import EngineState
+    >>> from llmstab.fluid_models.state import EngineState
     >>> FixedChunk(chunk=3).form_batch(EngineState((0, 9), (2, 1)), b_max=8).tokens
     3
     """

@@ -24,7 +24,7 @@ class Orca(Policy):
     Waiting prompts are admitted first in arrival order, the last one cut to the
     remaining budget; decoding requests take what is left.
 
-    >>> from fluid_models.state import EngineState
+    >>> from llmstab.fluid_models.state import EngineState
     >>> Orca().form_batch(EngineState((0, 5), (1, 1)), b_max=4).describe("AB")
     '{Bp}'
     """

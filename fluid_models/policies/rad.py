@@ -64,7 +64,7 @@ class RAD(Policy):
     work, gets the next batch. The kernel's ``memory`` holds the current mode
     and the length of its run.
 
-    >>> from fluid_models.state import EngineState
+    >>> from llmstab.fluid_models.state import EngineState
     >>> rad = RAD(b_col=2, b_lcm=4)
     >>> rad.form_batch(EngineState((0, 8), (3, 5)), b_max=8).describe("AB")
     '{Bp}'

@@ -24,7 +24,7 @@ class Sarathi(Policy):
     Every decoding request gets its token first (arrival order), then prefill
     chunks of the oldest prompts fill the rest of the budget.
 
-    >>> from fluid_models.state import EngineState
+    >>> from llmstab.fluid_models.state import EngineState
     >>> Sarathi().form_batch(EngineState((0, 5), (1, 1)), b_max=4).describe("AB")
     '{Ad,Bp}'
     """

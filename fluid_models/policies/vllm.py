@@ -28,7 +28,7 @@ class VLLM(Policy):
     A prompt longer than ``b_max`` is served alone, cut into budget-sized pieces
     over consecutive prefill-only batches (vLLM itself would reject it).
 
-    >>> from fluid_models.state import EngineState
+    >>> from llmstab.fluid_models.state import EngineState
     >>> VLLM().form_batch(EngineState((0, 1), (1, 1)), b_max=4).describe("AB")
     '{Bp}'
     """

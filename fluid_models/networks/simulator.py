@@ -13,7 +13,7 @@ lengths are drawn afresh for every step.
 
 Examples
 --------
->>> from fluid_models.network_examples import rybko_stolyar
+>>> from llmstab.fluid_models.networks.examples import rybko_stolyar
 >>> sim = simulate_network(rybko_stolyar(bad=False), horizon_s=200, seed=1)
 >>> sim.arrived == sim.completed + sim.in_system
 True

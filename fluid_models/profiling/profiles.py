@@ -48,7 +48,7 @@ from typing import IO, Iterable
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 
 __all__ = [
@@ -84,7 +84,7 @@ _REQUIRED = ("tokens", "time_ms")
 class ProfileError(InputError):
     """A bad profile, configuration or model file: ``str(err)`` is one line ``field: problem``.
 
-    An :class:`~fluid_models.errors.InputError`: the CLI prints it and exits with status 2.
+    An :class:`~llmstab.fluid_models.errors.InputError`: the CLI prints it and exits with status 2.
 
     >>> str(ProfileError("profile.csv line 3 column time_ms", "must be positive, got -1"))
     'profile.csv line 3 column time_ms: must be positive, got -1'
@@ -214,7 +214,7 @@ def read_profile_csv(handle: str | os.PathLike | IO[str]) -> Profile:
     >>> read_profile_csv(io.StringIO("tokens,time_ms\\n8,1.5\\n8,1.6\\n"))
     Traceback (most recent call last):
     ...
-    fluid_models.profiles.ProfileError: profile line 3: duplicate grid point (kind=prefill, prefill_tokens=8, decode_tokens=0, context_len=0), first on line 2
+    llmstab.fluid_models.profiling.profiles.ProfileError: profile line 3: duplicate grid point (kind=prefill, prefill_tokens=8, decode_tokens=0, context_len=0), first on line 2
     """
     where = _where(handle)
     header, rows = _rows(handle)

@@ -2,7 +2,7 @@
 
 The engine runs in iterations. At the start of each one the policy's own
 kernel (``type(policy).kernel``, the same compiled function the checkers call
-through :meth:`~fluid_models.policies.base.Policy.form_batch`) forms a batch from
+through :meth:`~llmstab.fluid_models.policies.base.Policy.form_batch`) forms a batch from
 the resident requests in arrival order; the batch lasts ``t(b)`` (the engine's
 batch-time model, ``b`` its token count); at its end its tokens are consumed
 and requests with no decode token left leave. Requests that arrive during a
@@ -15,18 +15,18 @@ end of the first batch that decodes it (TTFT = first token - arrival); its
 tokens, ``(finish - first token) / (v_d - 1)``; ``worst TBT`` the largest gap.
 
 Arrivals and lengths are drawn up front with ``numpy.random.default_rng(seed)``
-(:func:`fluid_models.arrivals.sample_trace`), then one compiled loop runs the
+(:func:`llmstab.fluid_models.simulation.arrivals.sample_trace`), then one compiled loop runs the
 engine, so a seed fixes the whole run: same seed, identical output. The loop is
 compiled once for the kernel *type* (a first-class function signature), cached
 on disk, and resumable, which gives the progress bar and growable records.
 
 Examples
 --------
->>> from fluid_models.batch_time import Staircase
->>> from fluid_models.distributions import Deterministic, Geometric
->>> from fluid_models.engine import Engine
->>> from fluid_models.policies import Sarathi
->>> from fluid_models.workload import RequestClass, Workload
+>>> from llmstab.fluid_models.batch_time import Staircase
+>>> from llmstab.fluid_models.distributions import Deterministic, Geometric
+>>> from llmstab.fluid_models.engine import Engine
+>>> from llmstab.fluid_models.policies import Sarathi
+>>> from llmstab.fluid_models.workload import RequestClass, Workload
 >>> engine = Engine(Staircase("11.28", "35.47", 128), token_budget=512)
 >>> work = Workload((RequestClass("chat", 10, Deterministic(129), Geometric(112)),))
 >>> r = simulate(engine, Sarathi(), work, horizon_s=200.0, seed=1)
@@ -47,10 +47,10 @@ import numpy as np
 from numba import types
 
 from .arrivals import ARRIVAL_KINDS, SimulationInputError, Trace, sample_trace
-from .engine import Engine
-from .policies.base import KERNEL_SIGNATURE, KERNEL_TYPE, Policy
-from .state import Batch
-from .workload import Workload
+from ..engine import Engine
+from ..policies.base import KERNEL_SIGNATURE, KERNEL_TYPE, Policy
+from ..state import Batch
+from ..workload import Workload
 
 __all__ = ["simulate", "SimulationResult", "BatchLog"]
 
@@ -384,9 +384,9 @@ def simulate(engine: Engine, policy: Policy, workload: Workload | None, *, n_req
     --------
     Replay three requests by hand (a prompt of 0 tokens means "already decoding"):
 
-    >>> from fluid_models.batch_time import Staircase
-    >>> from fluid_models.engine import Engine
-    >>> from fluid_models.policies import Orca
+    >>> from llmstab.fluid_models.batch_time import Staircase
+    >>> from llmstab.fluid_models.engine import Engine
+    >>> from llmstab.fluid_models.policies import Orca
     >>> tr = Trace([0.0, 0.0, 0.0], [0, 0, 2], [2, 1, 1])
     >>> r = simulate(Engine(Staircase(1, 1, 4), 4), Orca(), None, arrivals="trace", trace=tr, record_batches=True)
     >>> r.batches.describe(["A", "B", "C"])

@@ -23,12 +23,12 @@ for a policy that fills every batch once the backlog is large
 
 Examples
 --------
->>> from fluid_models.batch_time import Staircase
->>> from fluid_models.distributions import Deterministic
->>> from fluid_models.engine import Engine
->>> from fluid_models.policies import Sarathi
->>> from fluid_models.simulator import simulate
->>> from fluid_models.workload import RequestClass, Workload
+>>> from llmstab.fluid_models.batch_time import Staircase
+>>> from llmstab.fluid_models.distributions import Deterministic
+>>> from llmstab.fluid_models.engine import Engine
+>>> from llmstab.fluid_models.policies import Sarathi
+>>> from llmstab.fluid_models.simulation.simulator import simulate
+>>> from llmstab.fluid_models.workload import RequestClass, Workload
 >>> engine = Engine(Staircase("11.28", "35.47", 128), 512)      # capacity 3342.9 tokens/s
 >>> work = Workload((RequestClass("chat", 16, Deterministic(129), Deterministic(112)),))  # 3856 tokens/s
 >>> g = estimate_growth(simulate(engine, Sarathi(), work, horizon_s=600.0, seed=3))
@@ -44,9 +44,9 @@ import numpy as np
 import sympy
 from scipy.special import stdtrit
 
-from fluid_models.batch_time import exact_number
-from fluid_models.simulator import SimulationResult
-from fluid_models.workload import Workload
+from llmstab.fluid_models.batch_time import exact_number
+from llmstab.fluid_models.simulation.simulator import SimulationResult
+from llmstab.fluid_models.workload import Workload
 
 __all__ = ["GrowthEstimate", "estimate_growth", "fluid_prediction"]
 
@@ -54,8 +54,8 @@ __all__ = ["GrowthEstimate", "estimate_growth", "fluid_prediction"]
 def fluid_prediction(workload: Workload, capacity_tokens_per_s: object) -> sympy.Rational:
     """The fluid model's backlog growth ``max(0, lambda (m_p + m_d) - capacity)`` in tokens/s (exact).
 
-    >>> from fluid_models.distributions import Deterministic
-    >>> from fluid_models.workload import RequestClass, Workload
+    >>> from llmstab.fluid_models.distributions import Deterministic
+    >>> from llmstab.fluid_models.workload import RequestClass, Workload
     >>> fluid_prediction(Workload((RequestClass("a", 10, Deterministic(100), Deterministic(100)),)), 1500)
     500
     """

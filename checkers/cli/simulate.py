@@ -14,13 +14,13 @@ import math
 import sys
 from pathlib import Path
 
-from fluid_models.arrivals import read_trace_csv
-from fluid_models.simulator import SimulationResult, simulate
+from llmstab.fluid_models.simulation.arrivals import read_trace_csv
+from llmstab.fluid_models.simulation.simulator import SimulationResult, simulate
 
-from .errors import InputError
-from .single_engine import capacity_of
-from .spec import engine_spec_from_document, load_document
-from .stability_test import GrowthEstimate, estimate_growth, fluid_prediction
+from ..errors import InputError
+from ..single_engine import capacity_of
+from ..spec import engine_spec_from_document, load_document
+from ..growth import GrowthEstimate, estimate_growth, fluid_prediction
 
 __all__ = ["register", "simulate_file", "parse_seed", "parse_positive"]
 
@@ -33,7 +33,7 @@ def parse_seed(text: str) -> int:
     >>> parse_seed("1.5")
     Traceback (most recent call last):
     ...
-    fluid_models.errors.InputError: seed: must be a non-negative integer, got '1.5'
+    llmstab.fluid_models.errors.InputError: seed: must be a non-negative integer, got '1.5'
     """
     try:
         value = int(text, 10)
@@ -50,7 +50,7 @@ def parse_positive(text: str | None, field: str, kind: type = float) -> float | 
     >>> parse_positive("0", "horizon")
     Traceback (most recent call last):
     ...
-    fluid_models.errors.InputError: horizon: must be positive, got '0'
+    llmstab.fluid_models.errors.InputError: horizon: must be positive, got '0'
     """
     if text is None:
         return None
@@ -84,7 +84,7 @@ def simulate_file(path: str | Path, *, horizon_s: float | None = None, n_request
 
     Without ``horizon_s`` or ``n_requests`` the horizon is
     ``max(2500 t(b_max), 2000 / lambda)`` seconds (as for the first run of
-    :func:`checkers.simulation_check.run_until_settled`). A run that serves a
+    :func:`llmstab.checkers.simulation_check.run_until_settled`). A run that serves a
     number of requests (or a trace) and then drains is judged for growth over
     its arrival period only.
     """

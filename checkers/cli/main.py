@@ -16,20 +16,20 @@ import importlib
 import os
 import sys
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 COMMANDS = {
-    "check": "checkers.cli_check",
-    "derive": "checkers.cli_derive",
-    "simulate": "checkers.cli_simulate",
-    "region": "checkers.cli_region",
-    "profile": "checkers.cli_profile",
-    "fit": "checkers.cli_profile",
-    "presets": "checkers.cli_profile",
-    "fluid": "checkers.cli_fluid",
-    "network-plot": "checkers.cli_fluid",
+    "check": "llmstab.checkers.cli.check",
+    "derive": "llmstab.checkers.cli.derive",
+    "simulate": "llmstab.checkers.cli.simulate",
+    "region": "llmstab.checkers.cli.region",
+    "profile": "llmstab.checkers.cli.profile",
+    "fit": "llmstab.checkers.cli.profile",
+    "presets": "llmstab.checkers.cli.profile",
+    "fluid": "llmstab.checkers.cli.fluid",
+    "network-plot": "llmstab.checkers.cli.fluid",
 }
 
 

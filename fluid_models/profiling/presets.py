@@ -5,7 +5,7 @@ parameters (ms) and where they come from. Only constants are shipped, never
 the raw profiles. The Li-Dai-Peng preset is the paper's published fit; the
 others were produced by :func:`build_public_presets` from the public data in
 ``shared/data/gpu_profiles`` (regenerate with
-``python -m fluid_models.presets DATA_DIR``; a test re-fits them when the data
+``python -m llmstab.fluid_models.profiling.presets DATA_DIR``; a test re-fits them when the data
 is present and checks the shipped constants).
 
 Examples
@@ -27,7 +27,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from .batch_time import BatchTimeModel
+from ..batch_time import BatchTimeModel
 from .fitting import fit_profile, model_from_parameters
 from .profiles import Profile, ProfileError, read_sarathi, read_slai, read_vidur_mlp
 
@@ -82,7 +82,7 @@ def build_public_presets(data_dir: str | Path) -> dict:
 
     Each fit uses the points with at most :data:`FIT_MAX_TOKENS` tokens, the
     default minimax method, the default tile candidates and the selection rule
-    of :func:`fluid_models.fitting.fit_profile`; the result
+    of :func:`llmstab.fluid_models.profiling.fitting.fit_profile`; the result
     maps preset names to ``{"batch_time": ..., "provenance": ...}``, the
     Li-Dai-Peng preset first.
     """
@@ -110,7 +110,7 @@ def build_public_presets(data_dir: str | Path) -> dict:
 
 @lru_cache(maxsize=1)
 def _presets() -> dict:
-    text = resources.files("fluid_models").joinpath("data/presets.json").read_text()
+    text = resources.files("llmstab.fluid_models").joinpath("data/presets.json").read_text()
     return json.loads(text)
 
 
@@ -133,6 +133,6 @@ def preset(name: str) -> BatchTimeModel:
 
 
 if __name__ == "__main__":  # pragma: no cover - regeneration script
-    target = Path(__file__).with_name("data") / "presets.json"
+    target = Path(__file__).parent.parent / "data" / "presets.json"
     target.write_text(json.dumps(build_public_presets(sys.argv[1]), indent=2) + "\n")
     print(f"wrote {target}")

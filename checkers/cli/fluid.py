@@ -16,12 +16,12 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
-from fluid_models.fluid_network import FluidError, FluidNetwork, FluidPath
-from fluid_models.network import Network
+from llmstab.fluid_models.networks.fluid import FluidError, FluidNetwork, FluidPath
+from llmstab.fluid_models.networks.network import Network
 
-from .errors import InputError
-from .network_spec import load_network
-from .verdict import jsonable
+from ..errors import InputError
+from ..network_spec import load_network
+from ..verdict import jsonable
 
 __all__ = ["register", "fluid_path", "plot_path", "plot_network"]
 
@@ -47,7 +47,7 @@ def _initial(fn: FluidNetwork, items: list[str] | None) -> dict:
 def fluid_path(net: Network, initial: dict, horizon: float | None = None, cycles: int = 1) -> FluidPath:
     """The fluid path of ``net`` from ``initial``: exact under priorities, else numerical.
 
-    >>> from fluid_models.network_examples import rybko_stolyar
+    >>> from llmstab.fluid_models.networks.examples import rybko_stolyar
     >>> fluid_path(rybko_stolyar(bad=True), {"A1.p": 100}).outcome
     'grows'
     """

@@ -23,7 +23,7 @@ that is the divergence certificate :meth:`FluidNetwork.priority_path` looks for.
 
 Examples
 --------
->>> from fluid_models.network_examples import rybko_stolyar
+>>> from llmstab.fluid_models.networks.examples import rybko_stolyar
 >>> fn = FluidNetwork.from_network(rybko_stolyar(bad=True))
 >>> fn.labels[:4]
 ('A1.p', 'A1.d', 'A2.p', 'A2.d')
@@ -143,7 +143,7 @@ class FluidPath:
 
 @dataclass(frozen=True)
 class FluidNetwork:
-    """The fluid model of a :class:`~fluid_models.network.Network` (see the module docstring)."""
+    """The fluid model of a :class:`~llmstab.fluid_models.networks.network.Network` (see the module docstring)."""
 
     buffers: tuple[Buffer, ...]
     engines: tuple[str, ...]
@@ -229,7 +229,7 @@ class FluidNetwork:
         ``t``, the list ``equations`` (``q_k(t) = ...``) and ``capacity``
         (``sum_{k at e} dT_k/dt <= 1`` per engine).
 
-        >>> from fluid_models.network_examples import rybko_stolyar
+        >>> from llmstab.fluid_models.networks.examples import rybko_stolyar
         >>> sym = FluidNetwork.from_network(rybko_stolyar(bad=True)).symbolic()
         >>> sym["t"] in sym["equations"][0].rhs.free_symbols
         True
@@ -271,7 +271,7 @@ class FluidNetwork:
         A join buffer is fed by one of its inputs, ``sources[k]`` (the one that has
         delivered least; by default the first), as long as the others are ahead.
 
-        >>> from fluid_models.network_examples import rybko_stolyar
+        >>> from llmstab.fluid_models.networks.examples import rybko_stolyar
         >>> fn = FluidNetwork.from_network(rybko_stolyar(bad=True))
         >>> u = fn.allocation([100, 0, 0, 0, 0, 0, 0, 0])   # only A1.p holds fluid
         >>> [str(x) for x in u[:4]]   # A1.d kept empty beside A1.p; A2.p fills up behind A2.d

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import sympy
 
-from .batch_time import Staircase
-from .distributions import Deterministic, LengthDistribution, Poisson
-from .engine import Engine
+from ..batch_time import Staircase
+from ..distributions import Deterministic, LengthDistribution, Poisson
+from ..engine import Engine
 from .network import Network, NetworkClass, NetworkEngine, Step
-from .policies import make_policy
+from ..policies import make_policy
 
 __all__ = ["unit_engine", "rybko_stolyar", "lu_kumar", "kumar_seidman", "fork_join", "agent_loop", "fork_join_loop"]
 

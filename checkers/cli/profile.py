@@ -1,7 +1,7 @@
 """CLI: ``llmstab profile``, ``llmstab fit`` and ``llmstab presets``.
 
 ``llmstab profile --model CONFIG --device cuda --out profile.csv`` times real
-iterations (see :mod:`fluid_models.profiler`) and writes the CSV and a sidecar
+iterations (see :mod:`llmstab.fluid_models.profiling.profiler`) and writes the CSV and a sidecar
 ``profile.sidecar.json``; ``llmstab fit profile.csv --out model.yaml`` fits the
 batch-time families and writes the model file that
 ``batch_time: {kind: profile, file: model.yaml}`` loads; ``llmstab presets``
@@ -9,7 +9,7 @@ lists the shipped presets (``batch_time: {kind: preset, name: NAME}``).
 
 Bad input (a profile with missing columns, non-positive times or duplicate
 grid points; a configuration that is not a decoder model; ``--device cuda``
-without CUDA) raises :class:`~checkers.errors.InputError`: one line, exit 2.
+without CUDA) raises :class:`~llmstab.checkers.errors.InputError`: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-from fluid_models.fitting import DEFAULT_CANDIDATES, FAMILIES, fit_profile, jumps, tile_alignment, write_model_file
-from fluid_models.profiles import FORMATS, ProfileError, read_any, write_profile_csv
+from llmstab.fluid_models.profiling.fitting import DEFAULT_CANDIDATES, FAMILIES, fit_profile, jumps, tile_alignment, write_model_file
+from llmstab.fluid_models.profiling.profiles import FORMATS, ProfileError, read_any, write_profile_csv
 
 
 __all__ = ["register", "cmd_profile", "cmd_fit", "cmd_presets"]
@@ -107,7 +107,7 @@ def _command_line(args: argparse.Namespace) -> list[str]:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     """Run the profiler and write the CSV and its sidecar."""
-    from fluid_models.profiler import default_grid, load_config, run_profile, sidecar
+    from llmstab.fluid_models.profiling.profiler import default_grid, load_config, run_profile, sidecar
 
     cfg = load_config(args.model)
     grid = default_grid(args.max_prefill, args.tile, args.fine_step, args.decode_batches, args.contexts,
@@ -168,7 +168,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_presets(args: argparse.Namespace) -> int:
     """List the presets, or show one."""
-    from fluid_models.presets import preset, preset_info, preset_names
+    from llmstab.fluid_models.profiling.presets import preset, preset_info, preset_names
 
     names = [args.name] if args.name else preset_names()
     infos = {n: preset_info(n) for n in names}

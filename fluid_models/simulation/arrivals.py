@@ -2,7 +2,7 @@
 
 A :class:`Trace` is the list of requests a simulation serves: arrival times
 (seconds, non-decreasing), prompt and decode lengths, and a class index. It is
-either *sampled* from a :class:`~fluid_models.workload.Workload` with a seeded
+either *sampled* from a :class:`~llmstab.fluid_models.workload.Workload` with a seeded
 numpy ``Generator`` (Poisson or deterministic arrivals), or *replayed* as given
 (a CSV file, or arrays built by hand).
 
@@ -13,8 +13,8 @@ requests "already decoding at time 0" is written).
 Examples
 --------
 >>> import numpy as np
->>> from fluid_models.distributions import Deterministic
->>> from fluid_models.workload import RequestClass, Workload
+>>> from llmstab.fluid_models.distributions import Deterministic
+>>> from llmstab.fluid_models.workload import RequestClass, Workload
 >>> w = Workload((RequestClass("chat", 2, Deterministic(5), Deterministic(3)),))
 >>> tr = sample_trace(w, np.random.default_rng(0), kind="deterministic", n_requests=3)
 >>> tr.times.tolist(), tr.prompt.tolist()
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .distributions import Empirical
-from .errors import InputError
-from .workload import Workload
+from ..distributions import Empirical
+from ..errors import InputError
+from ..workload import Workload
 
 __all__ = ["SimulationInputError", "Trace", "sample_trace", "read_trace_csv", "ARRIVAL_KINDS"]
 
@@ -40,7 +40,7 @@ ARRIVAL_KINDS = ("poisson", "deterministic", "trace")
 class SimulationInputError(InputError):
     """Bad simulation input: ``str(err)`` is one line ``field: problem``.
 
-    An :class:`~fluid_models.errors.InputError`: the CLI prints it and exits with status 2.
+    An :class:`~llmstab.fluid_models.errors.InputError`: the CLI prints it and exits with status 2.
 
     >>> str(SimulationInputError("seed", "must be an integer, got 1.5"))
     'seed: must be an integer, got 1.5'
@@ -59,7 +59,7 @@ class Trace:
     >>> Trace([1.0, 0.0], [3, 1], [2, 1])
     Traceback (most recent call last):
     ...
-    fluid_models.arrivals.SimulationInputError: trace.arrival_time: not sorted (row 1 arrives before row 0)
+    llmstab.fluid_models.simulation.arrivals.SimulationInputError: trace.arrival_time: not sorted (row 1 arrives before row 0)
     """
 
     times: np.ndarray
@@ -177,8 +177,8 @@ def sample_trace(workload: Workload, rng: np.random.Generator, *, kind: str = "p
 
     Examples
     --------
-    >>> from fluid_models.distributions import Geometric
-    >>> from fluid_models.workload import RequestClass, Workload
+    >>> from llmstab.fluid_models.distributions import Geometric
+    >>> from llmstab.fluid_models.workload import RequestClass, Workload
     >>> w = Workload((RequestClass("a", 10, Geometric(4), Geometric(2)),))
     >>> tr = sample_trace(w, np.random.default_rng(1), horizon_s=100.0)
     >>> 900 < tr.size < 1100, bool(tr.times[-1] <= 100.0)

@@ -18,7 +18,7 @@ Three kinds of batch are measured (:func:`default_grid`):
 Timing: CUDA events on ``cuda`` (``time.perf_counter`` on ``cpu``), after
 ``warmup`` untimed iterations, ``reps`` timed repetitions per grid point; the
 CSV records the median, min, max and standard deviation (schema in
-:mod:`fluid_models.profiles`). One random KV cache is shared by all layers of a
+:mod:`llmstab.fluid_models.profiling.profiles`). One random KV cache is shared by all layers of a
 decode batch (the work per layer is the same as with one cache per layer; the
 memory is not), and a decoding token attends to its cache only. Sliding-window
 attention (Mistral's ``sliding_window``) is not applied: it changes nothing for
@@ -86,13 +86,13 @@ class GridPoint:
 
 def shipped_configs() -> list[str]:
     """Names of the configurations shipped with the package."""
-    folder = resources.files("fluid_models").joinpath("model_configs")
+    folder = resources.files("llmstab.fluid_models").joinpath("model_configs")
     return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
 def _config_text(name_or_path: str) -> tuple[str, str]:
     if name_or_path in shipped_configs():
-        res = resources.files("fluid_models").joinpath(f"model_configs/{name_or_path}.json")
+        res = resources.files("llmstab.fluid_models").joinpath(f"model_configs/{name_or_path}.json")
         return res.read_text(), f"fluid_models/model_configs/{name_or_path}.json"
     path = Path(name_or_path)
     if not path.is_file():
@@ -423,6 +423,6 @@ def sidecar(cfg: dict, device: str, run_info: dict, command: Sequence[str] | Non
         "model": {"config": cfg.get("_source"), "config_sha256": cfg.get("_sha256"),
                   "model_type": cfg.get("model_type"), "weights": "random (seeded), not downloaded"},
         "run": run_info,
-        "csv_schema": "fluid_models.profiles (kind, tokens, prefill_tokens, decode_tokens, context_len, reps, "
+        "csv_schema": "llmstab.fluid_models.profiling.profiles (kind, tokens, prefill_tokens, decode_tokens, context_len, reps, "
                       "time_ms = median, time_ms_min, time_ms_max, time_ms_std)",
     }

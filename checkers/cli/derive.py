@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from theory.capacity import b
-from theory.derivation import render, single_engine_derivation
+from llmstab.theory.capacity import b
+from llmstab.theory.derivation import render, single_engine_derivation
 
-from .spec import load_engine_spec
+from ..spec import load_engine_spec
 
 __all__ = ["register"]
 

@@ -1,7 +1,7 @@
 """Networks of engines (AI-agent workflows): engines, classes, routes of steps, loads.
 
-A *network* has named engines (each an :class:`~fluid_models.engine.Engine` with
-a :class:`~fluid_models.policies.Policy` and an optional priority list of step
+A *network* has named engines (each an :class:`~llmstab.fluid_models.engine.Engine` with
+a :class:`~llmstab.fluid_models.policies.Policy` and an optional priority list of step
 ids) and request classes. A class arrives at a Poisson ``rate`` (requests/s) and
 follows a *route*: steps ``{id, engine, prompt, decode, after}``. ``after``
 names the steps that must finish before a step starts; a step with several
@@ -19,10 +19,10 @@ load over the engine's capacity.
 
 Examples
 --------
->>> from fluid_models.batch_time import Staircase
->>> from fluid_models.distributions import Deterministic
->>> from fluid_models.engine import Engine
->>> from fluid_models.policies import make_policy
+>>> from llmstab.fluid_models.batch_time import Staircase
+>>> from llmstab.fluid_models.distributions import Deterministic
+>>> from llmstab.fluid_models.engine import Engine
+>>> from llmstab.fluid_models.policies import make_policy
 >>> one = Engine(Staircase(1000, 0, 100), 100)          # 1 s per batch of <= 100 tokens
 >>> engines = {e: NetworkEngine(e, one, make_policy("fcfs")) for e in ("plan", "tool")}
 >>> d = Deterministic(10)
@@ -42,13 +42,13 @@ from functools import lru_cache
 import networkx as nx
 import sympy
 
-from theory.capacity import b as _b
-from theory.capacity import EngineCapacity, engine_capacity
+from llmstab.theory.capacity import b as _b
+from llmstab.theory.capacity import EngineCapacity, engine_capacity
 
-from .batch_time import exact_number
-from .distributions import LengthDistribution
-from .engine import Engine
-from .policies import Policy
+from ..batch_time import exact_number
+from ..distributions import LengthDistribution
+from ..engine import Engine
+from ..policies import Policy
 
 __all__ = ["NetworkError", "Step", "NetworkClass", "NetworkEngine", "Buffer", "Network", "PHASES", "capacity_of"]
 
@@ -141,12 +141,12 @@ def _capacity_cached(batch_time: object, token_budget: int) -> EngineCapacity:
 
 
 def capacity_of(engine: Engine) -> EngineCapacity:
-    """The exact single-engine capacity of ``engine`` (from :mod:`theory.capacity`, cached per model).
+    """The exact single-engine capacity of ``engine`` (from :mod:`llmstab.theory.capacity`, cached per model).
 
     ``tokens_per_s`` is ``1000 max_b b/t_b``; ``1000 * full_batch_rate`` is what a
     work-conserving engine serves once its batches are full.
 
-    >>> from fluid_models.batch_time import Staircase
+    >>> from llmstab.fluid_models.batch_time import Staircase
     >>> capacity_of(Engine(Staircase(1000, 0, 768), 768)).tokens_per_s
     768
     """

@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from .report import CheckReport
-from .single_engine import check_engine
-from .spec import engine_spec_from_document, load_document
+from ..report import CheckReport
+from ..single_engine import check_engine
+from ..spec import engine_spec_from_document, load_document
 
 __all__ = ["register", "check_file"]
 
@@ -18,18 +18,18 @@ def check_file(path: str | Path, *, simulate: bool = True) -> CheckReport:
 
     For a single engine, ``simulate`` lets simulation settle a load theory left
     ``inconclusive`` and measure the empirical capacity of a policy that is not
-    maximally stable (:func:`checkers.simulation_check.with_simulation`).
+    maximally stable (:func:`llmstab.checkers.simulation_check.with_simulation`).
     """
     p = Path(path)
     document = load_document(p)
     if "engines" in document:
-        from .network_check import check_network_document
+        from ..network_check import check_network_document
 
         return check_network_document(document, str(p), p.parent)
     spec = engine_spec_from_document(document, str(p), p.parent)
     report = check_engine(spec)
     if simulate:
-        from .simulation_check import with_simulation
+        from ..simulation_check import with_simulation
 
         report = with_simulation(report, spec.engine, spec.policy, spec.workload)
     return report

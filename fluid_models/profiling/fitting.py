@@ -1,6 +1,6 @@
 """Fit batch-time models to measured profiles, find the tile size, write a model file.
 
-Three parametric families of :mod:`fluid_models.batch_time` are fitted to the
+Three parametric families of :mod:`llmstab.fluid_models.batch_time` are fitted to the
 (token count, time) points of a profile, each linear in its coefficients once
 its integer parameter (the tile or knee ``k``) is fixed:
 
@@ -48,7 +48,7 @@ import cvxpy as cp
 import numpy as np
 import yaml
 
-from .batch_time import BatchTimeModel, PiecewiseLinear, Staircase, Table, Tiled
+from ..batch_time import BatchTimeModel, PiecewiseLinear, Staircase, Table, Tiled
 from .profiles import Profile, ProfileError
 
 __all__ = [
@@ -318,7 +318,7 @@ def fit_profile(
 ) -> FitReport:
     """Fit ``families`` and choose one by the rule in the module docstring.
 
-    ``profile`` is a :class:`~fluid_models.profiles.Profile` (then ``rows``
+    ``profile`` is a :class:`~llmstab.fluid_models.profiling.profiles.Profile` (then ``rows``
     picks the kinds fitted: ``prefill`` by default, or ``mixed``, ``decode``,
     ``all``; points at the same token count are merged by their median) or an
     array of token counts with ``times`` beside it. ``families`` may also

@@ -14,18 +14,18 @@ import re
 import pytest
 import sympy
 
-from checkers.simulation_check import empirical_capacity, run_until_settled, settle_load
-from checkers.single_engine import capacity_of
-from checkers.stability_test import estimate_growth, fluid_prediction
-from fluid_models.batch_time import Staircase
-from fluid_models.distributions import Deterministic, Geometric
-from fluid_models.engine import Engine
-from fluid_models.policies import make_policy
-from fluid_models.simulator import simulate
-from fluid_models.workload import RequestClass, Workload
+from llmstab.checkers.simulation_check import empirical_capacity, run_until_settled, settle_load
+from llmstab.checkers.single_engine import capacity_of
+from llmstab.checkers.growth import estimate_growth, fluid_prediction
+from llmstab.fluid_models.batch_time import Staircase
+from llmstab.fluid_models.distributions import Deterministic, Geometric
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import make_policy
+from llmstab.fluid_models.simulation.simulator import simulate
+from llmstab.fluid_models.workload import RequestClass, Workload
 
 ENGINE = Engine(Staircase("11.28", "35.47", 128), 512)
-CAPACITY = capacity_of(ENGINE).tokens_per_s  # 51200000/15316 tokens/s, from theory
+CAPACITY = capacity_of(ENGINE).tokens_per_s  # 51200000/15316 tokens/s, from llmstab.theory
 CHAT = Workload((RequestClass("chat", 12, Deterministic(129), Geometric(112)),))  # the bundled examples' mix
 
 

@@ -6,7 +6,7 @@ The five-request example of Li-Dai-Peng (Fig. 8): A, B, C are decoding with
 2, 4, 3 tokens left; D and E (1 prefill + 1 decode token each) arrive during
 the first batch.
 
->>> from fluid_models.policies import Sarathi
+>>> from llmstab.fluid_models.policies import Sarathi
 >>> start = [("A", 0, 2), ("B", 0, 4), ("C", 0, 3)]
 >>> " | ".join(replay(Sarathi(), start, b_max=4, arrivals={1: [("D", 1, 1), ("E", 1, 1)]}))
 '{Ad,Bd,Cd} | {Ad,Bd,Cd,Dp} | {Bd,Cd,Dd,Ep} | {Bd,Ed}'
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .policies import Policy
-from .state import EngineState
+from ..policies import Policy
+from ..state import EngineState
 
 __all__ = ["replay"]
 

@@ -27,17 +27,17 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from fluid_models.batch_time import Tiled
-from fluid_models.engine import Engine
-from fluid_models.policies import Policy
-from fluid_models.region import load_vector
-from fluid_models.workload import Workload
+from llmstab.fluid_models.batch_time import Tiled
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import Policy
+from llmstab.fluid_models.region import load_vector
+from llmstab.fluid_models.workload import Workload
 
-from .errors import InputError
-from .region_check import certify_load, check_load_region, region_for, region_summary
-from .region_policy import check_policy_region, empirical_boundary
-from .spec import load_document, parse_engine, parse_policy, parse_workload
-from .verdict import Evidence, Verdict, jsonable
+from ..errors import InputError
+from ..region_check import certify_load, check_load_region, region_for, region_summary
+from ..region_policy import check_policy_region, empirical_boundary
+from ..spec import load_document, parse_engine, parse_policy, parse_workload
+from ..verdict import Evidence, Verdict, jsonable
 
 __all__ = ["RegionSpec", "load_region_spec", "region_report", "plot_region", "register"]
 
@@ -154,7 +154,7 @@ def region_report(spec: RegionSpec, simulate: bool = True) -> dict:
     }
     if spec.policy is not None:
         if isinstance(engine.batch_time, Tiled):
-            from .tiling import check_tiled_engine
+            from ..tiling import check_tiled_engine
 
             tiled_load, tiled_policy, numbers = check_tiled_engine(engine, spec.policy, spec.workload, spec.nodes,
                                                                    simulate=simulate, horizon_s=spec.horizon_s)

@@ -1,0 +1,1 @@
+"""The ``llmstab`` command line: one module per subcommand, dispatched by :mod:`.main`."""

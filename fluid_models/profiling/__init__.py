@@ -1,0 +1,1 @@
+"""GPU profiles: reading them, timing real iterations, fitting batch-time models, shipped presets."""

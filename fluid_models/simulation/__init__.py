@@ -1,0 +1,1 @@
+"""Batch-level simulation of one engine: arrivals, the compiled simulator, replay of batch sequences."""
