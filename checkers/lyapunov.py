@@ -47,6 +47,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from llmstab.fluid_models.networks.fluid import FluidNetwork
+from llmstab.fluid_models.solvers import quiet_solver
 
 __all__ = ["LyapunovCertificate", "FluidLP", "find_linear_lyapunov", "verify_linear_lyapunov", "face_rows", "MAX_BUFFERS"]
 
@@ -252,7 +253,8 @@ def find_linear_lyapunov(fn: FluidNetwork, min_weight: float | None = None) -> L
     A_eq = sp.csr_matrix((np.ones(n), (np.zeros(n), np.arange(n))), shape=(1, n_var))
     cost = np.zeros(n_var)
     cost[n] = -1.0
-    res = linprog(cost, A_ub=A, b_ub=np.array(ub), A_eq=A_eq, b_eq=[1.0], bounds=bounds, method="highs")
+    with quiet_solver():
+        res = linprog(cost, A_ub=A, b_ub=np.array(ub), A_eq=A_eq, b_eq=[1.0], bounds=bounds, method="highs")
     lp_seconds = time.perf_counter() - start
     if res.status != 0 or -res.fun <= 0:
         why = ("LP infeasible" if res.status == 2 else

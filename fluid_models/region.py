@@ -53,6 +53,7 @@ import numpy as np
 from llmstab.theory.exact_lp import dot, to_fraction
 
 from .batch_time import BatchTimeModel
+from .solvers import quiet_solver
 from .workload import Workload
 
 __all__ = [
@@ -357,7 +358,8 @@ def solve_margin_lp(points: np.ndarray, load: Sequence[float], solver: str = "HI
     rows = pts.T @ theta >= np.asarray(load, dtype=float)
     problem = cp.Problem(cp.Minimize(cp.sum(theta)), [rows])
     start = time.perf_counter()
-    problem.solve(solver=solver)
+    with quiet_solver():
+        problem.solve(solver=solver)
     seconds = time.perf_counter() - start
     if theta.value is None:
         return LPSolution(np.zeros(len(pts)), np.zeros(2), float("inf"), str(problem.status), seconds)
