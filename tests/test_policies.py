@@ -1,5 +1,9 @@
 """Laws every scheduler obeys, and the work-conservation laws that separate them."""
 
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -72,3 +76,44 @@ def test_non_chunking_policies_serve_a_prompt_longer_than_the_budget():
 def test_vllm_admits_whole_prompts_in_arrival_order():
     batch = make_policy("vllm").form_batch(EngineState((3, 2, 1), (1, 1, 1)), b_max=4)
     assert batch.prefill == (3, 0, 0)  # B does not fit whole; admission stops at it
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+@settings(max_examples=60, deadline=None)
+@given(reqs=requests, b_max=st.integers(1, 600), k_max=limits)
+def test_compiled_scan_agrees_with_the_batch_constraints(name, reqs, b_max, k_max):
+    """The numba scan flags a case exactly when form_batch's batch is infeasible or not full."""
+    from llmstab.checkers.work_conservation import _Cases, _failure
+
+    policy, state = make_policy(name), _state(reqs)
+    row = lambda values: np.array([values], np.int64)  # noqa: E731
+    case = _Cases(row(state.prefill_left), row(state.decode_left), np.array([state.size]), np.array([b_max]),
+                  np.array([-1 if k_max is None else k_max]))
+    assert (case.first_failure(policy) == 0) == (_failure(policy, state, b_max, k_max) is not None)
+
+
+@pytest.mark.parametrize("chunk", [6, 64, 300])
+def test_random_search_shrinks_a_large_counterexample(chunk):
+    """A fixed chunk passes every state of the exhaustive scan (budgets <= 5) and fails on larger ones:
+    the shrunk counterexample is one prompt of chunk + 1 tokens under a budget of chunk + 1."""
+    result = check_work_conservation(make_policy("fixed_chunk", chunk=chunk))
+    assert not result.work_conserving and result.states_examined > 23_400
+    assert result.counterexample == EngineState((chunk + 1,), (1,)) and result.b_max == chunk + 1
+    assert result.batch.tokens == chunk < result.max_tokens
+
+
+def test_random_states_are_reproducible_and_seeded():
+    from llmstab.checkers.work_conservation import _random_cases
+
+    a, b, c = (_random_cases(50, (None, 3), seed) for seed in (1, 1, 2))
+    assert np.array_equal(a.pfs, b.pfs) and not np.array_equal(a.pfs, c.pfs)
+    assert all((a.dcs[i, : a.sizes[i]] >= 1).all() and not a.dcs[i, a.sizes[i]:].any() for i in range(50))
+    assert set(a.k_maxes) <= {-1, 3}
+
+
+def test_work_conservation_check_does_not_import_hypothesis():
+    code = ("import sys; from llmstab.checkers.work_conservation import check_work_conservation; "
+            "from llmstab.fluid_models.policies import make_policy; "
+            "assert check_work_conservation(make_policy('sarathi')).work_conserving; "
+            "assert 'hypothesis' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
