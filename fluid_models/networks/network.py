@@ -48,6 +48,7 @@ from llmstab.theory.capacity import EngineCapacity, engine_capacity
 from ..batch_time import exact_number
 from ..distributions import LengthDistribution
 from ..engine import Engine
+from ..errors import InputError
 from ..policies import Policy
 
 __all__ = ["NetworkError", "Step", "NetworkClass", "NetworkEngine", "Buffer", "Network", "PHASES", "capacity_of"]
@@ -55,7 +56,7 @@ __all__ = ["NetworkError", "Step", "NetworkClass", "NetworkEngine", "Buffer", "N
 PHASES = ("prefill", "decode")
 
 
-class NetworkError(ValueError):
+class NetworkError(InputError):
     """An inconsistent network; ``field`` names the offending part (dotted path)."""
 
     def __init__(self, field: str, problem: str) -> None:
@@ -160,6 +161,7 @@ class Network:
     engines: dict[str, NetworkEngine]
     classes: tuple[NetworkClass, ...]
     _steps: dict = field(init=False, repr=False, compare=False)
+    _memo: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -186,18 +188,18 @@ class Network:
                 if s.engine not in self.engines:
                     raise NetworkError(f"{at}.engine", f"unknown engine {s.engine!r} (known: {', '.join(sorted(self.engines))})")
         for ci, c in enumerate(self.classes):
-            own = {s.id for s in c.steps}
             for si in range(len(c.steps)):
                 for p in c.predecessors(si):
-                    if p not in own:
+                    if p not in steps or steps[p][0] != ci:
                         raise NetworkError(f"classes[{ci}].route[{si}].after",
                                            f"{p!r} is not a step of class {c.name!r}")
-            g = nx.DiGraph()
-            g.add_nodes_from(own)
-            g.add_edges_from((p, s.id) for si, s in enumerate(c.steps) for p in c.predecessors(si))
-            if not nx.is_directed_acyclic_graph(g):
-                cycle = " -> ".join(u for u, _ in nx.find_cycle(g))
-                raise NetworkError(f"classes[{ci}].route", f"the after: relation has a cycle ({cycle})")
+        graph = self._build_step_graph()
+        if not nx.is_directed_acyclic_graph(graph):  # edges stay inside a class: find the first class with a cycle
+            for ci, c in enumerate(self.classes):
+                own = graph.subgraph(s.id for s in c.steps)
+                if not nx.is_directed_acyclic_graph(own):
+                    cycle = " -> ".join(u for u, _ in nx.find_cycle(own))
+                    raise NetworkError(f"classes[{ci}].route", f"the after: relation has a cycle ({cycle})")
         for name, e in self.engines.items():
             seen = set()
             for i, sid in enumerate(e.priority):
@@ -211,6 +213,19 @@ class Network:
                 if self.classes[ci].steps[si].engine != name:
                     raise NetworkError(at, f"step {sid!r} does not visit engine {name!r}")
         object.__setattr__(self, "_steps", steps)
+        object.__setattr__(self, "_memo", {"step_graph": nx.freeze(graph)})
+
+    def _build_step_graph(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        g.add_nodes_from((s.id, {"cls": c.name, "engine": s.engine}) for c in self.classes for s in c.steps)
+        g.add_edges_from((p, s.id) for c in self.classes for i, s in enumerate(c.steps) for p in c.predecessors(i))
+        return g
+
+    def _memoised(self, key: str, compute) -> object:
+        """``compute()`` once per network (it is immutable); later calls return the stored value."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     # --- structure -----------------------------------------------------------------------
 
@@ -221,17 +236,15 @@ class Network:
 
     @property
     def step_graph(self) -> nx.DiGraph:
-        """Steps as nodes (attributes ``cls``, ``engine``), precedence as edges."""
-        g = nx.DiGraph()
-        for c in self.classes:
-            for i, s in enumerate(c.steps):
-                g.add_node(s.id, cls=c.name, engine=s.engine)
-                g.add_edges_from((p, s.id) for p in c.predecessors(i))
-        return g
+        """Steps as nodes (attributes ``cls``, ``engine``), precedence as edges (built once, frozen)."""
+        return self._memo["step_graph"]
 
     @property
     def graph(self) -> nx.DiGraph:
-        """Engines as nodes; an edge ``e -> f`` labelled with the classes that move from ``e`` to ``f``."""
+        """Engines as nodes; an edge ``e -> f`` labelled with the classes that move from ``e`` to ``f`` (frozen)."""
+        return self._memoised("graph", self._engine_graph)
+
+    def _engine_graph(self) -> nx.DiGraph:
         g = nx.DiGraph()
         g.add_nodes_from(self.engines)
         sg = self.step_graph
@@ -242,7 +255,7 @@ class Network:
                 g.edges[e, f]["classes"].add(cls)
             else:
                 g.add_edge(e, f, classes={cls})
-        return g
+        return nx.freeze(g)
 
     @property
     def is_feedforward(self) -> bool:
@@ -250,9 +263,12 @@ class Network:
 
         True for DAG and fork-join workflows whose engine graph (self-loops aside) is acyclic.
         """
-        g = self.graph
-        g.remove_edges_from(list(nx.selfloop_edges(g)))
-        return nx.is_directed_acyclic_graph(g)
+        def acyclic() -> bool:
+            g = nx.DiGraph(self.graph)
+            g.remove_edges_from(list(nx.selfloop_edges(g)))
+            return nx.is_directed_acyclic_graph(g)
+
+        return self._memoised("feedforward", acyclic)
 
     @property
     def has_joins(self) -> bool:
@@ -266,42 +282,55 @@ class Network:
 
         Roots receive the class rate; a step receives what its predecessors send
         (every forked branch receives a copy, a join waits for all its inputs, so
-        it receives the smallest of their rates).
+        it receives the smallest of their rates). One pass in topological order:
+        linear in the number of steps and precedence edges.
         """
+        return dict(self._memoised("step_rates", self._traffic))
+
+    def _traffic(self) -> dict[str, sympy.Rational]:
         rates: dict[str, sympy.Rational] = {}
         sg = self.step_graph
         for sid in nx.topological_sort(sg):
             preds = list(sg.predecessors(sid))
-            cls, _ = self.step(sid)
-            rates[sid] = min(rates[p] for p in preds) if preds else cls.rate
+            rates[sid] = min(rates[p] for p in preds) if preds else self.classes[self._steps[sid][0]].rate
         return rates
 
     def capacity(self) -> dict[str, sympy.Rational | None]:
         """Exact token capacity ``1000 max_b b/t_b`` (tokens/s) of each engine: no scheduler serves
         more. ``None`` where ``k_max < b_max`` makes the capacity a region (Li-Dai-Peng Section 6)."""
-        out = {}
-        for name, e in self.engines.items():
-            k = e.engine.max_batch_requests
-            out[name] = capacity_of(e.engine).tokens_per_s if k is None or k >= e.engine.token_budget else None
-        return out
+        def compute() -> dict:
+            out = {}
+            for name, e in self.engines.items():
+                k = e.engine.max_batch_requests
+                out[name] = capacity_of(e.engine).tokens_per_s if k is None or k >= e.engine.token_budget else None
+            return out
+
+        return dict(self._memoised("capacity", compute))
 
     def service_rate(self) -> dict[str, sympy.Rational]:
         """Tokens/s a work-conserving engine serves with a backlog: full batches, ``1000 b_max / t_(b_max)``."""
-        return {name: 1000 * capacity_of(e.engine).full_batch_rate for name, e in self.engines.items()}
+        return dict(self._memoised("service_rate", lambda: {name: 1000 * capacity_of(e.engine).full_batch_rate
+                                                             for name, e in self.engines.items()}))
 
     def token_load(self) -> dict[str, sympy.Rational]:
         """Token load (tokens/s) offered to each engine: ``sum rate * (m_p + m_d)`` over its steps."""
-        load = {name: sympy.Integer(0) for name in self.engines}
-        rates = self.step_rates()
-        for c in self.classes:
-            for s in c.steps:
-                load[s.engine] += rates[s.id] * s.tokens
-        return load
+        def compute() -> dict:
+            terms: dict[str, list] = {name: [] for name in self.engines}
+            rates = self._memoised("step_rates", self._traffic)
+            for c in self.classes:
+                for s in c.steps:
+                    terms[s.engine].append(rates[s.id] * s.tokens)
+            return {name: sympy.Add(*t) if t else sympy.Integer(0) for name, t in terms.items()}
+
+        return dict(self._memoised("token_load", compute))
 
     def utilisation(self) -> dict[str, sympy.Rational | None]:
         """``rho_e`` = token load / capacity for each engine (``None`` without a scalar capacity)."""
-        cap, load = self.capacity(), self.token_load()
-        return {e: (load[e] / cap[e] if cap[e] is not None else None) for e in self.engines}
+        def compute() -> dict:
+            cap, load = self.capacity(), self.token_load()
+            return {e: (load[e] / cap[e] if cap[e] is not None else None) for e in self.engines}
+
+        return dict(self._memoised("utilisation", compute))
 
     def bottleneck(self) -> str:
         """The engine with the largest utilisation (among those with a scalar capacity)."""
