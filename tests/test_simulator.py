@@ -113,14 +113,16 @@ def test_every_registered_policy_runs_and_a_user_policy_plugs_in():
 
     import numba
 
-    from llmstab.fluid_models.policies.base import Policy, add_decodes, add_prefills, clear
+    from llmstab.fluid_models.policies.base import (NO_LIMIT, Policy, add_decodes, add_prefills, clear, open_room,
+                                                    tokens_taken)
 
     @numba.njit
-    def half_budget(pf, dc, n, b_max, k_max, params, memory, take_p, take_d):
-        clear(n, take_p, take_d)
-        budget, slots = add_decodes(pf, dc, n, b_max // 2, k_max, take_p, take_d)
-        budget, slots = add_prefills(pf, n, budget, slots, take_p, take_d, 0)
-        return b_max // 2 - budget
+    def half_budget(ri, rf, n, eng, b_max, k_max, params, memory, take):
+        clear(n, take)
+        room = open_room(eng, b_max // 2, k_max)
+        add_decodes(ri, rf, n, room, take, NO_LIMIT)
+        add_prefills(ri, n, room, take, 0)
+        return tokens_taken(b_max // 2, room)
 
     @dataclass(frozen=True)
     class Half(Policy):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..policies.base import run_on_lengths
 from .network import Network
 
 __all__ = ["NetworkSimulation", "simulate_network"]
@@ -79,7 +80,7 @@ class _Station:
 
     def __init__(self, ne, ranks: dict) -> None:
         self.ne = ne
-        self.kernel = type(ne.policy).kernel
+        self.kernel = ne.policy.compiled_kernel()
         self.params = ne.policy.parameters()
         self.memory = ne.policy.initial_memory().copy()
         self.b_max = np.int64(ne.engine.token_budget)
@@ -114,7 +115,8 @@ class _Station:
         order = np.lexsort((self.since[:n], self.rank[:n]))
         pf, dc = self.pf[order].copy(), self.dc[order].copy()
         take_p, take_d = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        tokens = int(self.kernel(pf, dc, np.int64(n), self.b_max, self.k_max, self.params, self.memory, take_p, take_d))
+        tokens = int(run_on_lengths(self.kernel, pf, dc, np.int64(n), self.b_max, self.k_max, self.params, self.memory,
+                                    take_p, take_d))
         self.batch = (order, take_p, take_d)
         self.batches += 1
         self.served += tokens

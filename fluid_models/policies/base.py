@@ -1,22 +1,87 @@
 """The scheduler interface shared by the checkers, the simulator and the networks.
 
-A policy is a *batch-forming rule*: given the resident requests in service order
-(remaining prefill ``pf[i]`` and decode ``dc[i]`` tokens), the token budget
-``b_max`` and the request limit ``k_max``, it writes how many prefill tokens
-(``take_p[i]``) and decode tokens (``take_d[i]``, 0 or 1) each request gets in
-the next batch, and returns the batch's token count.
+A policy is a *batch-forming rule*, compiled with numba (its *kernel*). Every
+scheduler has exactly one kernel; the work-conservation checker, the
+single-engine simulator, the network simulator and :meth:`Policy.form_batch`
+all run it.
 
-The rule is a numba-compiled *kernel* with the signature::
+The kernel interface
+--------------------
+::
 
-    kernel(pf, dc, n, b_max, k_max, params, memory, take_p, take_d) -> int
+    kernel(ri, rf, n, eng, b_max, k_max, params, memory, take) -> tokens
 
-``params`` (float64) holds the policy's options, ``memory`` (int64) any state it
-keeps between batches. The simulator calls the kernel directly inside its
-compiled loop; the checkers call it through :meth:`Policy.form_batch`. There is
-one implementation of each scheduler, and both paths run it.
+``ri`` (int64, ``rows x NI``) and ``rf`` (float64, ``rows x NF``) describe the
+requests the engine shows the policy, one row each, in *service order*: first
+the *running* requests (they hold KV-cache blocks), in admission order, then
+the head of the *waiting queue* (requests not admitted yet, or preempted), in
+queue order. Only rows ``0 .. n-1`` are meaningful. The columns:
 
-The building blocks below (``add_decodes``, ``add_prefills``, ...) are kernels
-too, so a new policy is a few lines that compose them.
+=============  ====================================================================
+``ri[i, PF]``      prefill tokens left in the current pass
+``ri[i, DC]``      decode (output) tokens left
+``ri[i, CTX]``     tokens in the KV cache (the request's context for attention)
+``ri[i, BLOCKS]``  KV blocks held (0: the request is waiting, not admitted)
+``ri[i, PROMPT]``  current prompt length (after a preemption: prompt + outputs so far)
+``ri[i, CLASS]``   request class index
+``ri[i, ID]``      request id (its index in the trace)
+``ri[i, GEN]``     output tokens generated so far
+``rf[i, ARRIVAL]`` arrival time (s)
+``rf[i, LAST_TOKEN]`` time of its last output token (s; NaN before the first)
+``rf[i, SCRATCH]`` a float the policy may write; the engine keeps it per request
+                   between batches (NaN at first), e.g. a last schedulable time
+=============  ====================================================================
+
+``eng`` (float64, length ``NE``) is the engine context: ``eng[CLOCK]`` (s, the
+batch's start), ``eng[MEAN_BATCH]`` (cumulative mean batch duration, s; 0 before
+the first batch), ``eng[LAST_BATCH_END]``, ``eng[FREE_BLOCKS]``,
+``eng[TOTAL_BLOCKS]``, ``eng[BLOCK_SIZE]`` (tokens per block),
+``eng[WATERMARK_BLOCKS]`` (free blocks admission must leave),
+``eng[MAX_ACTIVE]`` (requests that may hold KV at once), ``eng[ACTIVE]``
+(requests holding KV now), ``eng[WAITING]`` (length of the whole waiting queue,
+shown or not) and ``eng[BATCHES]`` (batches so far). Memory unlimited is
+``FREE_BLOCKS = TOTAL_BLOCKS = MAX_ACTIVE = 2**62``, ``BLOCK_SIZE = 1``,
+``WATERMARK_BLOCKS = 0`` (:func:`unlimited_engine`). New fields get new indices
+below ``NE``; the signature does not change.
+
+``b_max`` and ``k_max`` (int64) are the token budget and the request limit per
+batch, ``params`` (float64) the policy's options, ``memory`` (int64) any state the
+policy keeps between batches. The kernel writes ``take`` (int64, ``rows x 3``):
+``take[i, TAKE_P]`` prefill tokens and ``take[i, TAKE_D]`` decode tokens (0 or 1)
+for request ``i``, and ``take[i, EVICT]`` = ``k > 0`` to preempt it, as the
+``k``-th eviction of this batch. It returns the batch's token count.
+
+What a kernel decides, and what the engine then does:
+
+* **admission**: a waiting row (``BLOCKS == 0``) that gets tokens is admitted;
+  the engine allocates :func:`admission_blocks` blocks (the whole prompt) and
+  requires ``free - need >= WATERMARK_BLOCKS`` and ``ACTIVE < MAX_ACTIVE``;
+* **KV growth**: a decode whose context fills its blocks (``CTX + 1 > BLOCKS *
+  BLOCK_SIZE``) takes one more block, and needs a free one;
+* **preemption by recomputation**: an evicted request frees its blocks and goes
+  back to the head of the waiting queue (the last eviction first); its prompt
+  becomes prompt + outputs so far, all to be prefilled again.
+
+The engine re-checks all of it (and the batch constraints) and rejects a batch
+that breaks any. The building blocks below keep that bookkeeping in a small
+``room`` vector (budget, slots, free blocks, ...), so a policy is a few lines
+that compose them; their preemption rule is :func:`latest_arrived_victim`.
+
+The engine shows at most ``min(b_max, k_max, MAX_ACTIVE - ACTIVE)`` waiting
+rows (more could not be admitted in one batch: each admission takes a token and
+a slot), so a batch costs about the running set plus the batch, whatever the
+length of the waiting queue.
+
+Examples
+--------
+>>> import numpy as np
+>>> ri, rf = rows_from_lengths(np.array([0, 5]), np.array([1, 1]))
+>>> take = np.zeros((2, TAKE_COLUMNS), np.int64)
+>>> from llmstab.fluid_models.policies.sarathi import sarathi_kernel
+>>> int(sarathi_kernel(ri, rf, 2, unlimited_engine(), 4, 2**62, np.zeros(0), np.zeros(0, np.int64), take))
+4
+>>> take[:, TAKE_P].tolist(), take[:, TAKE_D].tolist()
+([0, 3], [1, 0])
 """
 
 from __future__ import annotations
@@ -30,104 +95,282 @@ from numba import types
 
 from ..state import Batch, EngineState
 
-__all__ = ["Policy", "KERNEL_SIGNATURE", "KERNEL_TYPE", "clear", "add_decodes", "add_prefills", "add_whole_prefills", "any_decoding", "any_prefilling"]
+__all__ = ["Policy", "KERNEL_SIGNATURE", "KERNEL_TYPE", "run_on_lengths", "rows_from_lengths", "unlimited_engine",
+           "admission_blocks", "open_room", "admit", "add_decodes", "add_prefills", "add_whole_prefills",
+           "latest_arrived_victim", "evict", "secure_decode", "any_decoding", "any_prefilling", "clear", "tokens_taken",
+           "PF", "DC", "CTX", "BLOCKS", "PROMPT", "CLASS", "ID", "GEN", "NI", "ARRIVAL", "LAST_TOKEN", "SCRATCH", "NF",
+           "CLOCK", "MEAN_BATCH", "LAST_BATCH_END", "FREE_BLOCKS", "TOTAL_BLOCKS", "BLOCK_SIZE", "WATERMARK_BLOCKS",
+           "MAX_ACTIVE", "ACTIVE", "WAITING", "BATCHES", "NE", "TAKE_P", "TAKE_D", "EVICT", "TAKE_COLUMNS"]
 
-_NO_LIMIT = np.int64(2**62)
+NO_LIMIT = 2**62
+
+# int columns of a request row
+PF, DC, CTX, BLOCKS, PROMPT, CLASS, ID, GEN = range(8)
+NI = 8
+# float columns of a request row
+ARRIVAL, LAST_TOKEN, SCRATCH = range(3)
+NF = 3
+# engine context
+CLOCK, MEAN_BATCH, LAST_BATCH_END, FREE_BLOCKS, TOTAL_BLOCKS, BLOCK_SIZE, WATERMARK_BLOCKS, MAX_ACTIVE, ACTIVE, \
+    WAITING, BATCHES = range(11)
+NE = 16
+# columns of the kernel's output
+TAKE_P, TAKE_D, EVICT = range(3)
+TAKE_COLUMNS = 3
+# slots of the building blocks' bookkeeping vector
+_BUDGET, _SLOTS, _FREE, _ACTIVE_LEFT, _WATERMARK, _BS, _EVICTIONS = range(7)
 
 _i8a, _f8a, _i8 = types.int64[::1], types.float64[::1], types.int64
-#: The signature of every policy kernel: ``(pf, dc, n, b_max, k_max, params, memory, take_p, take_d) -> tokens``.
-KERNEL_SIGNATURE = types.int64(_i8a, _i8a, _i8, _i8, _i8, _f8a, _i8a, _i8a, _i8a)
+_i8m, _f8m = types.int64[:, ::1], types.float64[:, ::1]
+#: The signature of every policy kernel: ``(ri, rf, n, eng, b_max, k_max, params, memory, take) -> tokens``.
+KERNEL_SIGNATURE = types.int64(_i8m, _f8m, _i8, _f8a, _i8, _i8, _f8a, _i8a, _i8m)
 #: The kernel as a first-class function type, for compiled loops that take any policy's kernel.
 KERNEL_TYPE = types.FunctionType(KERNEL_SIGNATURE)
 
 
-@numba.njit(cache=True)
-def clear(n, take_p, take_d):
-    """Zero the first ``n`` entries of both outputs."""
-    for i in range(n):
-        take_p[i] = 0
-        take_d[i] = 0
+def unlimited_engine() -> np.ndarray:
+    """An engine context with memory unlimited (the checkers' setting, where only tokens matter).
 
-
-@numba.njit(cache=True)
-def add_decodes(pf, dc, n, budget, slots, take_p, take_d):
-    """One decode token for each decoding request, in order, while budget and slots last.
-
-    Returns the remaining ``(budget, slots)``.
+    >>> e = unlimited_engine()
+    >>> int(e[FREE_BLOCKS]) == 2**62, float(e[BLOCK_SIZE]), float(e[WATERMARK_BLOCKS])
+    (True, 1.0, 0.0)
     """
-    for i in range(n):
-        if budget <= 0 or slots <= 0:
-            break
-        if pf[i] == 0 and dc[i] > 0 and take_d[i] == 0:
-            take_d[i] = 1
-            budget -= 1
-            slots -= 1
-    return budget, slots
+    eng = np.zeros(NE)
+    eng[FREE_BLOCKS] = eng[TOTAL_BLOCKS] = eng[MAX_ACTIVE] = float(NO_LIMIT)
+    eng[BLOCK_SIZE] = 1.0
+    return eng
 
 
 @numba.njit(cache=True)
-def add_prefills(pf, n, budget, slots, take_p, take_d, chunk):
+def rows_from_lengths(pf, dc):
+    """Request rows for remaining prefill ``pf`` and decode ``dc`` tokens, none holding KV (arrival = index).
+
+    >>> ri, rf = rows_from_lengths(np.array([3, 0]), np.array([2, 1]))
+    >>> ri[:, PF].tolist(), ri[:, PROMPT].tolist(), ri[:, BLOCKS].tolist(), rf[:, ARRIVAL].tolist()
+    ([3, 0], [3, 0], [0, 0], [0.0, 1.0])
+    """
+    n = pf.size
+    ri = np.zeros((n, NI), np.int64)
+    rf = np.zeros((n, NF))
+    for i in range(n):
+        ri[i, PF] = pf[i]
+        ri[i, DC] = dc[i]
+        ri[i, PROMPT] = pf[i]
+        ri[i, ID] = i
+        rf[i, ARRIVAL] = i
+        rf[i, LAST_TOKEN] = np.nan
+        rf[i, SCRATCH] = np.nan
+    return ri, rf
+
+
+@numba.njit(types.int64(KERNEL_TYPE, _i8a, _i8a, _i8, _i8, _i8, _f8a, _i8a, _i8a, _i8a), cache=True)
+def run_on_lengths(kernel, pf, dc, n, b_max, k_max, params, memory, take_p, take_d):
+    """Run ``kernel`` on the first ``n`` requests of ``(pf, dc)`` with memory unlimited.
+
+    The checkers' view of a state (remaining prefill and decode tokens only):
+    writes ``take_p`` / ``take_d`` and returns the batch's tokens.
+    """
+    ri, rf = rows_from_lengths(pf[:n].copy(), dc[:n].copy())
+    eng = np.zeros(NE)
+    eng[FREE_BLOCKS] = eng[TOTAL_BLOCKS] = eng[MAX_ACTIVE] = float(NO_LIMIT)
+    eng[BLOCK_SIZE] = 1.0
+    take = np.zeros((max(n, 1), TAKE_COLUMNS), np.int64)
+    tokens = kernel(ri, rf, n, eng, b_max, k_max, params, memory, take)
+    for i in range(n):
+        take_p[i] = take[i, TAKE_P]
+        take_d[i] = take[i, TAKE_D]
+    return tokens
+
+
+@numba.njit(cache=True)
+def admission_blocks(prompt, block_size):
+    """KV blocks a request needs to be admitted: its whole prompt, at least one block.
+
+    >>> admission_blocks(33, 16), admission_blocks(0, 16)
+    (3, 1)
+    """
+    return max(1, (prompt + block_size - 1) // block_size)
+
+
+@numba.njit(cache=True)
+def open_room(eng, b_max, k_max):
+    """The building blocks' bookkeeping: ``[budget, slots, free, active left, watermark, block size, evictions]``."""
+    room = np.empty(7, np.int64)
+    room[_BUDGET] = b_max
+    room[_SLOTS] = k_max
+    room[_FREE] = np.int64(eng[FREE_BLOCKS])
+    room[_ACTIVE_LEFT] = np.int64(eng[MAX_ACTIVE]) - np.int64(eng[ACTIVE])
+    room[_WATERMARK] = np.int64(eng[WATERMARK_BLOCKS])
+    room[_BS] = np.int64(eng[BLOCK_SIZE])
+    room[_EVICTIONS] = 0
+    return room
+
+
+@numba.njit(cache=True)
+def clear(n, take):
+    """Zero the first ``n`` rows of the output."""
+    for i in range(n):
+        take[i, TAKE_P] = 0
+        take[i, TAKE_D] = 0
+        take[i, EVICT] = 0
+
+
+@numba.njit(cache=True)
+def tokens_taken(b_max, room):
+    """The batch's token count: the budget used."""
+    return b_max - room[_BUDGET]
+
+
+@numba.njit(cache=True)
+def admit(ri, i, room):
+    """Admit waiting request ``i`` if memory allows (its whole prompt, the watermark left free); True if admitted."""
+    need = admission_blocks(ri[i, PROMPT], room[_BS])
+    if room[_ACTIVE_LEFT] < 1 or room[_FREE] - need < room[_WATERMARK]:
+        return False
+    room[_FREE] -= need
+    room[_ACTIVE_LEFT] -= 1
+    return True
+
+
+@numba.njit(cache=True)
+def _untouched(take, j):
+    return take[j, TAKE_P] == 0 and take[j, TAKE_D] == 0 and take[j, EVICT] == 0
+
+
+@numba.njit(cache=True)
+def latest_arrived_victim(ri, rf, n, i, take):
+    """The preemption victim for request ``i`` (vLLM's and Sarathi-Serve's rule), or -1.
+
+    The latest-arrived running request that arrived after ``i`` and has no token
+    in this batch yet; -1 if there is none (then ``i`` itself is preempted).
+    """
+    best = -1
+    for j in range(n):
+        if j == i or ri[j, BLOCKS] == 0 or not _untouched(take, j):
+            continue
+        later = rf[j, ARRIVAL] > rf[i, ARRIVAL] or (rf[j, ARRIVAL] == rf[i, ARRIVAL] and j > i)
+        if later and (best < 0 or rf[j, ARRIVAL] >= rf[best, ARRIVAL]):
+            best = j
+    return best
+
+
+@numba.njit(cache=True)
+def evict(ri, j, room, take):
+    """Preempt running request ``j``: its blocks return to the free pool."""
+    room[_EVICTIONS] += 1
+    take[j, EVICT] = room[_EVICTIONS]
+    room[_FREE] += ri[j, BLOCKS]
+    room[_ACTIVE_LEFT] += 1
+
+
+@numba.njit(cache=True)
+def secure_decode(ri, rf, n, i, room, take):
+    """Make room for one decode token of ``i`` (admit it, or find a block); False if ``i`` cannot decode now."""
+    if ri[i, BLOCKS] == 0:
+        return admit(ri, i, room)
+    if ri[i, CTX] + 1 <= ri[i, BLOCKS] * room[_BS]:
+        return True
+    while room[_FREE] <= 0:
+        victim = latest_arrived_victim(ri, rf, n, i, take)
+        if victim < 0:
+            evict(ri, i, room, take)
+            return False
+        evict(ri, victim, room, take)
+    room[_FREE] -= 1
+    return True
+
+
+@numba.njit(cache=True)
+def add_decodes(ri, rf, n, room, take, cap):
+    """One decode token for each decoding request, in order, while budget, slots and ``cap`` last.
+
+    A decode that needs a KV block and finds none preempts the latest-arrived
+    request (:func:`latest_arrived_victim`), or its own request if none arrived
+    later. Returns the decodes added.
+    """
+    added = 0
+    for i in range(n):
+        if room[_BUDGET] <= 0 or room[_SLOTS] <= 0 or added >= cap:
+            break
+        if ri[i, PF] == 0 and ri[i, DC] > 0 and _untouched(take, i):
+            if not secure_decode(ri, rf, n, i, room, take):
+                continue
+            take[i, TAKE_D] = 1
+            room[_BUDGET] -= 1
+            room[_SLOTS] -= 1
+            added += 1
+    return added
+
+
+@numba.njit(cache=True)
+def add_prefills(ri, n, room, take, chunk):
     """Prefill tokens in order; the last request served may be cut to a chunk.
 
-    Each prefilling request not yet in the batch takes ``min(pf[i], budget)``
-    tokens, at most ``chunk`` (``chunk <= 0``: no per-request cap). Returns the
-    remaining ``(budget, slots)``.
+    Each prefilling request not yet in the batch takes ``min(pf, budget)``
+    tokens, at most ``chunk`` (``chunk <= 0``: no per-request cap). A waiting
+    request must be admitted first; the first that memory cannot admit stops
+    admission (first come, first served). Returns the prefill tokens added.
     """
+    added = 0
     for i in range(n):
-        if budget <= 0 or slots <= 0:
+        if room[_BUDGET] <= 0 or room[_SLOTS] <= 0:
             break
-        if pf[i] > 0 and take_p[i] == 0 and take_d[i] == 0:
-            x = min(pf[i], budget)
+        if ri[i, PF] > 0 and _untouched(take, i):
+            if ri[i, BLOCKS] == 0 and not admit(ri, i, room):
+                break
+            x = min(ri[i, PF], room[_BUDGET])
             if chunk > 0:
                 x = min(x, chunk)
-            take_p[i] = x
-            budget -= x
-            slots -= 1
-    return budget, slots
+            take[i, TAKE_P] = x
+            room[_BUDGET] -= x
+            room[_SLOTS] -= 1
+            added += x
+    return added
 
 
 @numba.njit(cache=True)
-def add_whole_prefills(pf, n, budget, slots, take_p):
+def add_whole_prefills(ri, n, room, take):
     """Whole prompts in order while they fit (no chunking); stops at the first that does not.
 
     If nothing fits because the first waiting prompt alone exceeds the budget, that
     prompt is cut to the budget, so that a prompt longer than ``b_max`` is still
     served (in consecutive prefill-only batches) instead of blocking the engine.
-    Returns the remaining ``(budget, slots)``.
+    Admission stops at the first request memory cannot admit. Returns the tokens added.
     """
-    taken = 0
+    added, taken = 0, 0
     for i in range(n):
-        if budget <= 0 or slots <= 0:
+        if room[_BUDGET] <= 0 or room[_SLOTS] <= 0:
             break
-        if pf[i] > 0:
-            if pf[i] <= budget:
-                take_p[i] = pf[i]
-                budget -= pf[i]
-                slots -= 1
-                taken += 1
-            else:
-                if taken == 0:
-                    take_p[i] = budget
-                    budget = 0
-                    slots -= 1
+        if ri[i, PF] > 0:
+            if ri[i, PF] > room[_BUDGET] and taken > 0:
                 break
-    return budget, slots
+            if ri[i, BLOCKS] == 0 and not admit(ri, i, room):
+                break
+            x = min(ri[i, PF], room[_BUDGET])
+            take[i, TAKE_P] = x
+            room[_BUDGET] -= x
+            room[_SLOTS] -= 1
+            added += x
+            taken += 1
+            if x < ri[i, PF]:
+                break
+    return added
 
 
 @numba.njit(cache=True)
-def any_decoding(pf, dc, n):
+def any_decoding(ri, n):
     """Whether some request has finished its prefill and has decode tokens left."""
     for i in range(n):
-        if pf[i] == 0 and dc[i] > 0:
+        if ri[i, PF] == 0 and ri[i, DC] > 0:
             return True
     return False
 
 
 @numba.njit(cache=True)
-def any_prefilling(pf, n):
+def any_prefilling(ri, n):
     """Whether some request has prefill tokens left."""
     for i in range(n):
-        if pf[i] > 0:
+        if ri[i, PF] > 0:
             return True
     return False
 
@@ -138,7 +381,9 @@ class Policy:
 
     Subclasses set ``name``, ``summary``, ``kernel`` and ``chunks_prefill`` and, if
     they take options, override :meth:`parameters` (and :meth:`initial_memory` if
-    they remember anything between batches).
+    they remember anything between batches). Unless a subclass says otherwise,
+    a decode that finds no free KV block preempts the latest-arrived running
+    request (:func:`latest_arrived_victim`).
     """
 
     name: ClassVar[str]
@@ -159,9 +404,15 @@ class Policy:
         """A short label naming the policy and its options."""
         return self.name
 
+    @classmethod
+    def compiled_kernel(cls) -> Callable:
+        """The kernel, compiled for :data:`KERNEL_SIGNATURE` (to pass to compiled loops)."""
+        cls.kernel.compile(KERNEL_SIGNATURE)
+        return cls.kernel
+
     def form_batch(self, state: EngineState, b_max: int, k_max: int | None = None,
                    memory: np.ndarray | None = None) -> Batch:
-        """The batch this policy forms in ``state`` (runs the same kernel as the simulator).
+        """The batch this policy forms in ``state``, memory unlimited (runs the same kernel as the simulator).
 
         Examples
         --------
@@ -173,6 +424,7 @@ class Policy:
         pf, dc = state.arrays()
         take_p, take_d = np.zeros(len(pf), np.int64), np.zeros(len(pf), np.int64)
         mem = self.initial_memory() if memory is None else memory
-        limit = _NO_LIMIT if k_max is None else np.int64(k_max)
-        type(self).kernel(pf, dc, n, np.int64(b_max), limit, self.parameters(), mem, take_p, take_d)
+        limit = np.int64(NO_LIMIT if k_max is None else k_max)
+        run_on_lengths(self.compiled_kernel(), pf, dc, np.int64(n), np.int64(b_max), limit, self.parameters(), mem,
+                       take_p, take_d)
         return Batch(tuple(int(v) for v in take_p[:n]), tuple(int(v) for v in take_d[:n]))

@@ -6,17 +6,18 @@ from dataclasses import dataclass
 
 import numba
 
-from .base import Policy, add_decodes, add_whole_prefills, any_decoding, clear
+from .base import NO_LIMIT, Policy, add_decodes, add_whole_prefills, any_decoding, clear, open_room, tokens_taken
 
 
 @numba.njit(cache=True)
-def fastertransformer_kernel(pf, dc, n, b_max, k_max, params, memory, take_p, take_d):
-    clear(n, take_p, take_d)
-    if any_decoding(pf, dc, n):
-        budget, slots = add_decodes(pf, dc, n, b_max, k_max, take_p, take_d)
+def fastertransformer_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
+    clear(n, take)
+    room = open_room(eng, b_max, k_max)
+    if any_decoding(ri, n):
+        add_decodes(ri, rf, n, room, take, NO_LIMIT)
     else:
-        budget, slots = add_whole_prefills(pf, n, b_max, k_max, take_p)
-    return b_max - budget
+        add_whole_prefills(ri, n, room, take)
+    return tokens_taken(b_max, room)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class FasterTransformer(Policy):
     is served alone in budget-sized pieces) starts the next batch. A static
     batch therefore holds only the prompts that fit in ``b_max`` tokens, which is
     why its throughput collapses when prompts are long compared with ``b_max``.
+    Memory: whole-prompt admission with the watermark; a decode short of a KV
+    block preempts the latest-arrived running request (its own if none arrived later).
 
     >>> from llmstab.fluid_models.state import EngineState
     >>> FasterTransformer().form_batch(EngineState((0, 1), (1, 1)), b_max=4).describe("AB")

@@ -6,30 +6,38 @@ from dataclasses import dataclass
 
 import numba
 
-from .base import Policy, clear
+from .base import BLOCKS, DC, PF, TAKE_D, TAKE_P, Policy, admit, clear, open_room, secure_decode
 
 
 @numba.njit(cache=True)
-def fcfs_kernel(pf, dc, n, b_max, k_max, params, memory, take_p, take_d):
-    clear(n, take_p, take_d)
+def fcfs_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
+    clear(n, take)
     budget, slots = b_max, k_max
+    room = open_room(eng, b_max, k_max)  # memory bookkeeping
     for i in range(n):
         if budget <= 0 or slots <= 0:
             break
-        if pf[i] > 0:
-            x = min(pf[i], budget)
-            take_p[i] = x
+        if ri[i, PF] > 0:
+            if ri[i, BLOCKS] == 0 and not admit(ri, i, room):
+                break
+            x = min(ri[i, PF], budget)
+            take[i, TAKE_P] = x
             budget -= x
-        else:
-            take_d[i] = 1
+            slots -= 1
+        elif ri[i, DC] > 0 and secure_decode(ri, rf, n, i, room, take):
+            take[i, TAKE_D] = 1
             budget -= 1
-        slots -= 1
+            slots -= 1
     return b_max - budget
 
 
 @dataclass(frozen=True)
 class FCFSWorkConserving(Policy):
     """Serve requests in arrival order, each its whole demand (prefill chunked), until full.
+
+    Memory: whole-prompt admission with the watermark (the first waiting request
+    memory cannot hold stops admission); a decode short of a KV block preempts
+    the latest-arrived running request not yet served (its own if none arrived later).
 
     >>> from llmstab.fluid_models.state import EngineState
     >>> FCFSWorkConserving().form_batch(EngineState((3, 0), (1, 1)), b_max=3).describe("AB")

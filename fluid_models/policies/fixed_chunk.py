@@ -7,16 +7,17 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .base import Policy, add_decodes, add_prefills, clear
+from .base import NO_LIMIT, Policy, add_decodes, add_prefills, clear, open_room, tokens_taken
 
 
 @numba.njit(cache=True)
-def fixed_chunk_kernel(pf, dc, n, b_max, k_max, params, memory, take_p, take_d):
-    clear(n, take_p, take_d)
+def fixed_chunk_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
+    clear(n, take)
     budget = min(b_max, np.int64(params[0]))
-    left, slots = add_decodes(pf, dc, n, budget, k_max, take_p, take_d)
-    left, slots = add_prefills(pf, n, left, slots, take_p, take_d, 0)
-    return budget - left
+    room = open_room(eng, budget, k_max)
+    add_decodes(ri, rf, n, room, take, NO_LIMIT)
+    add_prefills(ri, n, room, take, 0)
+    return tokens_taken(budget, room)
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,16 @@ from dataclasses import dataclass
 
 import numba
 
-from .base import Policy, add_decodes, add_prefills, clear
+from .base import NO_LIMIT, Policy, add_decodes, add_prefills, clear, open_room, tokens_taken
 
 
 @numba.njit(cache=True)
-def orca_kernel(pf, dc, n, b_max, k_max, params, memory, take_p, take_d):
-    clear(n, take_p, take_d)
-    budget, slots = add_prefills(pf, n, b_max, k_max, take_p, take_d, 0)
-    budget, slots = add_decodes(pf, dc, n, budget, slots, take_p, take_d)
-    return b_max - budget
+def orca_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
+    clear(n, take)
+    room = open_room(eng, b_max, k_max)
+    add_prefills(ri, n, room, take, 0)
+    add_decodes(ri, rf, n, room, take, NO_LIMIT)
+    return tokens_taken(b_max, room)
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,9 @@ class Orca(Policy):
     """Orca (iteration-level scheduling, mixed batches, prefill first).
 
     Waiting prompts are admitted first in arrival order, the last one cut to the
-    remaining budget; decoding requests take what is left.
+    remaining budget; decoding requests take what is left. Memory: whole-prompt
+    admission with the watermark; a decode short of a KV block preempts the
+    latest-arrived running request not yet served (its own if none arrived later).
 
     >>> from llmstab.fluid_models.state import EngineState
     >>> Orca().form_batch(EngineState((0, 5), (1, 1)), b_max=4).describe("AB")

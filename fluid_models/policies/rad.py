@@ -7,20 +7,19 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .base import Policy, any_prefilling, clear
+from .base import BLOCKS, DC, PF, TAKE_P, Policy, add_decodes, admit, any_prefilling, clear, open_room
 
 _PREFILL, _DECODE = 0, 1
 
 
 @numba.njit(cache=True)
-def rad_kernel(pf, dc, n, b_max, k_max, params, memory, take_p, take_d):
-    clear(n, take_p, take_d)
-    b_col, b_lcm, cycle = np.int64(params[0]), np.int64(params[1]), np.int64(params[2])
+def _rad_mode(ri, n, b_col, cycle, memory):
+    """Decode Mode at ``b_col`` decoding requests or nothing to prefill, else Prefill Mode; a finite cycle alternates."""
     decoding = 0
     for i in range(n):
-        if pf[i] == 0 and dc[i] > 0:
+        if ri[i, PF] == 0 and ri[i, DC] > 0:
             decoding += 1
-    prefilling = any_prefilling(pf, n)
+    prefilling = any_prefilling(ri, n)
     mode = _DECODE if (decoding >= b_col or not prefilling) else _PREFILL
     # a finite cycle N: after N batches in one mode, the other mode gets a turn if it has work
     if cycle > 0 and memory[1] >= cycle and memory[0] == mode:
@@ -28,21 +27,28 @@ def rad_kernel(pf, dc, n, b_max, k_max, params, memory, take_p, take_d):
             mode = _PREFILL
         elif mode == _PREFILL and decoding > 0:
             mode = _DECODE
+    return mode
+
+
+@numba.njit(cache=True)
+def rad_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
+    clear(n, take)
+    b_col, b_lcm, cycle = np.int64(params[0]), np.int64(params[1]), np.int64(params[2])
+    mode = _rad_mode(ri, n, b_col, cycle, memory)
+    room = open_room(eng, b_max, k_max)
     tokens = 0
+    if mode == _PREFILL:
+        for i in range(n):
+            if ri[i, PF] > 0:
+                if ri[i, BLOCKS] == 0 and not admit(ri, i, room):
+                    break
+                take[i, TAKE_P] = min(ri[i, PF], b_lcm, b_max)
+                tokens = take[i, TAKE_P]
+                break
+        if tokens == 0:  # the oldest prompt does not fit in memory: decode instead
+            mode = _DECODE
     if mode == _DECODE:
-        cap = min(b_col, b_max, k_max)
-        for i in range(n):
-            if tokens >= cap:
-                break
-            if pf[i] == 0 and dc[i] > 0:
-                take_d[i] = 1
-                tokens += 1
-    else:
-        for i in range(n):
-            if pf[i] > 0:
-                take_p[i] = min(pf[i], b_lcm, b_max)
-                tokens = take_p[i]
-                break
+        tokens = add_decodes(ri, rf, n, room, take, b_col)
     if tokens > 0:
         if memory[0] == mode:
             memory[1] += 1
@@ -62,7 +68,10 @@ class RAD(Policy):
     waiting prompt, alone. ``cycle`` (``N``, 0 = infinite, the default) bounds a
     run of batches in one mode: after ``N`` of them the other mode, if it has
     work, gets the next batch. The kernel's ``memory`` holds the current mode
-    and the length of its run.
+    and the length of its run. Memory: whole-prompt admission with the
+    watermark (if the oldest prompt does not fit, the batch decodes instead);
+    a decode short of a KV block preempts the latest-arrived running request
+    (its own if none arrived later).
 
     >>> from llmstab.fluid_models.state import EngineState
     >>> rad = RAD(b_col=2, b_lcm=4)

@@ -48,13 +48,15 @@ from numba import types
 
 from .arrivals import ARRIVAL_KINDS, SimulationInputError, Trace, sample_trace
 from ..engine import Engine
-from ..policies.base import KERNEL_SIGNATURE, KERNEL_TYPE, Policy
+from ..policies.base import (ARRIVAL, CLOCK, DC, EVICT, ID, KERNEL_TYPE, LAST_BATCH_END, LAST_TOKEN, MEAN_BATCH, NF,
+                             NI, PF, PROMPT, SCRATCH, TAKE_COLUMNS, TAKE_D, TAKE_P, BATCHES, Policy, unlimited_engine)
 from ..state import Batch
 from ..workload import Workload
 
 __all__ = ["simulate", "SimulationResult", "BatchLog"]
 
 _i8a, _f8a, _i8, _f8 = types.int64[::1], types.float64[::1], types.int64, types.float64
+_i8m, _f8m = types.int64[:, ::1], types.float64[:, ::1]
 
 _NO_LIMIT = 2**62
 
@@ -69,7 +71,7 @@ _T, _BUSY = range(2)
 
 @numba.njit(types.int64(KERNEL_TYPE, _f8a, _i8a, _f8a, _i8, _i8,
                         _f8a, _i8a, _i8a, _i8a, _f8, _f8, _i8, _i8,
-                        _i8a, _i8a, _i8a, _i8a, _i8a, _i8a,
+                        _i8a, _i8m, _f8m, _f8a, _i8m, _i8a,
                         _f8a, _f8a, _f8a, _f8a,
                         _f8a, _i8a, _i8a,
                         _f8a, _i8a, _i8a, _i8a,
@@ -77,7 +79,7 @@ _T, _BUSY = range(2)
                         _i8a, _f8a), cache=True)
 def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
                  arr_t, arr_p, arr_d, cum_tok, t_end, rec_dt, pause_at, max_resident,
-                 res, pf, dc, tp, td, pf0,
+                 res, ri, rf, eng, take, pf0,
                  first_tok, finish, last_tok, max_gap,
                  rec_t, rec_tok, rec_req,
                  log_start, log_tokens, log_demand, log_resident,
@@ -94,8 +96,14 @@ def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
         nxt = ist[_NEXT]
         while nxt < n_arr and arr_t[nxt] <= t:
             res[n] = nxt
-            pf[n] = arr_p[nxt]
-            dc[n] = arr_d[nxt]
+            ri[n, :] = 0
+            ri[n, PF] = arr_p[nxt]
+            ri[n, DC] = arr_d[nxt]
+            ri[n, PROMPT] = arr_p[nxt]
+            ri[n, ID] = nxt
+            rf[n, ARRIVAL] = arr_t[nxt]
+            rf[n, LAST_TOKEN] = np.nan
+            rf[n, SCRATCH] = np.nan
             n += 1
             nxt += 1
         ist[_NEXT] = nxt
@@ -116,8 +124,11 @@ def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
             if comp_off.size > 0 and ist[_COMP] + n > comp_req.size:
                 return _FULL_COMP
             for i in range(n):
-                pf0[i] = pf[i]
-            tok = kernel(pf, dc, n, b_max, k_max, params, memory, tp, td)
+                pf0[i] = ri[i, PF]
+            eng[CLOCK] = t
+            eng[BATCHES] = ist[_BATCHES]
+            eng[MEAN_BATCH] = fst[_BUSY] / ist[_BATCHES] if ist[_BATCHES] > 0 else 0.0
+            tok = kernel(ri, rf, n, eng, b_max, k_max, params, memory, take)
             if tok <= 0 or tok > b_max:
                 return _STALLED
             t_e = t + batch_s[tok]
@@ -152,15 +163,15 @@ def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
         if comp_off.size > 0:
             c = ist[_COMP]
             for i in range(n):
-                if tp[i] > 0 or td[i] > 0:
-                    comp_req[c], comp_p[c], comp_d[c] = res[i], tp[i], td[i]
+                if take[i, TAKE_P] > 0 or take[i, TAKE_D] > 0:
+                    comp_req[c], comp_p[c], comp_d[c] = res[i], take[i, TAKE_P], take[i, TAKE_D]
                     c += 1
             ist[_COMP] = c
             comp_off[nb + 1] = c
         total, members, m = 0, 0, 0
         for i in range(n):
-            p, d, r = tp[i], td[i], res[i]
-            if p < 0 or p > pf0[i] or d < 0 or d > 1 or (d == 1 and pf0[i] > 0):
+            p, d, r = take[i, TAKE_P], take[i, TAKE_D], res[i]
+            if p < 0 or p > pf0[i] or d < 0 or d > 1 or (d == 1 and pf0[i] > 0) or take[i, EVICT] != 0:
                 return _INVALID
             total += p + d
             if p > 0 or d > 0:
@@ -173,13 +184,16 @@ def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
                     if gap > max_gap[r]:
                         max_gap[r] = gap
                 last_tok[r] = t_e
-            pf[i] -= p
-            dc[i] -= d
-            if dc[i] == 0:
+                rf[i, LAST_TOKEN] = t_e
+            ri[i, PF] -= p
+            ri[i, DC] -= d
+            if ri[i, DC] == 0:
                 finish[r] = t_e
                 ist[_FINISHED] += 1
             else:
-                res[m], pf[m], dc[m] = r, pf[i], dc[i]
+                res[m] = r
+                ri[m, :] = ri[i, :]
+                rf[m, :] = rf[i, :]
                 m += 1
         if total != tok or members > k_max:
             return _INVALID
@@ -188,6 +202,7 @@ def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
         ist[_SERVED] += tok
         ist[_BATCHES] = nb + 1
         fst[_BUSY] += t_e - t
+        eng[LAST_BATCH_END] = t_e
         t = t_e
         fst[_T] = t
 
@@ -427,13 +442,13 @@ def _run(engine: Engine, policy: Policy, tr: Trace, horizon_s: float | None, see
     span_guess = t_end if horizon_s is not None else max(float(tr.times[-1]) if n else 0.0, 1e-3) * 1.5 + 1.0
     rec_dt = float(record_every) if record_every is not None else span_guess / 4000.0
 
-    kernel = type(policy).kernel
-    kernel.compile(KERNEL_SIGNATURE)
+    kernel = policy.compiled_kernel()
     params = np.ascontiguousarray(policy.parameters(), dtype=np.float64)
     memory = np.ascontiguousarray(policy.initial_memory(), dtype=np.int64).copy()
     cum_tok = np.zeros(n + 1, np.int64)
     np.cumsum(tr.prompt + tr.decode, out=cum_tok[1:])
-    work = [np.zeros(n + 1, np.int64) for _ in range(6)]
+    work = [np.zeros(n + 1, np.int64), np.zeros((n + 1, NI), np.int64), np.zeros((n + 1, NF)), unlimited_engine(),
+            np.zeros((n + 1, TAKE_COLUMNS), np.int64), np.zeros(n + 1, np.int64)]
     first_tok, finish = np.full(n, np.nan), np.full(n, np.nan)
     last_tok, max_gap = np.zeros(n), np.zeros(n)
     rec = [np.zeros(int(span_guess / rec_dt) + 64), np.zeros(int(span_guess / rec_dt) + 64, np.int64),
