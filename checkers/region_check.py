@@ -40,7 +40,8 @@ from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.region import (BatchType, CapacityRegion, TypeTable, capacity_region, load_vector,
                                  max_prompt_length, solve_margin_lp)
 from llmstab.fluid_models.workload import Workload
-from llmstab.theory.exact_lp import CheckResult, check_dual, check_primal, solve_square
+from llmstab.theory.exact_linalg import solve_square
+from llmstab.theory.exact_lp import CheckResult, check_dual, check_primal
 
 from .verdict import Evidence, Verdict
 

@@ -50,7 +50,7 @@ from typing import Sequence
 import cvxpy as cp
 import numpy as np
 
-from llmstab.theory.exact_lp import dot, to_fraction
+from llmstab.theory.exact_linalg import dot, to_fraction
 
 from .batch_time import BatchTimeModel
 from .solvers import quiet_solver

@@ -11,8 +11,9 @@ points ``p_k`` (one per batch type, in tokens per ms). A load ``L`` is
   token-rate vector is a time average of the points (idle time counts as the
   origin), so it satisfies ``w . r <= 1`` and cannot cover ``L``.
 
-Everything here works on :class:`fractions.Fraction`, so the verdicts do not
-depend on floating-point luck. The module depends on nothing else in the toolkit.
+Everything here works on :class:`fractions.Fraction` (numbers enter through
+:func:`llmstab.theory.exact_linalg.to_fraction`), so the verdicts do not depend
+on floating-point luck.
 
 Examples
 --------
@@ -32,49 +33,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterable, Mapping, Sequence
 
-__all__ = ["to_fraction", "solve_square", "CheckResult", "check_primal", "check_dual", "dot"]
+from .exact_linalg import dot
+
+__all__ = ["CheckResult", "check_primal", "check_dual"]
 
 Vector = Sequence[Fraction]
-
-
-def to_fraction(value: object) -> Fraction:
-    """``value`` as a Fraction: ints, Fractions, sympy rationals (via ``p``/``q``) or decimal text.
-
-    >>> to_fraction("3/4"), to_fraction(2)
-    (Fraction(3, 4), Fraction(2, 1))
-    """
-    if isinstance(value, Fraction):
-        return value
-    if isinstance(value, int):
-        return Fraction(value)
-    if hasattr(value, "p") and hasattr(value, "q"):  # sympy Rational / Integer
-        return Fraction(int(value.p), int(value.q))
-    return Fraction(str(value))
-
-
-def dot(a: Vector, b: Vector) -> Fraction:
-    """Exact inner product."""
-    return sum((x * y for x, y in zip(a, b)), Fraction(0))
-
-
-def solve_square(matrix: Sequence[Sequence[Fraction]], rhs: Sequence[Fraction]) -> list[Fraction] | None:
-    """Solve ``matrix @ x = rhs`` exactly by Gaussian elimination; ``None`` if singular.
-
-    >>> solve_square([[Fraction(2), Fraction(0)], [Fraction(1), Fraction(1)]], [Fraction(2), Fraction(3)])
-    [Fraction(1, 1), Fraction(2, 1)]
-    """
-    n = len(rhs)
-    a = [[Fraction(v) for v in row] + [Fraction(r)] for row, r in zip(matrix, rhs)]
-    for col in range(n):
-        pivot = next((r for r in range(col, n) if a[r][col] != 0), None)
-        if pivot is None:
-            return None
-        a[col], a[pivot] = a[pivot], a[col]
-        for r in range(n):
-            if r != col and a[r][col] != 0:
-                f = a[r][col] / a[col][col]
-                a[r] = [x - f * y for x, y in zip(a[r], a[col])]
-    return [a[i][n] / a[i][i] for i in range(n)]
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import sympy
 
+from llmstab.theory.exact_linalg import solve, to_fraction, to_rational
+
 from .network import Buffer, Network
 
 __all__ = ["FluidNetwork", "FluidPath", "FluidError", "PHASE_PREFERENCE"]
@@ -55,37 +57,15 @@ class FluidError(ValueError):
     """The network has no fluid model of the requested kind (a reason in the message)."""
 
 
-def _fraction(x: object) -> Fraction:
-    return Fraction(int(sympy.numer(x)), int(sympy.denom(x)))
-
-
 def _solve(A: list, b: list) -> list:
-    """A solution of ``A x = b`` in exact fractions (Gauss-Jordan; free variables set to 0).
+    """A solution of ``A x = b`` in exact fractions (free variables set to 0).
 
     A singular system arises when effort can circulate through empty buffers with loop
     gain exactly 1; any solution is then a valid allocation. ``FluidError`` if none exists.
     """
-    n = len(b)
-    M = [list(row) + [rhs] for row, rhs in zip(A, b)]
-    pivots, r = [], 0
-    for col in range(n):
-        piv = next((i for i in range(r, n) if M[i][col] != 0), None)
-        if piv is None:
-            continue
-        M[r], M[piv] = M[piv], M[r]
-        p = M[r][col]
-        M[r] = [x / p for x in M[r]]
-        for i in range(n):
-            if i != r and M[i][col] != 0:
-                f = M[i][col]
-                M[i] = [x - f * y for x, y in zip(M[i], M[r])]
-        pivots.append(col)
-        r += 1
-    if any(M[i][n] != 0 for i in range(r, n)):
+    x = solve(A, b)
+    if x is None:
         raise FluidError("the allocation equations have no solution")
-    x = [Fraction(0)] * n
-    for i, col in enumerate(pivots):
-        x[col] = M[i][n]
     return x
 
 
@@ -178,9 +158,9 @@ class FluidNetwork:
         for e in engines:
             if cap[e] is None:
                 raise FluidError(f"engine {e}: k_max makes its capacity a region; no scalar token server")
-        caps = tuple(_fraction(rate[e]) for e in engines)
+        caps = tuple(to_fraction(rate[e]) for e in engines)
         engine_of = tuple(engines.index(b.engine) for b in bufs)
-        mu = tuple(caps[engine_of[k]] / _fraction(b.mean) for k, b in enumerate(bufs))
+        mu = tuple(caps[engine_of[k]] / to_fraction(b.mean) for k, b in enumerate(bufs))
         succ: list[list[int]] = [[] for _ in bufs]
         joins: dict[int, tuple[int, ...]] = {}
         alpha = [Fraction(0)] * len(bufs)
@@ -191,7 +171,7 @@ class FluidNetwork:
                 succ[kp].append(kd)
                 preds = list(sg.predecessors(s.id))
                 if not preds:
-                    alpha[kp] = _fraction(c.rate)
+                    alpha[kp] = to_fraction(c.rate)
                 elif len(preds) == 1:
                     succ[index[(preds[0], "decode")]].append(kp)
                 else:
@@ -242,13 +222,13 @@ class FluidNetwork:
         inflow = [sympy.Integer(0)] * self.size
         for j, succ in enumerate(self.successors):
             for k in succ:
-                inflow[k] += sympy.Rational(self.mu[j].numerator, self.mu[j].denominator) * T[j]
+                inflow[k] += to_rational(self.mu[j]) * T[j]
         for k, preds in self.joins.items():
-            inflow[k] += sympy.Min(*[sympy.Rational(self.mu[j].numerator, self.mu[j].denominator) * T[j] for j in preds])
+            inflow[k] += sympy.Min(*[to_rational(self.mu[j]) * T[j] for j in preds])
         eqs = []
         for k in range(self.size):
-            a = sympy.Rational(self.alpha[k].numerator, self.alpha[k].denominator)
-            m = sympy.Rational(self.mu[k].numerator, self.mu[k].denominator)
+            a = to_rational(self.alpha[k])
+            m = to_rational(self.mu[k])
             eqs.append(sympy.Eq(q[k], q0[k] + a * t + inflow[k] - m * T[k]))
         caps = [sympy.Le(sum(sympy.Derivative(T[k], t) for k in range(self.size) if self.engine_of[k] == e), 1)
                 for e in range(len(self.engines))]
@@ -412,8 +392,8 @@ class FluidNetwork:
             unknown = set(initial) - set(self.labels)
             if unknown:
                 raise FluidError(f"unknown buffers {sorted(unknown)} (known: {', '.join(self.labels)})")
-            return [Fraction(str(initial.get(lab, 0))) for lab in self.labels]
-        return [Fraction(str(x)) for x in initial]
+            return [to_fraction(initial.get(lab, 0)) for lab in self.labels]
+        return [to_fraction(x) for x in initial]
 
     # --- trajectories --------------------------------------------------------------------
 
@@ -429,7 +409,7 @@ class FluidNetwork:
         (``drains``; infinitely many pieces in finite time).
         """
         q = self.state(initial)
-        horizon = Fraction(str(horizon))
+        horizon = to_fraction(horizon)
         t = Fraction(0)
         times, states = [t], [list(q)]
         for _ in range(max_pieces):
