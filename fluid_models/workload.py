@@ -21,18 +21,20 @@ import sympy
 
 from .batch_time import exact_number
 from .distributions import LengthDistribution
+from .slo import SLO
 
 __all__ = ["RequestClass", "Workload"]
 
 
 @dataclass(frozen=True)
 class RequestClass:
-    """Requests of one kind: Poisson-rate ``rate`` (per s), prompt and output lengths."""
+    """Requests of one kind: Poisson-rate ``rate`` (per s), prompt and output lengths, optional latency targets."""
 
     name: str
     rate: object
     prompt: LengthDistribution
     decode: LengthDistribution
+    slo: SLO | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rate", exact_number(self.rate))
