@@ -43,6 +43,7 @@ from llmstab.fluid_models.policies import POLICIES, Policy
 from llmstab.fluid_models.workload import RequestClass, Workload
 
 from .errors import InputError
+from .slo import check_shares, class_rate, parse_slo
 
 __all__ = [
     "EngineSpec",
@@ -412,9 +413,10 @@ def parse_policy(node: Any, where: str = "policy") -> Policy:
 
 
 def parse_workload(node: Any, where: str = "workload", base_dir: Path = Path(".")) -> Workload:
-    """Traffic: ``classes``, each with ``name``, ``rate`` (requests/s), ``prompt`` and ``decode``."""
+    """Traffic: ``classes``, each with ``name``, ``rate`` (requests/s; or a ``share`` of the workload's ``rate``),
+    ``prompt``, ``decode`` and optional latency targets ``slo`` (:mod:`llmstab.checkers.slo`)."""
     node = _mapping(node, where)
-    _only(node, where, {"classes"})
+    _only(node, where, {"classes", "rate"})
     classes = _required(node, "classes", where)
     if not isinstance(classes, list) or not classes:
         raise InputError(f"{where}.classes", "must be a non-empty list of request classes")
@@ -422,17 +424,18 @@ def parse_workload(node: Any, where: str = "workload", base_dir: Path = Path("."
     for i, item in enumerate(classes):
         at = f"{where}.classes[{i}]"
         item = _mapping(item, at)
-        _only(item, at, {"name", "rate", "prompt", "decode"})
+        _only(item, at, {"name", "rate", "share", "prompt", "decode", "slo"})
         name = item.get("name", f"class{i}")
         if not isinstance(name, str) or not name:
             raise InputError(f"{at}.name", f"must be a non-empty string, got {name!r}")
         if name in names:
             raise InputError(f"{at}.name", f"{name!r} is used twice")
         names.add(name)
-        rate = _number(_required(item, "rate", at), f"{at}.rate", positive=True)
+        rate = class_rate(node, item, at, where)
         prompt = parse_distribution(_required(item, "prompt", at), f"{at}.prompt", base_dir)
         decode = parse_distribution(_required(item, "decode", at), f"{at}.decode", base_dir)
-        parsed.append(RequestClass(name, rate, prompt, decode))
+        parsed.append(RequestClass(name, rate, prompt, decode, parse_slo(item.get("slo"), f"{at}.slo")))
+    check_shares(node, where)
     return Workload(tuple(parsed))
 
 
