@@ -446,7 +446,7 @@ def engine_spec_from_document(document: Any, source: str = "<document>", base_di
     engine = parse_engine(_required(document, "engine", ""), "engine", base_dir)
     policy = parse_policy(_required(document, "policy", ""), "policy")
     workload = parse_workload(_required(document, "workload", ""), "workload", base_dir)
-    return EngineSpec(engine, policy, workload, source)
+    return EngineSpec(engine, policy.for_workload(workload), workload, source)
 
 
 def load_engine_spec(path: str | Path) -> EngineSpec:

@@ -1,7 +1,7 @@
 """Schedulers as batch-forming rules (see :mod:`llmstab.fluid_models.policies.base`).
 
 >>> sorted(POLICIES)
-['fastertransformer', 'fcfs', 'fixed_chunk', 'orca', 'rad', 'sarathi', 'vllm']
+['fastertransformer', 'fcfs', 'fixed_chunk', 'orca', 'rad', 'sarathi', 'slai', 'vllm']
 >>> make_policy("orca").label
 'orca'
 """
@@ -15,15 +15,17 @@ from .fixed_chunk import FixedChunk
 from .orca import Orca
 from .rad import RAD
 from .sarathi import Sarathi
+from .slai import SLAI
 from .vllm import VLLM
 
-__all__ = ["Policy", "Sarathi", "Orca", "VLLM", "FasterTransformer", "FCFSWorkConserving", "RAD", "FixedChunk", "POLICIES", "make_policy"]
+__all__ = ["Policy", "Sarathi", "Orca", "VLLM", "FasterTransformer", "FCFSWorkConserving", "RAD", "FixedChunk", "SLAI", "POLICIES", "make_policy"]
 
 POLICIES: dict[str, type[Policy]] = {
     cls.name: cls for cls in (Sarathi, Orca, VLLM, FasterTransformer, FCFSWorkConserving)
 }
 POLICIES[RAD.name] = RAD
 POLICIES[FixedChunk.name] = FixedChunk
+POLICIES[SLAI.name] = SLAI
 
 
 

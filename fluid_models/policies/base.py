@@ -399,6 +399,10 @@ class Policy:
         """The kernel's ``memory`` at the start (empty: a memoryless policy)."""
         return np.zeros(0, dtype=np.int64)
 
+    def for_workload(self, workload: object) -> "Policy":
+        """This policy told the traffic it serves (e.g. the classes' latency targets); most policies ignore it."""
+        return self
+
     @property
     def label(self) -> str:
         """A short label naming the policy and its options."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numba
+import numpy as np
 
-from .base import NO_LIMIT, Policy, add_decodes, add_prefills, clear, open_room, tokens_taken
+from .base import NO_LIMIT, PF, Policy, add_decodes, add_prefills, clear, open_room, tokens_taken
+from .slai import chunked_prefills, holding, waiting_order
 
 
 @numba.njit(cache=True)
@@ -14,7 +16,17 @@ def sarathi_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
     clear(n, take)
     room = open_room(eng, b_max, k_max)
     add_decodes(ri, rf, n, room, take, NO_LIMIT)
-    add_prefills(ri, n, room, take, 0)
+    if params.size == 0 or params[0] == 0:
+        add_prefills(ri, n, room, take, 0)
+        return tokens_taken(b_max, room)
+    started = np.empty(n, np.int64)  # shortest-prompt-first: started prompts first, then waiting ones by length
+    m = 0
+    for i in range(n):
+        if holding(ri, i) and ri[i, PF] > 0:
+            started[m] = i
+            m += 1
+    chunked_prefills(ri, started[:m], room, take)
+    chunked_prefills(ri, waiting_order(ri, n, params, True, False), room, take)
     return tokens_taken(b_max, room)
 
 
@@ -28,12 +40,30 @@ class Sarathi(Policy):
     waiting request memory cannot hold. A decode that finds no free KV block
     preempts the latest-arrived running request not yet served in this batch
     (its own request if none arrived later), which is recomputed later.
+    ``order="spf"`` (the SLAI authors' variant) admits waiting prompts shortest first.
 
     >>> from llmstab.fluid_models.state import EngineState
     >>> Sarathi().form_batch(EngineState((0, 5), (1, 1)), b_max=4).describe("AB")
     '{Ad,Bp}'
+    >>> Sarathi(order="spf").form_batch(EngineState((0, 5, 2), (1, 1, 1)), b_max=4).describe("ABC")
+    '{Ad,Bp,Cp}'
+    >>> Sarathi(order="spf").label
+    'sarathi(spf)'
     """
+
+    order: str = "fcfs"
 
     name = "sarathi"
     summary = "decodes first, then chunked prefill filling the budget"
     kernel = sarathi_kernel
+
+    def __post_init__(self) -> None:
+        if self.order not in ("fcfs", "spf"):
+            raise ValueError(f"order must be 'fcfs' or 'spf', got {self.order!r}")
+
+    def parameters(self) -> np.ndarray:
+        return np.array([1.0] if self.order == "spf" else [], dtype=np.float64)
+
+    @property
+    def label(self) -> str:
+        return "sarathi" if self.order == "fcfs" else f"sarathi({self.order})"
