@@ -4,6 +4,7 @@ and the bad inputs (not a decoder, no CUDA, no torch)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -12,14 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmstab.checkers.cli.main import main
-from llmstab.fluid_models.profiling.fitting import load_model_file
+from llmstab.fluid_models.profiling.attention import attention_features, attention_from_parameters
+from llmstab.fluid_models.profiling.fitting import load_model_file, read_model_file
 from llmstab.fluid_models.profiling.profiler import GridPoint, build_model, default_grid, load_config, prefill_grid, shipped_configs
 from llmstab.fluid_models.profiling.profiles import ProfileError, read_profile_csv
 
 torch = pytest.importorskip("torch")
 
 SMALL = ["--max-prefill", "160", "--fine-step", "32", "--decode-batches", "1,4", "--contexts", "16,32",
-         "--mixed-budget", "48", "--mixed-decodes", "1,8", "--mixed-context", "16", "--warmup", "1", "--reps", "2"]
+         "--mixed-budget", "48", "--mixed-decodes", "1,8", "--mixed-context", "16", "--prefill-contexts", "32",
+         "--context-chunks", "16,64", "--warmup", "1", "--reps", "2"]
 
 
 def test_shipped_configurations():
@@ -91,9 +94,32 @@ def test_llmstab_profile_on_cpu_then_fit(tmp_path, capsys):
     q = read_profile_csv(again)
     assert q.tokens.tolist() == p.tokens.tolist() and q.kind.tolist() == p.kind.tolist()
     capsys.readouterr()
-    assert main(["fit", str(out), "--out", str(tmp_path / "m.yaml"), "--candidates", "16,32,64"]) == 0
+    assert main(["fit", str(out), "--out", str(tmp_path / "m.yaml"), "--candidates", "16,32,64",
+                 "--attention", "off"]) == 0
     assert "chosen:" in capsys.readouterr().out
     assert load_model_file(tmp_path / "m.yaml")(np.array([64]))[0] > 0
+    _contexts_feed_the_attention_fit(out, p, tmp_path)
+
+
+def _contexts_feed_the_attention_fit(out, p, tmp_path) -> None:
+    """``llmstab fit`` on a profile with contexts emits the attention terms, and its error is theirs."""
+    prefix = p.select("prefill")
+    assert sorted(zip(prefix.prefill_tokens[prefix.context_len > 0].tolist(),
+                      prefix.context_len[prefix.context_len > 0].tolist())) == [(16, 32), (64, 32)]
+    model_file = tmp_path / "attention.yaml"
+    done = subprocess.run([sys.executable, "-m", "llmstab.checkers.cli.main", "fit", str(out), "--candidates",
+                           "16,32,64", "--out", str(model_file), "--json"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["format"] == "profile" and result["attention"] is True
+    params = read_model_file(model_file)
+    attention = attention_from_parameters(params)
+    assert params["attention"] == result["model"]["attention"] == attention.as_dict()
+    decode, work = attention_features(p)
+    pred = load_model_file(model_file)(p.tokens) + attention.time(decode, work)
+    assert result["chosen"]["n_points"] == len(p)
+    assert result["chosen"]["max_rel_error"] == pytest.approx(np.max(np.abs(pred - p.time_ms) / p.time_ms), abs=1e-6)
 
 
 def _one_line_exit_2(argv, capsys, expected):

@@ -111,8 +111,12 @@ def test_cli_fit_rejects_a_bad_profile_with_exit_2(tmp_path, capsys):
     assert not (tmp_path / "m.yaml").exists()
     missing = tmp_path / "missing.csv"
     missing.write_text("n,t\n1,2\n")
-    assert main(["fit", str(missing)]) == 2
+    assert main(["fit", str(missing), "--format", "profile"]) == 2
     assert "missing column(s) tokens, time_ms" in capsys.readouterr().err
+    assert main(["fit", str(missing)]) == 2  # the header fits no format: one line saying what would
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot tell the format from the header (n, t)" in err
+    assert "columns tokens and time_ms" in err and "--format" in err
 
 
 # --- importers --------------------------------------------------------------------------------

@@ -19,8 +19,16 @@ import json
 import sys
 from pathlib import Path
 
-from llmstab.fluid_models.profiling.fitting import DEFAULT_CANDIDATES, FAMILIES, fit_profile, jumps, tile_alignment, write_model_file
-from llmstab.fluid_models.profiling.profiles import FORMATS, ProfileError, read_any, write_profile_csv
+from llmstab.fluid_models.profiling.fitting import (
+    DEFAULT_CANDIDATES,
+    FAMILIES,
+    fit_profile,
+    jumps,
+    model_parameters,
+    tile_alignment,
+    write_model_file,
+)
+from llmstab.fluid_models.profiling.profiles import FORMATS, ProfileError, detect_format, read_any, write_profile_csv
 
 
 __all__ = ["register", "cmd_profile", "cmd_fit", "cmd_presets"]
@@ -64,22 +72,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mixed-decodes", type=_ints, default=[1, 8, 16, 32, 64, 128, 256],
                    help="comma-separated decode counts of the mixed batches")
     p.add_argument("--mixed-context", type=int, default=1024, help="context length of the mixed batches' decodes")
+    p.add_argument("--prefill-contexts", type=_ints, default=[512, 2048],
+                   help="comma-separated cached prompt tokens before the extra prefill chunks (default 512,2048)")
+    p.add_argument("--context-chunks", type=_ints, default=[64, 256, 512, 1024, 2048],
+                   help="comma-separated chunk sizes timed after each --prefill-contexts value")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(run=cmd_profile)
 
     f = subparsers.add_parser("fit", help="fit batch-time models to a profile and write a model file")
-    f.add_argument("profile", type=Path, help="profile CSV (llmstab profile's, or a public one with --format)")
+    f.add_argument("profile", type=Path, help="profile CSV (llmstab profile's or a public one), or a folder "
+                   "holding Vidur's attention.csv and mlp.csv")
     f.add_argument("--out", type=Path, help="model file (YAML) to write")
-    f.add_argument("--format", default="profile", choices=FORMATS, help="the file's layout (default profile)")
-    f.add_argument("--layers", type=int, help="number of layers (for --format vidur)")
+    f.add_argument("--format", default="auto", choices=FORMATS,
+                   help="the file's layout (default auto: told from the CSV header)")
+    f.add_argument("--layers", type=int, help="number of layers (for Vidur's per-layer files)")
+    f.add_argument("--attention", default="auto", choices=("auto", "on", "off"),
+                   help="fit the attention terms with the family (auto: when decodes were timed at two or more "
+                   "contexts, e.g. llmstab profile --contexts)")
     f.add_argument("--families", type=_words, default=list(FAMILIES), help="comma-separated; 'table' for a "
                    "monotone interpolating table")
     f.add_argument("--candidates", type=_ints, default=list(DEFAULT_CANDIDATES),
                    help="comma-separated tile sizes to search")
     f.add_argument("--method", default="minimax", choices=("minimax", "lsq"),
                    help="minimise the largest relative error (LP, default) or the squared error")
-    f.add_argument("--rows", default="prefill", choices=("prefill", "decode", "mixed", "all"),
-                   help="which batches of the profile to fit (default prefill)")
+    f.add_argument("--rows", choices=("prefill", "decode", "mixed", "all"),
+                   help="which batches to fit without attention (default prefill); the attention fit uses all")
     f.add_argument("--tolerance", type=float, default=0.01,
                    help="tiled wins only if its largest relative error is lower by more than this (default 0.01)")
     f.add_argument("--max-tokens", type=int, help="fit only the points with at most this many tokens")
@@ -93,7 +110,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 _PROFILE_OPTIONS = ("model", "device", "out", "dtype", "warmup", "reps", "seed", "kinds", "max_prefill", "tile",
-                    "fine_step", "decode_batches", "contexts", "mixed_budget", "mixed_decodes", "mixed_context")
+                    "fine_step", "decode_batches", "contexts", "mixed_budget", "mixed_decodes", "mixed_context",
+                    "prefill_contexts", "context_chunks")
 
 
 def _command_line(args: argparse.Namespace) -> list[str]:
@@ -111,7 +129,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.model)
     grid = default_grid(args.max_prefill, args.tile, args.fine_step, args.decode_batches, args.contexts,
-                        args.mixed_budget, args.mixed_decodes, args.mixed_context, args.kinds)
+                        args.mixed_budget, args.mixed_decodes, args.mixed_context, args.kinds,
+                        args.prefill_contexts, args.context_chunks)
     bad = [k for k in args.kinds if k not in ("prefill", "decode", "mixed")]
     if bad:
         raise ProfileError("--kinds", f"unknown kind(s) {bad} (known: prefill, decode, mixed)")
@@ -126,43 +145,78 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_fit(args: argparse.Namespace) -> int:
-    """Fit the families, print the fits and the chosen model, write the model file."""
-    profile = read_any(args.profile, args.format, args.layers)
-    report = fit_profile(profile, families=args.families, candidates=args.candidates,
-                         method=args.method, tolerance=args.tolerance, rows=args.rows,
-                         max_tokens=args.max_tokens)
-    b, y = profile.select(args.rows).by_tokens()
+def _fit(args: argparse.Namespace, profile) -> tuple:
+    """The fit report, whether attention was fitted, and the token-count view ``(b, y)`` (None with attention)."""
+    from llmstab.fluid_models.profiling.attention import fit_attention, has_contexts
+
+    attention = args.attention == "on" or (args.attention == "auto" and has_contexts(profile))
+    if attention:
+        if args.rows is not None:
+            raise ProfileError("--rows", "the attention fit uses every row; add --attention off to fit one kind")
+        report = fit_attention(profile, families=args.families, candidates=args.candidates, method=args.method,
+                               tolerance=args.tolerance, max_tokens=args.max_tokens)
+        return report, True, None
+    rows = args.rows or "prefill"
+    report = fit_profile(profile, families=args.families, candidates=args.candidates, method=args.method,
+                         tolerance=args.tolerance, rows=rows, max_tokens=args.max_tokens)
+    b, y = profile.select(rows).by_tokens()
     if args.max_tokens is not None:
         b, y = b[b <= args.max_tokens], y[b <= args.max_tokens]
-    jump_at = jumps(b, y)
+    return report, False, (b, y)
+
+
+def _where_worst(row: dict) -> str:
+    worst = row.get("max_rel_error_at")
+    if not worst:
+        return str(row["max_rel_error_at_tokens"])
+    if worst["kind"] == "decode":
+        return f"{worst['decode_tokens']} decodes at context {worst['context_len']}"
+    if worst["kind"] == "prefill":
+        return f"{worst['prefill_tokens']}-token chunk after {worst['context_len']}"
+    return f"{worst['prefill_tokens']} prefill + {worst['decode_tokens']} decodes at {worst['context_len']}"
+
+
+def _print_fit(report, attention: bool, structure: dict | None, args: argparse.Namespace) -> None:
     best = report.best
-    structure = {
-        "jumps_at_tokens": jump_at.tolist(),
-        "fraction_of_jumps_at_tile_multiples": None if best.tile is None else tile_alignment(jump_at, best.tile),
-    }
-    doc = None
+    lo, hi = best.token_range
+    print(f"{best.n_points} points, {lo}..{hi} tokens ({report.selected_rows} rows), method {best.method}")
+    print(f"{'family':18} {'tile':>5} {'R^2':>9} {'max rel err':>12}  at")
+    for row in report.table_rows():
+        print(f"{row['family']:18} {str(row['tile']):>5} {row['r2']:9.5f} {row['max_rel_error']:12.4%}  "
+              f"{_where_worst(row)}")
+    print(f"chosen: {best.family} {model_parameters(best)}")
+    if attention:
+        print("attention: ms per (decode token x context token) and per (prefill token x context token), "
+              "a chunk of c tokens after s cached costing prefill * c * (s + c/2)")
+    print(f"rule: {report.rule}")
+    if structure and best.tile is not None and structure["jumps_at_tokens"]:
+        print(f"jumps > 6% after {len(structure['jumps_at_tokens'])} token counts; "
+              f"{structure['fraction_of_jumps_at_tile_multiples']:.0%} of them at multiples of {best.tile}")
     if args.out:
-        source = dict(profile.source, file=str(args.profile), format=args.format)
-        doc = write_model_file(report, args.out, source)
+        print(f"wrote {args.out}")
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit the families (with attention when the profile has contexts), print them, write the model file."""
+    fmt = detect_format(args.profile) if args.format == "auto" else args.format
+    profile = read_any(args.profile, fmt, args.layers)
+    report, attention, points = _fit(args, profile)
+    best = report.best
+    structure = None
+    if points is not None:
+        jump_at = jumps(*points)
+        structure = {
+            "jumps_at_tokens": jump_at.tolist(),
+            "fraction_of_jumps_at_tile_multiples": None if best.tile is None else tile_alignment(jump_at, best.tile),
+        }
+    if args.out:
+        write_model_file(report, args.out, {"file": str(args.profile), **profile.source, "format": fmt})
     if args.json:
-        print(json.dumps({"chosen": best.summary(), "rule": report.rule, "fits": report.table_rows(),
-                          "structure": structure, "model": best.model.parameters(),
+        print(json.dumps({"format": fmt, "attention": attention, "chosen": best.summary(), "rule": report.rule,
+                          "fits": report.table_rows(), "structure": structure, "model": model_parameters(best),
                           "model_file": str(args.out) if args.out else None}))
         return 0
-    print(f"{b.size} points, {b.min()}..{b.max()} tokens ({report.selected_rows} rows), "
-          f"method {best.method}")
-    print(f"{'family':18} {'tile':>5} {'R^2':>9} {'max rel err':>12} {'at tokens':>10}")
-    for row in report.table_rows():
-        print(f"{row['family']:18} {str(row['tile']):>5} {row['r2']:9.5f} {row['max_rel_error']:12.4%} "
-              f"{row['max_rel_error_at_tokens']:>10}")
-    print(f"chosen: {best.family} {best.model.parameters()}")
-    print(f"rule: {report.rule}")
-    if best.tile is not None and jump_at.size:
-        print(f"jumps > 6% after {jump_at.size} token counts; {structure['fraction_of_jumps_at_tile_multiples']:.0%} "
-              f"of them at multiples of {best.tile}")
-    if doc is not None:
-        print(f"wrote {args.out}")
+    _print_fit(report, attention, structure, args)
     return 0
 
 

@@ -42,14 +42,18 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import cvxpy as cp
 import numpy as np
 import yaml
 
 from ..batch_time import BatchTimeModel, PiecewiseLinear, Staircase, Table, Tiled
+from ..solvers import quiet_solver
 from .profiles import Profile, ProfileError
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only (attention imports this module)
+    from .attention import AttentionFit
 
 __all__ = [
     "Fit",
@@ -63,6 +67,14 @@ __all__ = [
     "jumps",
     "tile_alignment",
     "model_from_parameters",
+    "model_parameters",
+    "choose",
+    "solve_design",
+    "coarsest_best",
+    "tile_candidates",
+    "design_columns",
+    "family_model",
+    "round6",
     "write_model_file",
     "load_model_file",
     "read_model_file",
@@ -81,11 +93,21 @@ _TIE = 1e-3
 MODEL_FILE_TAG = "llmstab batch-time model"
 
 
-def _round(x: float) -> float:
+def round6(x: float) -> float:
+    """``x`` (clipped at zero) to six significant digits, as model files store coefficients.
+
+    >>> round6(1.23456789e-4), round6(-1e-12)
+    (0.000123457, 0.0)
+    """
     return float(f"{max(x, 0.0):.6g}")
 
 
-def _design(family: str, b: np.ndarray, k: int) -> np.ndarray:
+def design_columns(family: str, b: np.ndarray, k: int) -> np.ndarray:
+    """The columns of ``family`` at token counts ``b`` with tile (knee) ``k``: ``t(b) = columns @ theta``.
+
+    >>> design_columns("staircase", np.array([1, 64, 65]), 64).tolist()
+    [[1.0, 1.0], [1.0, 1.0], [1.0, 2.0]]
+    """
     ones = np.ones_like(b, dtype=float)
     if family == "staircase":
         return np.column_stack([ones, np.ceil(b / k)])
@@ -96,8 +118,13 @@ def _design(family: str, b: np.ndarray, k: int) -> np.ndarray:
     raise ValueError(f"unknown family {family!r}")
 
 
-def _model(family: str, theta: Sequence[float], k: int) -> BatchTimeModel:
-    t = [_round(v) for v in theta]
+def family_model(family: str, theta: Sequence[float], k: int) -> BatchTimeModel:
+    """The model of ``family`` with coefficients ``theta`` (in :func:`design_columns` order), rounded.
+
+    >>> family_model("staircase", [11.28, 35.47], 128).parameters()
+    {'kind': 'staircase', 'c': 11.28, 'a': 35.47, 'b0': 128}
+    """
+    t = [round6(v) for v in theta]
     if family == "staircase":
         return Staircase(c=t[0], a=t[1], b0=k)
     if family == "piecewise_linear":
@@ -111,6 +138,10 @@ class Fit:
 
     ``tile`` is ``b0`` (staircase, piecewise linear) or ``b_col`` (tiled);
     ``objective`` maps every candidate tile tried to its optimal objective.
+    A fit with context (:func:`llmstab.fluid_models.profiling.attention.fit_attention`)
+    also carries its ``attention`` coefficients (then ``model`` is the
+    token-count part ``t(n)``) and ``worst``, the grid point where the
+    relative error is largest.
     """
 
     family: str
@@ -124,6 +155,8 @@ class Fit:
     n_points: int
     token_range: tuple[int, int]
     objective: dict = field(default_factory=dict)
+    attention: AttentionFit | None = None
+    worst: dict = field(default_factory=dict)
 
     def residuals(self, tokens: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Relative residuals ``(model - measured) / measured`` at the given points."""
@@ -142,6 +175,7 @@ class Fit:
             "n_points": self.n_points,
             "token_range": list(self.token_range),
             "candidates": {int(k): round(v, 6) for k, v in self.objective.items()},
+            **({"attention": self.attention.as_dict(), "max_rel_error_at": self.worst} if self.attention else {}),
         }
 
 
@@ -169,6 +203,78 @@ def _points(tokens: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return b[order], y[order]
 
 
+def solve_design(
+    design: Callable[[int], np.ndarray], y: np.ndarray, ks: Sequence[int], method: str = "minimax"
+) -> tuple[dict[int, float], dict[int, np.ndarray]]:
+    """Non-negative coefficients ``theta`` fitting ``design(k) @ theta`` to ``y``, for every ``k`` in ``ks``.
+
+    ``method="minimax"`` minimises the largest relative error (an LP),
+    ``"lsq"`` the sum of squared relative errors. The columns are scaled to a
+    largest entry of one before solving (attention columns reach 10^7 token
+    products) and the coefficients scaled back. Returns the optimal objective
+    and the coefficients per ``k`` (a ``k`` whose problem fails is left out).
+
+    Examples
+    --------
+    >>> x = np.arange(1.0, 6.0)
+    >>> obj, th = solve_design(lambda k: np.column_stack([np.ones(5), x * k]), 2.0 + 3.0 * x, [1])
+    >>> abs(obj[1]) < 1e-9, np.round(th[1], 6).tolist()
+    (True, [2.0, 3.0])
+    """
+    p = design(ks[0]).shape[1]
+    A = cp.Parameter((y.size, p))
+    theta = cp.Variable(p, nonneg=True)
+    if method == "minimax":
+        s = cp.Variable()
+        r = A @ theta - 1.0
+        problem = cp.Problem(cp.Minimize(s), [r <= s, -r <= s])
+        solver = {"solver": cp.HIGHS} if cp.HIGHS in cp.installed_solvers() else {}
+    else:
+        problem = cp.Problem(cp.Minimize(cp.sum_squares(A @ theta - 1.0)))
+        solver = {"solver": cp.CLARABEL} if cp.CLARABEL in cp.installed_solvers() else {}
+    objective: dict[int, float] = {}
+    thetas: dict[int, np.ndarray] = {}
+    for k in ks:
+        X = design(k) / y[:, None]
+        scale = np.max(np.abs(X), axis=0)
+        scale[scale == 0] = 1.0
+        A.value = X / scale
+        with quiet_solver():
+            problem.solve(**solver)
+        if theta.value is None or problem.value is None:
+            continue
+        objective[k] = float(problem.value)
+        thetas[k] = np.maximum(np.asarray(theta.value, dtype=float), 0.0) / scale
+    return objective, thetas
+
+
+def coarsest_best(objective: dict[int, float]) -> int:
+    """The largest ``k`` whose objective is within 0.1 % of the best (ties go to the coarsest tile).
+
+    >>> coarsest_best({32: 0.10, 64: 0.1000001, 128: 0.2})
+    64
+    """
+    best = min(objective.values())
+    return max(k for k, v in objective.items() if v <= best + _TIE * max(abs(best), 1e-12) + 1e-12)
+
+
+def tile_candidates(family: str, method: str, candidates: Sequence[int], largest: int) -> list[int]:
+    """The tiles (knees) of ``candidates`` worth trying below ``largest`` tokens; checks family and method.
+
+    >>> tile_candidates("staircase", "minimax", (0, 64, 128, 4096), 1024)
+    [64, 128]
+    """
+    if family not in FAMILIES:
+        raise ProfileError("family", f"must be one of {', '.join(FAMILIES)}, got {family!r}")
+    if method not in ("minimax", "lsq"):
+        raise ProfileError("method", f"must be minimax or lsq, got {method!r}")
+    ks = sorted({int(k) for k in candidates if (int(k) >= 0 if family == "piecewise_linear" else int(k) >= 1)})
+    ks = [k for k in ks if k < largest] or ks[:1]
+    if not ks:
+        raise ProfileError("candidates", "no usable tile candidate")
+    return ks
+
+
 def fit_family(
     tokens: np.ndarray,
     times: np.ndarray,
@@ -185,40 +291,13 @@ def fit_family(
     >>> f.tile, f.max_rel_error < 1e-6
     (128, True)
     """
-    if family not in FAMILIES:
-        raise ProfileError("family", f"must be one of {', '.join(FAMILIES)}, got {family!r}")
-    if method not in ("minimax", "lsq"):
-        raise ProfileError("method", f"must be minimax or lsq, got {method!r}")
     b, y = _points(tokens, times)
-    ks = sorted({int(k) for k in candidates if (int(k) >= 0 if family == "piecewise_linear" else int(k) >= 1)})
-    ks = [k for k in ks if k < b[-1]] or ks[:1]
-    if not ks:
-        raise ProfileError("candidates", "no usable tile candidate")
-    p = _N_COEFFS[family]
-    A = cp.Parameter((b.size, p))
-    theta = cp.Variable(p, nonneg=True)
-    if method == "minimax":
-        s = cp.Variable()
-        r = A @ theta - 1.0
-        problem = cp.Problem(cp.Minimize(s), [r <= s, -r <= s])
-        solver = {"solver": cp.HIGHS} if cp.HIGHS in cp.installed_solvers() else {}
-    else:
-        problem = cp.Problem(cp.Minimize(cp.sum_squares(A @ theta - 1.0)))
-        solver = {"solver": cp.CLARABEL} if cp.CLARABEL in cp.installed_solvers() else {}
-    objective: dict[int, float] = {}
-    thetas: dict[int, np.ndarray] = {}
-    for k in ks:
-        A.value = _design(family, b, k) / y[:, None]
-        problem.solve(**solver)
-        if theta.value is None or problem.value is None:
-            continue
-        objective[k] = float(problem.value)
-        thetas[k] = np.asarray(theta.value, dtype=float)
+    ks = tile_candidates(family, method, candidates, int(b[-1]))
+    objective, thetas = solve_design(lambda k: design_columns(family, b, k), y, ks, method)
     if not objective:
         raise ProfileError("profile", f"the {family} fit failed for every candidate tile")
-    best = min(objective.values())
-    k = max(k for k, v in objective.items() if v <= best + _TIE * max(abs(best), 1e-12) + 1e-12)
-    model = _model(family, thetas[k], k)
+    k = coarsest_best(objective)
+    model = family_model(family, thetas[k], k)
     r2, err, at, abs_err = _scores(model, b, y)
     return Fit(family, method, model, k, r2, err, at, abs_err, int(b.size), (int(b[0]), int(b[-1])), objective)
 
@@ -350,9 +429,14 @@ def fit_profile(
     if unknown or not families:
         raise ProfileError("families", f"unknown {unknown} (known: {', '.join(FAMILIES)}, table)")
     fits = {f: (fit_table(b, y) if f == "table" else fit_family(b, y, f, candidates, method)) for f in families}
-    parametric = [f for f in fits if f != "table"]
-    if not parametric:
+    if not [f for f in fits if f != "table"]:
         return FitReport(fits["table"], fits, "table requested alone", rows)
+    return choose(fits, tolerance, rows)
+
+
+def choose(fits: dict, tolerance: float, rows: str) -> FitReport:
+    """Apply the selection rule (module docstring) to parametric ``fits`` keyed by family."""
+    parametric = [f for f in fits if f != "table"]
     simple = [fits[f] for f in parametric if _N_COEFFS[f] == 2]
     best = min(simple or [fits[f] for f in parametric], key=lambda f: f.max_rel_error)
     if "tiled" in fits and simple and fits["tiled"].max_rel_error < best.max_rel_error - tolerance:
@@ -363,14 +447,21 @@ def fit_profile(
 def model_from_parameters(params: dict, where: str = "batch_time") -> BatchTimeModel:
     """Build a model from its ``parameters()`` mapping (the inverse of ``model.parameters()``).
 
+    This is the token-count part ``t(n)``; the optional ``attention`` terms
+    are validated and read by
+    :func:`llmstab.fluid_models.profiling.attention.attention_from_parameters`.
+
     >>> model_from_parameters({"kind": "staircase", "c": 11.28, "a": 35.47, "b0": 128}).exact(128)
     187/4
     """
+    from .attention import attention_from_parameters
+
     if not isinstance(params, dict) or params.get("kind") not in _MODELS:
         raise ProfileError(f"{where}.kind", f"must be one of {', '.join(_MODELS)}")
     if params.get("unit", "ms") != "ms":
         raise ProfileError(f"{where}.unit", f"model files are in ms, got {params['unit']!r}")
-    args = {k: v for k, v in params.items() if k not in ("kind", "unit")}
+    attention_from_parameters(params, where)
+    args = {k: v for k, v in params.items() if k not in ("kind", "unit", "attention")}
     try:
         return _MODELS[params["kind"]](**args)
     except (TypeError, ValueError) as err:
@@ -389,7 +480,8 @@ def write_model_file(report: FitReport, path: str | Path, source: dict | None = 
 
     The file holds ``batch_time`` (the model's parameters, in ms), ``fit`` (the
     chosen fit's summary and the rule), ``alternatives`` (the other families)
-    and ``source`` (where the points came from, with the file's SHA-256).
+    and ``source`` (where the points came from, with the SHA-256 of its
+    ``file`` and, for a Vidur attention profile, of its ``mlp_file``).
     Returns the written document.
 
     Examples
@@ -404,12 +496,13 @@ def write_model_file(report: FitReport, path: str | Path, source: dict | None = 
     3829/25
     """
     src = dict(source or {})
-    digest = _sha256(src["file"]) if "file" in src else None
-    if digest:
-        src["sha256"] = digest
+    for key, digest_key in (("file", "sha256"), ("mlp_file", "mlp_sha256")):
+        digest = _sha256(src[key]) if key in src else None
+        if digest:
+            src[digest_key] = digest
     doc = {
         "llmstab": MODEL_FILE_TAG,
-        "batch_time": dict(report.best.model.parameters(), unit="ms"),
+        "batch_time": model_parameters(report.best),
         "fit": dict(report.best.summary(), rule=report.rule, rows=report.selected_rows),
         "alternatives": [f.summary() for name, f in report.fits.items() if f is not report.best],
         "source": src,
@@ -417,6 +510,19 @@ def write_model_file(report: FitReport, path: str | Path, source: dict | None = 
     doc = _plain(doc)
     Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
     return doc
+
+
+def model_parameters(fit: Fit) -> dict:
+    """The ``batch_time`` mapping of a fit, in ms, with its ``attention`` terms when it has them.
+
+    >>> b = np.arange(8, 257, 8)
+    >>> model_parameters(fit_family(b, 11.28 + 35.47 * np.ceil(b / 128), "staircase"))
+    {'kind': 'staircase', 'c': 11.28, 'a': 35.47, 'b0': 128, 'unit': 'ms'}
+    """
+    params = dict(fit.model.parameters(), unit="ms")
+    if fit.attention is not None:
+        params["attention"] = fit.attention.as_dict()
+    return params
 
 
 def _plain(value: object) -> object:

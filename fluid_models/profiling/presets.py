@@ -28,10 +28,11 @@ from importlib import resources
 from pathlib import Path
 
 from ..batch_time import BatchTimeModel
-from .fitting import fit_profile, model_from_parameters
+from .fitting import fit_profile, model_from_parameters, model_parameters
 from .profiles import Profile, ProfileError, read_sarathi, read_slai, read_vidur_mlp
 
-__all__ = ["preset", "preset_info", "preset_names", "build_public_presets", "LI_DAI_PENG"]
+__all__ = ["preset", "preset_info", "preset_names", "build_public_presets", "build_attention_preset", "LI_DAI_PENG",
+           "VIDUR_ATTENTION"]
 
 LI_DAI_PENG = {
     "batch_time": {"kind": "staircase", "c": 11.28, "a": 35.47, "b0": 128},
@@ -84,7 +85,8 @@ def build_public_presets(data_dir: str | Path) -> dict:
     default minimax method, the default tile candidates and the selection rule
     of :func:`llmstab.fluid_models.profiling.fitting.fit_profile`; the result
     maps preset names to ``{"batch_time": ..., "provenance": ...}``, the
-    Li-Dai-Peng preset first.
+    Li-Dai-Peng preset first, the attention preset
+    (:func:`build_attention_preset`) last.
     """
     data_dir = Path(data_dir)
     out = {"li-dai-peng-codellama34b-a100": LI_DAI_PENG}
@@ -105,7 +107,62 @@ def build_public_presets(data_dir: str | Path) -> dict:
                                             "n_points", "token_range")},
             },
         }
+    out[VIDUR_ATTENTION] = build_attention_preset(data_dir)
     return out
+
+
+VIDUR_ATTENTION = "vidur-codellama34b-a100-tp2-attention"
+_ATTENTION_DIR = "vidur/a100_llama2_70b_tp2"
+_ATTENTION_LAYERS = 48
+_A100_80GB_GB_S = 2039.0  # HBM2e bandwidth of the A100-80GB SXM
+_SHAPE_NOTE = (
+    "CodeLlama-34B shape, 48 layers: the files' shape columns say n_embd 8192, 64 query / 8 KV heads, gated MLP "
+    "of width 22016 and vocab 32768, which is Vidur's CodeLlama-34B (Llama-2-70B's MLP is 28672 wide, 80 layers), "
+    "and the folder's cpu_overheads.csv names CodeLlama-34B at tensor parallel 2; shared/data/README.md labels "
+    "the folder Llama-2-70B (the attention layer is the same for both)"
+)
+
+
+def build_attention_preset(data_dir: str | Path) -> dict:
+    """The preset with attention terms fitted to Vidur's A100 tensor-parallel-2 profile (attention included).
+
+    Whole iterations are composed by
+    :func:`~llmstab.fluid_models.profiling.attention.read_vidur_attention`
+    (48 layers; see the provenance's ``shape`` note) and fitted by
+    :func:`~llmstab.fluid_models.profiling.attention.fit_attention` (minimax,
+    default candidates and rule). The provenance records the largest relative
+    error and where it occurs, and the decode coefficient per KV byte.
+    """
+    from .attention import fit_attention, kv_bytes_per_token, read_vidur_attention
+
+    profile = read_vidur_attention(Path(data_dir) / _ATTENTION_DIR, n_layers=_ATTENTION_LAYERS, tensor_parallel=2)
+    report = fit_attention(profile, max_tokens=FIT_MAX_TOKENS)
+    best, fit = report.best, report.best.summary()
+    shape = {"hidden_size": 8192, "num_attention_heads": 64, "num_key_value_heads": 8,
+             "num_hidden_layers": _ATTENTION_LAYERS}
+    kv_bytes = kv_bytes_per_token(shape, tensor_parallel=2)
+    per_byte = best.attention.decode / kv_bytes
+    return {
+        "batch_time": {k: v for k, v in model_parameters(best).items() if k != "unit"},
+        "provenance": {
+            "source": f"shared/data/gpu_profiles/{_ATTENTION_DIR}/ (attention.csv + mlp.csv; microsoft/vidur e2d00e9)",
+            "licence": "MIT (microsoft/vidur)",
+            "model": "CodeLlama-34B",
+            "shape": _SHAPE_NOTE,
+            "gpu": "NVIDIA A100 x 2 (tensor parallel 2), FlashAttention",
+            "note": profile.source["note"] + f"; decode batches 1..128 at the token counts mlp.csv measured "
+                    f"(1, 2, 4, 8, 16, ...), contexts 32..4032; prefill chunks 64..4096 after 0..4032 cached tokens",
+            "method": f"llmstab fit {_ATTENTION_DIR} --layers {_ATTENTION_LAYERS} (tensor parallel 2; minimax "
+                      f"relative error over all rows, t(n) + decode x sum context + prefill x sum c(s + c/2); "
+                      f"rule: {report.rule})",
+            "fit": {k: fit[k] for k in ("family", "tile", "r2", "max_rel_error", "max_rel_error_at", "n_points",
+                                        "token_range")},
+            "kv_bytes_per_token_per_gpu": kv_bytes,
+            "decode_ms_per_kv_byte": float(f"{per_byte:.6g}"),
+            "decode_effective_bandwidth_gb_s": round(1e-6 / per_byte, 1),
+            "decode_fraction_of_a100_80gb_bandwidth": round(1e-6 / per_byte / _A100_80GB_GB_S, 3),
+        },
+    }
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,10 @@ layer, the final norm and the LM head with greedy sampling for each sequence.
 Three kinds of batch are measured (:func:`default_grid`):
 
 * ``prefill``: one prompt chunk of ``P`` tokens (causal attention within it),
-  ``P`` on a grid dense around tile boundaries (:func:`prefill_grid`);
+  ``P`` on a grid dense around tile boundaries (:func:`prefill_grid`); with
+  ``prefill_contexts``, also chunks of ``context_chunks`` tokens after ``s``
+  tokens of the same prompt already in the cache (the chunk attends to them
+  and causally to itself; ``context_len = s`` in the CSV);
 * ``decode``: ``N`` decoding requests, each attending to a KV cache of
   ``context_len`` tokens, for ``N`` in 1..512 and several context lengths;
 * ``mixed``: ``N`` decode tokens plus a prefill chunk filling the budget.
@@ -166,11 +169,24 @@ def default_grid(
     mixed_decodes: Sequence[int] = (1, 8, 16, 32, 64, 128, 256),
     mixed_context: int = 1024,
     kinds: Sequence[str] = ("prefill", "decode", "mixed"),
+    prefill_contexts: Sequence[int] = (512, 2048),
+    context_chunks: Sequence[int] = (64, 256, 512, 1024, 2048),
 ) -> list[GridPoint]:
-    """The issue's grid: prefill chunks, decode batches at several contexts, mixed batches at a budget."""
+    """The issue's grid: prefill chunks, decode batches at several contexts, mixed batches at a budget.
+
+    ``prefill_contexts`` adds chunks of ``context_chunks`` tokens (at most
+    ``max_prefill``) after each of these numbers of cached prompt tokens (0 is
+    the fresh chunk, already in the grid).
+
+    >>> [(p.prefill, p.context) for p in default_grid(kinds=("prefill",), prefill_contexts=(2048,),
+    ...                                              context_chunks=(64, 8192))][-1]
+    (64, 2048)
+    """
     grid: list[GridPoint] = []
     if "prefill" in kinds:
         grid += [GridPoint("prefill", p, 0, 0) for p in prefill_grid(max_prefill, tile, fine_step)]
+        grid += [GridPoint("prefill", c, 0, s) for s in prefill_contexts if s > 0
+                 for c in context_chunks if 0 < c <= max_prefill]
     if "decode" in kinds:
         grid += [GridPoint("decode", 0, n, c) for c in contexts for n in decode_batches]
     if "mixed" in kinds:
@@ -239,7 +255,7 @@ def build_model(cfg: dict, device: str = "cpu", dtype: str = "auto", seed: int =
             self.up = nn.Linear(H, inter, bias=False, **kw)
             self.down = nn.Linear(inter, H, bias=False, **kw)
 
-        def forward(self, x, n_prefill, cos, sin, cache):
+        def forward(self, x, n_prefill, cos, sin, cache, prefix):
             t = x.shape[0]
             h = self.norm1(x)
             q = rotate(self.q(h).view(t, nh, hd), cos, sin)
@@ -248,7 +264,14 @@ def build_model(cfg: dict, device: str = "cpu", dtype: str = "auto", seed: int =
             parts = []
             if n_prefill:
                 qp, kp, vp = (z[:n_prefill].transpose(0, 1).unsqueeze(0) for z in (q, k, v))
-                out = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, enable_gqa=True)
+                if prefix is None:
+                    out = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, enable_gqa=True)
+                else:  # the chunk attends to the s cached tokens of its prompt, then causally to itself
+                    s = prefix[0].shape[2]
+                    mask = torch.ones(n_prefill, s + n_prefill, dtype=torch.bool, device=x.device).tril(s)
+                    out = F.scaled_dot_product_attention(qp, torch.cat((prefix[0], kp), 2),
+                                                         torch.cat((prefix[1], vp), 2), attn_mask=mask,
+                                                         enable_gqa=True)
                 parts.append(out[0].transpose(0, 1).reshape(n_prefill, nh * hd))
             if t > n_prefill:
                 qd = q[n_prefill:].unsqueeze(2)  # (N, nh, 1, hd)
@@ -268,13 +291,13 @@ def build_model(cfg: dict, device: str = "cpu", dtype: str = "auto", seed: int =
             inv = 1.0 / theta ** (torch.arange(0, hd, 2, device=dev, dtype=torch.float32) / hd)
             self.register_buffer("inv_freq", inv, persistent=False)
 
-        def forward(self, ids, positions, n_prefill, cache):
+        def forward(self, ids, positions, n_prefill, cache, prefix=None):
             ang = positions.float()[:, None] * self.inv_freq[None, :]
             ang = torch.cat((ang, ang), dim=-1)[:, None, :]
             cos, sin = ang.cos().to(tdtype), ang.sin().to(tdtype)
             x = self.embed(ids)
             for layer in self.layers:
-                x = layer(x, n_prefill, cos, sin, cache)
+                x = layer(x, n_prefill, cos, sin, cache, prefix)
             last = x[n_prefill - 1 :] if n_prefill else x  # last prompt token, then every decode token
             return self.head(self.norm(last)).argmax(-1)
 
@@ -287,16 +310,21 @@ def build_model(cfg: dict, device: str = "cpu", dtype: str = "auto", seed: int =
 
 
 def _inputs(torch, cfg: dict, point: GridPoint, dev, dtype):
+    """Token ids, positions, the decodes' KV cache and a prefill chunk's cached prefix (random tensors)."""
     nkv, hd = cfg["num_key_value_heads"], cfg["hidden_size"] // cfg["num_attention_heads"]
     ids = torch.randint(0, cfg["vocab_size"], (point.tokens,), device=dev)
+    start = point.context if point.kind == "prefill" else 0
     positions = torch.cat(
-        (torch.arange(point.prefill, device=dev), torch.full((point.decode,), point.context, device=dev))
+        (torch.arange(start, start + point.prefill, device=dev), torch.full((point.decode,), point.context, device=dev))
     )
-    cache = None
-    if point.decode:
-        shape = (point.decode, nkv, max(point.context, 1), hd)
-        cache = (torch.randn(shape, device=dev, dtype=dtype), torch.randn(shape, device=dev, dtype=dtype))
-    return ids, positions, cache
+
+    def kv(batch: int, length: int):
+        shape = (batch, nkv, length, hd)
+        return torch.randn(shape, device=dev, dtype=dtype), torch.randn(shape, device=dev, dtype=dtype)
+
+    cache = kv(point.decode, max(point.context, 1)) if point.decode else None
+    prefix = kv(1, point.context) if point.kind == "prefill" and point.context else None
+    return ids, positions, cache, prefix
 
 
 def _timer(torch, dev) -> Callable[[Callable[[], object]], float]:
@@ -347,8 +375,8 @@ def run_profile(
     with torch.inference_mode():
         for i, point in enumerate(grid):
             try:
-                ids, positions, cache = _inputs(torch, cfg, point, dev, tdtype)
-                run = lambda: model(ids, positions, point.prefill, cache)  # noqa: E731
+                ids, positions, cache, prefix = _inputs(torch, cfg, point, dev, tdtype)
+                run = lambda: model(ids, positions, point.prefill, cache, prefix)  # noqa: E731
                 for _ in range(warmup):
                     run()
                 times = np.array([timed(run) for _ in range(reps)])
@@ -358,7 +386,7 @@ def run_profile(
                     torch.cuda.empty_cache()
                 continue
             finally:
-                cache = None
+                cache = prefix = None
             for key, value in zip(("kind", "prefill", "decode", "context"), asdict(point).values()):
                 rows[key].append(value)
             for key, fn in (("median", np.median), ("min", np.min), ("max", np.max), ("std", np.std)):
@@ -369,7 +397,7 @@ def run_profile(
     tokens = np.array(rows["prefill"]) + np.array(rows["decode"])
     profile = Profile(
         tokens, rows["median"], rows["kind"], rows["prefill"], rows["decode"],
-        [c if d else 0 for c, d in zip(rows["context"], rows["decode"])],
+        [c if d or k == "prefill" else 0 for c, d, k in zip(rows["context"], rows["decode"], rows["kind"])],
         extra={"reps": np.full(tokens.size, reps), "time_ms_min": np.array(rows["min"]),
                "time_ms_max": np.array(rows["max"]), "time_ms_std": np.array(rows["std"])},
         source={"format": "profile", "model": cfg.get("_source")},

@@ -12,7 +12,9 @@ column             required  meaning
 ``kind``           no        ``prefill`` | ``decode`` | ``mixed`` (default prefill)
 ``prefill_tokens`` no        prefill tokens in the batch (default ``tokens``)
 ``decode_tokens``  no        decode tokens, one per decoding request (default 0)
-``context_len``    no        KV-cache length of each decoding request (default 0)
+``context_len``    no        context of each decoding request; in a ``prefill`` row,
+                             the prompt's tokens already cached before the chunk
+                             (default 0)
 ``reps``           no        timed repetitions behind ``time_ms``
 ``time_ms_min``    no        fastest repetition, ms
 ``time_ms_max``    no        slowest repetition, ms
@@ -23,9 +25,11 @@ A grid point is ``(kind, prefill_tokens, decode_tokens, context_len)``; a file
 that repeats one is rejected, as is a missing column or a non-positive time.
 
 Importers turn public data into the same :class:`Profile`:
-:func:`read_vidur_mlp` (Vidur's per-layer ``mlp.csv``), :func:`read_sarathi`
+:func:`read_vidur_mlp` (Vidur's per-layer ``mlp.csv``),
+:func:`~llmstab.fluid_models.profiling.attention.read_vidur_attention` (Vidur's
+``attention.csv`` + ``mlp.csv``, with contexts), :func:`read_sarathi`
 (Sarathi-Serve batch-metrics CSVs) and :func:`read_slai` (SLAI's batch time
-against chunk size).
+against chunk size); :func:`detect_format` tells them apart by their header.
 
 Examples
 --------
@@ -44,7 +48,8 @@ import csv
 import io
 import os
 from dataclasses import dataclass, field
-from typing import IO, Iterable
+from pathlib import Path
+from typing import IO, Iterable, Sequence
 
 import numpy as np
 
@@ -62,6 +67,7 @@ __all__ = [
     "read_sarathi",
     "read_slai",
     "read_any",
+    "detect_format",
     "FORMATS",
 ]
 
@@ -220,7 +226,7 @@ def read_profile_csv(handle: str | os.PathLike | IO[str]) -> Profile:
     header, rows = _rows(handle)
     missing = [c for c in _REQUIRED if c not in header]
     if missing:
-        raise ProfileError(where, f"missing column(s) {', '.join(missing)}; found {', '.join(header)}")
+        raise ProfileError(where, f"missing column(s) {', '.join(missing)}; found {_header_hint(header)}")
     cols: dict[str, list] = {c: [] for c in COLUMNS if c in header or c in _REQUIRED}
     seen: dict[tuple, int] = {}
     for i, row in enumerate(rows, start=2):
@@ -303,16 +309,22 @@ def write_profile_csv(profile: Profile, handle: str | os.PathLike | IO[str]) -> 
 
 
 def read_vidur_mlp(
-    path: str | os.PathLike, n_layers: int, tensor_parallel: int = 1, statistic: str = "median"
+    path: str | os.PathLike,
+    n_layers: int,
+    tensor_parallel: int = 1,
+    statistic: str = "median",
+    per_iteration: Sequence[str] = (),
 ) -> Profile:
     """Import Vidur's per-layer ``mlp.csv`` as the non-attention time of a whole iteration.
 
     The time at ``num_tokens = b`` is ``n_layers`` times the sum over the
     operators of their per-layer ``statistic`` (ms), for the rows with
-    ``num_tensor_parallel_workers == tensor_parallel``. Rows repeated at one
-    token count are merged by their median (Vidur's files hold a few).
-    Attention is not in these files, so the result is a prefill-kind profile
-    of the linear and element-wise work only.
+    ``num_tensor_parallel_workers == tensor_parallel``; the operators named in
+    ``per_iteration`` (e.g. ``emb``, the embedding) are counted once instead.
+    Rows repeated at one token count are merged by their median (Vidur's files
+    hold a few). Attention is not in these files, so the result is a
+    prefill-kind profile of the linear and element-wise work only; its
+    ``source["shape"]`` records the model shape columns of the file.
 
     Examples
     --------
@@ -338,8 +350,9 @@ def read_vidur_mlp(
         if int(_number(where, i, "num_tensor_parallel_workers", row["num_tensor_parallel_workers"])) != tensor_parallel:
             continue
         b = int(_number(where, i, "num_tokens", row["num_tokens"], integer=True))
-        total = sum(_number(where, i, op, row[op]) for op in ops)
-        per_tokens.setdefault(b, []).append(total * n_layers)
+        total = sum(_number(where, i, op, row[op]) * (1 if op.split(".")[1] in per_iteration else n_layers)
+                    for op in ops)
+        per_tokens.setdefault(b, []).append(total)
     if not per_tokens:
         raise ProfileError(where, f"no rows with num_tensor_parallel_workers = {tensor_parallel}")
     tokens = np.array(sorted(per_tokens))
@@ -356,9 +369,14 @@ def read_vidur_mlp(
             "tensor_parallel": tensor_parallel,
             "statistic": statistic,
             "operators": [op.split(".")[1] for op in ops],
+            "per_iteration": list(per_iteration),
+            "shape": {c: rows[0][c] for c in _VIDUR_SHAPE if c in header},
             "note": "non-attention operators only (Vidur mlp.csv)",
         },
     )
+
+
+_VIDUR_SHAPE = ("n_head", "n_kv_head", "n_embd", "n_expanded_embd", "vocab_size", "use_gated_mlp")
 
 
 def _sarathi_unit(where: str, header: list[str], rows: list[dict[str, str]]) -> float:
@@ -445,17 +463,76 @@ def read_slai(path: str | os.PathLike | IO[str]) -> Profile:
     return Profile(tokens, times, source={"format": "slai", "file": where, "note": "Mistral-7B, RTX 6000 Ada"})
 
 
-FORMATS = ("profile", "vidur", "sarathi", "slai")
+FORMATS = ("auto", "profile", "vidur", "vidur-attention", "sarathi", "slai")
+
+# (format, columns that identify it), checked in this order
+_SIGNATURES = (
+    ("profile", {"tokens", "time_ms"}),
+    ("vidur-attention", {"is_prefill", "kv_cache_size", "prefill_chunk_size"}),
+    ("vidur", {"num_tokens", "num_tensor_parallel_workers"}),
+    ("sarathi", {"batch_num_prefill_tokens", "batch_num_decode_tokens", "batch_execution_time"}),
+    ("slai", {"chunk", "batch_ms"}),
+)
 
 
-def read_any(path: str | os.PathLike, fmt: str = "profile", n_layers: int | None = None) -> Profile:
-    """Read ``path`` with the importer named by ``fmt`` (one of :data:`FORMATS`)."""
+def _header_hint(header: Sequence[str], shown: int = 4) -> str:
+    """The first few column names, for one-line messages about wide files.
+
+    >>> _header_hint(["a", "b", "c", "d", "e", "f"])
+    'a, b, c, d, ... (6 columns)'
+    """
+    more = f", ... ({len(header)} columns)" if len(header) > shown else ""
+    return ", ".join(header[:shown]) + more
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The layout of a profile file, told from its CSV header (a folder: a Vidur attention profile).
+
+    Raises
+    ------
+    ProfileError
+        The header matches none of :data:`FORMATS`: one line with the first
+        columns and a hint to pass ``--format``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "p.csv"
+    >>> _ = f.write_text("chunk,ttft_ms,batch_ms\\n64,700,22.7\\n")
+    >>> detect_format(f)
+    'slai'
+    """
+    if Path(path).is_dir():
+        if (Path(path) / "attention.csv").is_file():
+            return "vidur-attention"
+        raise ProfileError(str(path), "a folder is read only as a Vidur attention profile (attention.csv inside)")
+    try:
+        with open(path, newline="") as fh:
+            header = [h.strip() for h in next(csv.reader(fh), [])]
+    except OSError as err:
+        raise ProfileError(str(path), f"cannot read: {err.strerror or err}") from None
+    for fmt, columns in _SIGNATURES:
+        if columns <= set(header):
+            return fmt
+    raise ProfileError(str(path), f"cannot tell the format from the header ({_header_hint(header)}): an llmstab "
+                       f"profile needs columns tokens and time_ms; or pass --format ({', '.join(FORMATS[1:])})")
+
+
+def read_any(path: str | os.PathLike, fmt: str = "auto", n_layers: int | None = None) -> Profile:
+    """Read ``path`` with the importer named by ``fmt`` (one of :data:`FORMATS`; ``auto`` detects it)."""
+    if fmt == "auto":
+        fmt = detect_format(path)
+    if fmt in ("vidur", "vidur-attention") and n_layers is None:
+        raise ProfileError("layers", f"a Vidur {'attention' if fmt == 'vidur-attention' else 'mlp.csv'} profile "
+                           "needs the model's number of layers (--layers)")
     if fmt == "profile":
         return read_profile_csv(path)
     if fmt == "vidur":
-        if n_layers is None:
-            raise ProfileError("layers", "a Vidur mlp.csv needs the model's number of layers (--layers)")
         return read_vidur_mlp(path, n_layers)
+    if fmt == "vidur-attention":
+        from .attention import read_vidur_attention
+
+        return read_vidur_attention(path, n_layers)
     if fmt == "sarathi":
         return read_sarathi(path)
     if fmt == "slai":
