@@ -171,3 +171,24 @@ def test_without_torch_the_profiler_says_so(monkeypatch):
 
 def test_grid_point_tokens():
     assert GridPoint("mixed", 504, 8, 1024).tokens == 512
+
+
+def test_a_chunk_after_cached_tokens_computes_what_the_whole_prompt_does():
+    cfg = dict(load_config("tiny-llama"), num_hidden_layers=1)  # one layer: its cached K, V are the prompt's own, computed below
+    model = build_model(cfg, seed=5)
+    layer, nh, nkv = model.layers[0], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd, s, c = cfg["hidden_size"] // nh, 7, 5
+    ids = torch.randint(0, cfg["vocab_size"], (s + c,))
+    outputs = []
+    layer.register_forward_hook(lambda module, args, out: outputs.append(out))
+    with torch.inference_mode():
+        model(ids, torch.arange(s + c), s + c, None)
+        ang = torch.arange(s).float()[:, None] * model.inv_freq[None, :]
+        ang = torch.cat((ang, ang), dim=-1)[:, None, :]
+        h = layer.norm1(model.embed(ids[:s]))
+        k, v = layer.k(h).view(s, nkv, hd), layer.v(h).view(s, nkv, hd)
+        k = k * ang.cos() + torch.cat((-k[..., hd // 2:], k[..., : hd // 2]), dim=-1) * ang.sin()
+        prefix = (k.transpose(0, 1).unsqueeze(0), v.transpose(0, 1).unsqueeze(0))
+        model(ids[s:], torch.arange(s, s + c), c, None, prefix)
+    # every token of the chunk sees the cached prompt and, causally, the chunk: the same as in one pass
+    torch.testing.assert_close(outputs[1], outputs[0][s:], rtol=1e-5, atol=1e-5)
