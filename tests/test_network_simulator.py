@@ -14,23 +14,44 @@ from llmstab.fluid_models.networks.examples import fork_join, rybko_stolyar, uni
 from llmstab.fluid_models.networks.simulator import simulate_network
 
 
-@settings(max_examples=12, deadline=None)
-@given(n_steps=st.integers(1, 4), engines=st.lists(st.sampled_from(["x", "y"]), min_size=4, max_size=4),
-       policy=st.sampled_from(["fcfs", "sarathi", "orca", "vllm", "fastertransformer"]), fork=st.booleans(),
-       seed=st.integers(0, 10**6))
-def test_no_request_is_lost(n_steps, engines, policy, fork, seed):
-    """Every arrival has either left or is still in the network, whatever the routing and policy."""
-    eng = {e: unit_engine(e, 64, policy=policy) for e in ("x", "y")}
+def _network(n_steps, engines, policy, fork, b_max=64):
+    eng = {e: unit_engine(e, b_max, policy=policy) for e in ("x", "y")}
     steps = [Step(f"s{i}", engines[i], Geometric(8), Deterministic(3)) for i in range(n_steps)]
     if fork and n_steps >= 3:  # s0 forks to s1 and s2, which join at s3 (if present)
         steps[1] = Step("s1", engines[1], Geometric(8), Deterministic(3), after=("s0",))
         steps[2] = Step("s2", engines[2], Geometric(8), Deterministic(3), after=("s0",))
         if n_steps == 4:
             steps[3] = Step("s3", engines[3], Geometric(8), Deterministic(3), after=("s1", "s2"))
-    net = Network(eng, (NetworkClass("c", sympy.Rational(1, 2), tuple(steps)),))
-    sim = simulate_network(net, horizon_s=200, seed=seed)
+    return Network(eng, (NetworkClass("c", sympy.Rational(1, 2), tuple(steps)),))
+
+
+networks = dict(n_steps=st.integers(1, 4), engines=st.lists(st.sampled_from(["x", "y"]), min_size=4, max_size=4),
+                policy=st.sampled_from(["fcfs", "sarathi", "orca", "vllm", "fastertransformer"]), fork=st.booleans(),
+                seed=st.integers(0, 10**6))
+
+
+@settings(max_examples=12, deadline=None)
+@given(**networks)
+def test_no_request_is_lost(n_steps, engines, policy, fork, seed):
+    """Every arrival has either left or is still in the network, whatever the routing and policy;
+    a request still in the network is resident at some engine (a branch waiting at a join has a sibling)."""
+    sim = simulate_network(_network(n_steps, engines, policy, fork), horizon_s=200, seed=seed)
     assert sim.arrived == sim.completed + sim.in_system
     assert sim.arrived > 0 and (sim.tokens >= 0).all()
+    assert sum(int(v[-1]) for v in sim.backlog.values()) >= sim.in_system
+
+
+@settings(max_examples=12, deadline=None)
+@given(**networks, b_max=st.integers(4, 96))
+def test_tokens_balance(n_steps, engines, policy, fork, seed, b_max):
+    """Tokens offered = tokens processed + tokens left: the served count includes the batches still
+    running at the horizon (whose tokens also count as left), at most one batch of ``b_max`` per engine."""
+    net = _network(n_steps, engines, policy, fork, b_max)
+    sim = simulate_network(net, horizon_s=100, seed=seed)
+    served, left = sum(sim.served_tokens.values()), int(sim.tokens[-1])
+    assert sim.offered_tokens - left <= served <= sim.offered_tokens - left + b_max * len(net.engines)
+    assert all(sim.served_tokens[e] <= b_max * sim.batches[e] for e in net.engines)
+    assert all(len(v) == len(sim.times) and (v >= 0).all() for v in sim.backlog.values())
 
 
 def test_same_seed_same_run_and_different_seed_differs():

@@ -2,14 +2,19 @@
 
 Each engine forms its batches with its own policy's compiled kernel
 (``type(policy).kernel``, the same code the single-engine simulator and the
-checkers run). The engine presents its resident requests to the kernel in
-(priority rank, arrival at the engine) order; the kernels serve requests in the
-order given, so a priority list is realised without touching policy code. A
+checkers run), with memory unlimited. The engine presents its resident requests
+to the kernel in (priority rank, arrival at the engine) order; the kernels serve
+requests in the order given, so a priority list is realised without touching
+policy code. A
 batch of ``b`` tokens lasts ``t_b`` (the engine's batch-time model); requests
 that arrive meanwhile wait for the next batch. A request that finishes a step
 moves to every successor step (a fork), and a join step starts once all its
 predecessors are done. Classes arrive as Poisson processes; prompt and output
-lengths are drawn afresh for every step.
+lengths are drawn independently for every step of every request.
+
+Arrivals and lengths are drawn up front with ``numpy.random.default_rng(seed)``;
+then one compiled event loop (:mod:`llmstab.fluid_models.networks.event_loop`)
+runs every engine, so a seed fixes the whole run.
 
 Examples
 --------
@@ -21,17 +26,15 @@ True
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..policies.base import run_on_lengths
+from ..policies.base import NO_LIMIT
+from . import event_loop as L
 from .network import Network
 
 __all__ = ["NetworkSimulation", "simulate_network"]
-
-_NO_LIMIT = np.int64(2**62)
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class NetworkSimulation:
     at engine ``e`` and ``tokens`` the unprocessed tokens in the whole network at
     those instants. ``arrived``, ``completed`` and ``in_system`` count requests;
     ``batches[e]`` and ``served_tokens[e]`` count engine ``e``'s batches and the
-    tokens they processed (batches still running at the horizon included).
+    tokens they processed (batches still running at the horizon included);
+    ``offered_tokens`` the tokens of every step that started.
     """
 
     times: np.ndarray
@@ -53,11 +57,7 @@ class NetworkSimulation:
     in_system: int
     batches: dict
     served_tokens: dict
-
-    @property
-    def total_backlog(self) -> np.ndarray:
-        """Requests resident at all engines (a forked request counts once per branch)."""
-        return np.sum([v for v in self.backlog.values()], axis=0)
+    offered_tokens: int
 
     def growth_rate(self) -> float:
         """Least-squares slope (tokens/s) of the unprocessed tokens over the second half of the run."""
@@ -75,69 +75,111 @@ class NetworkSimulation:
                 "batches": dict(self.batches), "served_tokens": dict(self.served_tokens)}
 
 
-class _Station:
-    """Resident requests of one engine as growable arrays."""
+@dataclass(frozen=True)
+class _Draw:
+    """Arrivals (time, class, number within the class) and every step's lengths, drawn up front."""
 
-    def __init__(self, ne, ranks: dict) -> None:
-        self.ne = ne
-        self.kernel = ne.policy.compiled_kernel()
-        self.params = ne.policy.parameters()
-        self.memory = ne.policy.initial_memory().copy()
-        self.b_max = np.int64(ne.engine.token_budget)
-        k = ne.engine.max_batch_requests
-        self.k_max = _NO_LIMIT if k is None else np.int64(k)
-        self.ranks = ranks
-        cap = 64
-        self.pf = np.zeros(cap, np.int64)
-        self.dc = np.zeros(cap, np.int64)
-        self.rank = np.zeros(cap, np.int64)
-        self.since = np.zeros(cap)
-        self.req = np.zeros(cap, np.int64)
-        self.step = np.zeros(cap, np.int64)
-        self.n = 0
-        self.busy = False
-        self.batch = None
-        self.batches = 0
-        self.served = 0
+    times: np.ndarray
+    classes: np.ndarray
+    local: np.ndarray
+    per_class: np.ndarray
 
-    def add(self, t: float, req: int, step: int, rank: int, prompt: int, decode: int) -> None:
-        if self.n == len(self.pf):
-            for name in ("pf", "dc", "rank", "since", "req", "step"):
-                a = getattr(self, name)
-                setattr(self, name, np.concatenate([a, np.zeros_like(a)]))
-        i = self.n
-        self.pf[i], self.dc[i], self.rank[i], self.since[i], self.req[i], self.step[i] = prompt, decode, rank, t, req, step
-        self.n += 1
+    @classmethod
+    def arrivals(cls, net: Network, horizon_s: float, rng: np.random.Generator) -> "_Draw":
+        """Poisson arrivals of every class on ``[0, horizon_s]``, merged in time order."""
+        times, classes = [], []
+        for ci, c in enumerate(net.classes):
+            rate, t, mine = float(c.rate), 0.0, []
+            while True:
+                gaps = rng.exponential(1.0 / rate, max(16, int(rate * horizon_s * 1.2) + 16))
+                ts = t + np.cumsum(gaps)
+                mine.append(ts[ts <= horizon_s])
+                if ts[-1] > horizon_s:
+                    break
+                t = ts[-1]
+            times.append(np.concatenate(mine))
+            classes.append(np.full(times[-1].size, ci, np.int64))
+        t_all, c_all = np.concatenate(times), np.concatenate(classes)
+        order = np.argsort(t_all, kind="stable")
+        t_all, c_all = t_all[order], c_all[order]
+        local = np.zeros(c_all.size, np.int64)
+        per_class = np.bincount(c_all, minlength=len(net.classes)).astype(np.int64)
+        for ci in range(len(net.classes)):
+            local[c_all == ci] = np.arange(per_class[ci])
+        return cls(t_all, c_all, local, per_class)
 
-    def start(self) -> int:
-        """Form a batch; returns its token count (0: nothing to do)."""
-        n = self.n
-        order = np.lexsort((self.since[:n], self.rank[:n]))
-        pf, dc = self.pf[order].copy(), self.dc[order].copy()
-        take_p, take_d = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        tokens = int(run_on_lengths(self.kernel, pf, dc, np.int64(n), self.b_max, self.k_max, self.params, self.memory,
-                                    take_p, take_d))
-        self.batch = (order, take_p, take_d)
-        self.batches += 1
-        self.served += tokens
-        return tokens
 
-    def finish(self) -> list[tuple[int, int]]:
-        """Apply the running batch; remove and return the (request, step) pairs that finished."""
-        order, take_p, take_d = self.batch
-        self.pf[order] -= take_p
-        self.dc[order] -= take_d
-        n = self.n
-        done = self.dc[:n] == 0
-        out = list(zip(self.req[:n][done].tolist(), self.step[:n][done].tolist()))
-        keep = ~done
-        m = int(keep.sum())
-        for name in ("pf", "dc", "rank", "since", "req", "step"):
-            a = getattr(self, name)
-            a[:m] = a[:n][keep]
-        self.n = m
-        self.batch = None
-        return out
+def _steps(net: Network, draw: _Draw, rng: np.random.Generator, engine_index: dict) -> tuple:
+    """The step table, successor lists and every step's drawn lengths (see the event loop's layout)."""
+    steps = [(ci, s) for ci, c in enumerate(net.classes) for s in c.steps]
+    sid = {s.id: k for k, (_, s) in enumerate(steps)}
+    sg = net.step_graph
+    table = np.zeros((len(steps), 6), np.int64)
+    succ, plen, dlen, off = [], [], [], 0
+    for k, (ci, s) in enumerate(steps):
+        ne = net.engines[s.engine]
+        rank = ne.priority.index(s.id) if s.id in ne.priority else len(ne.priority)
+        nxt = [sid[v] for v in sg.successors(s.id)]
+        table[k] = engine_index[s.engine], rank, sg.in_degree(s.id), off, len(succ), len(succ) + len(nxt)
+        succ += nxt
+        count = int(draw.per_class[ci])
+        plen.append(s.prompt.sample(rng, count))
+        dlen.append(s.decode.sample(rng, count))
+        off += count
+    return table, np.array(succ, np.int64), _flat(plen), _flat(dlen)
+
+
+def _flat(parts: list) -> np.ndarray:
+    return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(0), np.int64)
+
+
+def _stations(net: Network, steps: np.ndarray, draw: _Draw) -> tuple:
+    """The station table, the kernels tuple and the engines' batch times, options and memories."""
+    engines = list(net.engines.values())
+    kernels = []
+    station = np.zeros((len(engines), 9), np.int64)
+    visits = np.bincount(steps[:, L.ENGINE], weights=[draw.per_class[c] for c in _step_classes(net)],
+                         minlength=len(engines)).astype(np.int64)
+    station[:, L.CAP] = visits + 1
+    station[:, L.OFF] = np.concatenate([[0], np.cumsum(station[:, L.CAP])[:-1]])
+    for e, ne in enumerate(engines):
+        kernel = ne.policy.compiled_kernel()
+        if kernel not in kernels:
+            kernels.append(kernel)
+        k_max = ne.engine.max_batch_requests
+        station[e, L.SLOT] = kernels.index(kernel)
+        station[e, L.B_MAX], station[e, L.K_MAX] = ne.engine.token_budget, NO_LIMIT if k_max is None else k_max
+    if len(kernels) > L.KERNEL_SLOTS:
+        raise ValueError(f"the network simulator takes at most {L.KERNEL_SLOTS} distinct schedulers")
+    top = int(station[:, L.B_MAX].max())
+    batch_s = np.full((len(engines), top + 1), np.inf)
+    for e, ne in enumerate(engines):
+        batch_s[e, : ne.engine.token_budget + 1] = ne.engine.batch_time.table(ne.engine.token_budget) / 1000.0
+    params = _rows([ne.policy.parameters() for ne in engines], np.float64)
+    memory = _rows([ne.policy.initial_memory() for ne in engines], np.int64)
+    return station, tuple(kernels + kernels[:1] * (L.KERNEL_SLOTS - len(kernels))), batch_s, params, memory
+
+
+def _step_classes(net: Network) -> list[int]:
+    return [ci for ci, c in enumerate(net.classes) for _ in c.steps]
+
+
+def _rows(rows: list[np.ndarray], dtype: type) -> np.ndarray:
+    """Ragged rows as one C-contiguous matrix (zero-padded)."""
+    out = np.zeros((len(rows), max((r.size for r in rows), default=0)), dtype)
+    for i, r in enumerate(rows):
+        out[i, : r.size] = r
+    return out
+
+
+def _roots(net: Network, steps: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each class's first steps (CSR ``roots`` / ``root_ptr``) and its number of last steps."""
+    sg = net.step_graph
+    index = {s.id: k for k, s in enumerate(steps)}
+    roots = [[index[s.id] for s in c.steps if sg.in_degree(s.id) == 0] for c in net.classes]
+    sinks = [sum(1 for s in c.steps if sg.out_degree(s.id) == 0) for c in net.classes]
+    ptr = np.concatenate([[0], np.cumsum([len(r) for r in roots])]).astype(np.int64)
+    return np.array([k for r in roots for k in r], np.int64), ptr, np.array(sinks, np.int64)
 
 
 def simulate_network(net: Network, horizon_s: float, seed: int = 0, record_every: float | None = None) -> NetworkSimulation:
@@ -153,113 +195,29 @@ def simulate_network(net: Network, horizon_s: float, seed: int = 0, record_every
         Seed of the random generator (arrivals and lengths); the run is reproducible.
     record_every
         Recording interval (s); default ``horizon_s / 200``.
+
+    Returns
+    -------
+    NetworkSimulation
+        The recorded backlog and the request and token counts.
     """
     rng = np.random.default_rng(seed)
     record_every = float(record_every or horizon_s / 200)
-    steps = [s for c in net.classes for s in c.steps]
-    sid = {s.id: i for i, s in enumerate(steps)}
-    sg = net.step_graph
-    succ = [[sid[v] for v in sg.successors(s.id)] for s in steps]
-    n_pred = [sg.in_degree(s.id) for s in steps]
-    sinks = [sum(1 for s in c.steps if sg.out_degree(s.id) == 0) for c in net.classes]
-    roots = [[sid[s.id] for s in c.steps if sg.in_degree(s.id) == 0] for c in net.classes]
-    stations = {}
-    for name, ne in net.engines.items():
-        ranks = {sid[s]: r for r, s in enumerate(ne.priority)}
-        stations[name] = _Station(ne, ranks)
-    default_rank = {name: len(ne.priority) for name, ne in net.engines.items()}
-
-    arrivals = []
-    for ci, c in enumerate(net.classes):
-        rate = float(c.rate)
-        t, times = 0.0, []
-        while True:
-            gaps = rng.exponential(1.0 / rate, max(16, int(rate * horizon_s * 1.2) + 16))
-            ts = t + np.cumsum(gaps)
-            times.append(ts[ts <= horizon_s])
-            if ts[-1] > horizon_s:
-                break
-            t = ts[-1]
-        arrivals += [(float(x), ci) for x in np.concatenate(times)]
-    arrivals.sort()
-
-    heap: list = []
-    joins: dict = {}
-    sinks_left: dict = {}
-    counts = {"arrived": 0, "completed": 0}
-
-    def enter(t: float, req: int, k: int) -> None:
-        s = steps[k]
-        st = stations[s.engine]
-        st.add(t, req, k, st.ranks.get(k, default_rank[s.engine]),
-               int(s.prompt.sample(rng, 1)[0]), int(s.decode.sample(rng, 1)[0]))
-        if not st.busy:
-            begin(t, s.engine)
-
-    def begin(t: float, name: str) -> None:
-        st = stations[name]
-        if st.n == 0:
-            st.busy = False
-            return
-        tokens = st.start()
-        if tokens == 0:  # the policy forms no batch: wait for the next arrival
-            st.busy, st.batch = False, None
-            return
-        st.busy = True
-        heapq.heappush(heap, (t + float(st.ne.engine.batch_time(tokens)) / 1000.0, name))
-
-    def complete(t: float, req: int, k: int) -> None:
-        if not succ[k]:
-            sinks_left[req] -= 1
-            if sinks_left[req] == 0:
-                del sinks_left[req]
-                counts["completed"] += 1
-            return
-        for nxt in succ[k]:
-            if n_pred[nxt] == 1:
-                enter(t, req, nxt)
-            else:
-                key = (req, nxt)
-                joins[key] = joins.get(key, 0) + 1
-                if joins[key] == n_pred[nxt]:
-                    del joins[key]
-                    enter(t, req, nxt)
-
-    rec_t, rec_b, rec_tok = [], {e: [] for e in stations}, []
-    next_rec = 0.0
-
-    def record(until: float) -> None:
-        nonlocal next_rec
-        while next_rec <= until and next_rec <= horizon_s:
-            rec_t.append(next_rec)
-            for e, st in stations.items():
-                rec_b[e].append(st.n)
-            rec_tok.append(sum(int(st.pf[:st.n].sum() + st.dc[:st.n].sum()) for st in stations.values()))
-            next_rec += record_every
-
-    ai, req_id = 0, 0
-    while True:
-        t_arr = arrivals[ai][0] if ai < len(arrivals) else np.inf
-        t_end = heap[0][0] if heap else np.inf
-        t = min(t_arr, t_end)
-        if t > horizon_s:
-            break
-        record(t)
-        if t_arr <= t_end:
-            ci = arrivals[ai][1]
-            ai += 1
-            counts["arrived"] += 1
-            sinks_left[req_id] = sinks[ci]
-            for k in roots[ci]:
-                enter(t, req_id, k)
-            req_id += 1
-        else:
-            _, name = heapq.heappop(heap)
-            st = stations[name]
-            for req, k in st.finish():
-                complete(t, req, k)
-            begin(t, name)
-    record(horizon_s)
-    return NetworkSimulation(np.array(rec_t), {e: np.array(v) for e, v in rec_b.items()}, np.array(rec_tok),
-                             counts["arrived"], counts["completed"], len(sinks_left),
-                             {e: st.batches for e, st in stations.items()}, {e: st.served for e, st in stations.items()})
+    draw = _Draw.arrivals(net, float(horizon_s), rng)
+    steps, succ, plen, dlen = _steps(net, draw, rng, {e: i for i, e in enumerate(net.engines)})
+    station, kernels, batch_s, params, memory = _stations(net, steps, draw)
+    roots, root_ptr, sinks = _roots(net, [s for c in net.classes for s in c.steps])
+    res = np.zeros((7, int(station[:, L.CAP].sum())), np.int64)
+    n_rec = int(np.floor(horizon_s / record_every)) + 2
+    rec_b, rec_tok, count = np.zeros((len(net.engines), n_rec), np.int64), np.zeros(n_rec, np.int64), np.zeros(5, np.int64)
+    sinks_left = np.zeros(draw.times.size, np.int64)
+    L.run_loop(kernels, station, steps, succ, roots, root_ptr, draw.times, draw.classes, draw.local, sinks,
+               sinks_left, res, plen, dlen, np.zeros(plen.size, np.int64), batch_s, params, memory,
+               float(horizon_s), record_every, rec_b, rec_tok, count)
+    k = int(count[L.REC])
+    names = list(net.engines)
+    arrived, completed = int(count[L.ARRIVED]), int(count[L.COMPLETED])
+    return NetworkSimulation(np.arange(k) * record_every, {e: rec_b[i, :k] for i, e in enumerate(names)}, rec_tok[:k],
+                             arrived, completed, arrived - completed,
+                             {e: int(station[i, L.BATCHES]) for i, e in enumerate(names)},
+                             {e: int(station[i, L.SERVED]) for i, e in enumerate(names)}, int(count[L.ENTERED]))
