@@ -116,3 +116,27 @@ def test_joins_have_no_exact_path_but_integrate():
     ok = FluidNetwork.from_network(fork_join(rate=1, tool_tokens=40)).integrate({"plan.p": 20}, horizon=400, steps=2000)
     assert ok.outcome == "drains" or max(ok.states[-1]) < 1e-6
     assert np.isfinite(ok.totals()).all()
+
+
+@pytest.mark.parametrize("base", ["sarathi", "orca", "fcfs", "vllm"])
+def test_fluid_groups_follow_the_policy_class_not_its_name(base):
+    """A renamed subclass keeps its parent's phase order; a class that declares another order gets it."""
+    import dataclasses
+
+    from llmstab.fluid_models.policies import POLICIES
+
+    renamed = type("Renamed", (POLICIES[base],), {"name": "renamed"})
+    flipped = type("Flipped", (POLICIES[base],), {"name": base, "fluid_phase_order": "prefill-first"})
+    net = fork_join(policy=base)
+
+    def groups(cls):
+        engines = {e: dataclasses.replace(ne, policy=cls()) for e, ne in net.engines.items()}
+        return FluidNetwork.from_network(dataclasses.replace(net, engines=engines)).groups
+
+    assert groups(renamed) == groups(POLICIES[base]) == FluidNetwork.from_network(net).groups
+    flipped_groups = groups(flipped)
+    fn = FluidNetwork.from_network(net)
+    for gs in flipped_groups:  # every engine serves all prefill buffers before any decode buffer
+        phases = [fn.buffers[grp[0]].phase for grp in gs]
+        assert phases == sorted(phases, key=["prefill", "decode"].index)
+    assert (flipped_groups == fn.groups) == (POLICIES[base].fluid_phase_order == "prefill-first")

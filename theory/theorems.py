@@ -19,7 +19,7 @@ Examples
 True
 >>> foster_drift().subs(values)
 -5142/25
->>> print(latex(theorem_2a_condition()))
+>>> print(sympy.latex(theorem_2a_condition()))
 \lambda \left(m_{d} + m_{p}\right) > \frac{b_{max}}{t_{b_max}}
 """
 
@@ -39,7 +39,6 @@ __all__ = [
     "theorem_2a_condition",
     "theorem_2b_condition",
     "foster_drift",
-    "latex",
 ]
 
 lam = sympy.Symbol("lambda", positive=True)
@@ -72,7 +71,3 @@ def foster_drift() -> sympy.Expr:
     """Expected change of ``V`` (unprocessed tokens) over one full batch."""
     return token_load() * t_bmax - b_max
 
-
-def latex(expr: sympy.Basic) -> str:
-    """LaTeX of an expression or relation (sympy's printer)."""
-    return sympy.latex(expr)

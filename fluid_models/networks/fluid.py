@@ -14,8 +14,9 @@ group share what is left in proportion to their token content (FCFS-like
 sharing), and an empty buffer gets exactly what keeps it empty while capacity
 lasts. Engines are work-conserving: the whole capacity is used while any of
 their buffers holds fluid. A priority list of steps gives groups of one buffer;
-without one, a policy's phase preference gives the groups (Sarathi-Serve:
-decodes first; Orca: prefill first; FCFS: one group).
+without one, the policy's ``fluid_phase_order`` gives the groups (Sarathi-Serve:
+decodes first; Orca: prefill first; FCFS: the older, decoding requests first;
+any other policy: one group, any split of the engine).
 
 Both scalings agree: if ``q`` is a fluid path, so is ``r q(t / r)`` for ``r > 0``.
 A path that returns to ``r q(0)`` with ``r > 1`` therefore grows without bound;
@@ -45,12 +46,7 @@ from llmstab.theory.exact_linalg import solve, to_fraction, to_rational
 
 from .network import Buffer, Network
 
-__all__ = ["FluidNetwork", "FluidPath", "FluidError", "PHASE_PREFERENCE"]
-
-
-#: How each work-conserving scheduler orders the two phases in the fluid limit; any other
-#: (work-conserving) policy is modelled as one group: any split of the engine's capacity.
-PHASE_PREFERENCE = {"sarathi": "decode-first", "orca": "prefill-first", "fcfs": "request-order"}
+__all__ = ["FluidNetwork", "FluidPath", "FluidError"]
 
 
 class FluidError(ValueError):
@@ -186,8 +182,8 @@ class FluidNetwork:
         here = [s.id for c in net.classes for s in c.steps if s.engine == e]
         ranked = [[sid] for sid in ne.priority] + ([[s for s in here if s not in ne.priority]] if
                                                   any(s not in ne.priority for s in here) else [])
-        pref = PHASE_PREFERENCE.get(ne.policy.name, "any")
-        if pref == "any":  # an unknown work-conserving rule: any split of the engine
+        pref = ne.policy.fluid_phase_order
+        if pref == "any":  # no declared phase order: any split of the engine
             return (tuple(index[(s, ph)] for s in here for ph in ("prefill", "decode")),)
         if pref == "request-order":  # within a step, the older (decoding) requests come first
             out = []

@@ -9,7 +9,7 @@ successors forks, one with several predecessors joins. By default a step comes
 after the previous step of its route (a sequence). A route that visits an engine
 twice makes the network cyclic.
 
-In the fluid limit (DESIGN section 2.3) each step is two *buffers*,
+In the fluid limit (time and backlog scaled together) each step is two *buffers*,
 ``(class, step, "prefill")`` then ``(class, step, "decode")``, and an engine is
 a server of tokens at its capacity ``max_b b / t_b``. The traffic equations give
 every step the rate of its class (each step runs once per request, every forked
@@ -51,9 +51,7 @@ from ..engine import Engine
 from ..errors import InputError
 from ..policies import Policy
 
-__all__ = ["NetworkError", "Step", "NetworkClass", "NetworkEngine", "Buffer", "Network", "PHASES", "capacity_of"]
-
-PHASES = ("prefill", "decode")
+__all__ = ["NetworkError", "Step", "NetworkClass", "NetworkEngine", "Buffer", "Network", "capacity_of"]
 
 
 class NetworkError(InputError):

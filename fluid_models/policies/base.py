@@ -379,7 +379,7 @@ def any_prefilling(ri, n):
 class Policy:
     """A scheduler: its name, a one-line summary and its compiled batch-forming kernel.
 
-    Subclasses set ``name``, ``summary``, ``kernel`` and ``chunks_prefill`` and, if
+    Subclasses set ``name``, ``summary``, ``kernel`` (and ``fluid_phase_order``) and, if
     they take options, override :meth:`parameters` (and :meth:`initial_memory` if
     they remember anything between batches). Unless a subclass says otherwise,
     a decode that finds no free KV block preempts the latest-arrived running
@@ -389,7 +389,9 @@ class Policy:
     name: ClassVar[str]
     summary: ClassVar[str]
     kernel: ClassVar[Callable]
-    chunks_prefill: ClassVar[bool] = True
+    #: How the policy orders the two phases in the fluid limit: ``decode-first``, ``prefill-first``,
+    #: ``request-order`` (older, decoding requests first), or ``any`` (any split of the engine).
+    fluid_phase_order: ClassVar[str] = "any"
 
     def parameters(self) -> np.ndarray:
         """The options passed to the kernel as ``params``."""

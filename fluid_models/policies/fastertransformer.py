@@ -43,4 +43,3 @@ class FasterTransformer(Policy):
     name = "fastertransformer"
     summary = "decode-only batches while anything decodes, then prefill-only batches of whole prompts"
     kernel = fastertransformer_kernel
-    chunks_prefill = False

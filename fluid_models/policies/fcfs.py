@@ -47,3 +47,4 @@ class FCFSWorkConserving(Policy):
     name = "fcfs"
     summary = "arrival order, each request's whole demand, prefill chunked to fill the budget"
     kernel = fcfs_kernel
+    fluid_phase_order = "request-order"

@@ -35,3 +35,4 @@ class Orca(Policy):
     name = "orca"
     summary = "prefill first (chunked to fit), decodes fill the rest"
     kernel = orca_kernel
+    fluid_phase_order = "prefill-first"

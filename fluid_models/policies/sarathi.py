@@ -56,6 +56,7 @@ class Sarathi(Policy):
     name = "sarathi"
     summary = "decodes first, then chunked prefill filling the budget"
     kernel = sarathi_kernel
+    fluid_phase_order = "decode-first"
 
     def __post_init__(self) -> None:
         if self.order not in ("fcfs", "spf"):

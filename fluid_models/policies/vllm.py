@@ -41,4 +41,3 @@ class VLLM(Policy):
     name = "vllm"
     summary = "prefill-only batches of whole prompts while any prompt waits, else decode-only"
     kernel = vllm_kernel
-    chunks_prefill = False
