@@ -1,4 +1,4 @@
-"""Loading and validating network input files (DESIGN section 4.2).
+"""Loading and validating network input files (YAML or JSON; engines by name, classes with routes).
 
 A network document has a top-level ``engines`` mapping (name -> engine) and a
 list of ``classes``. An engine is the single-engine ``engine`` block plus its

@@ -1,6 +1,7 @@
 """The result of ``llmstab check``: capacity, load, two verdicts and their evidence.
 
-:meth:`CheckReport.to_json` is the contract of DESIGN section 4.3;
+:meth:`CheckReport.to_json` is what ``llmstab check --json`` prints (``load_verdict``,
+``policy_verdict``, ``capacity``, ``load``, ``evidence``; the README documents it);
 :meth:`CheckReport.to_text` is the same content for a person.
 
 Examples
@@ -42,7 +43,7 @@ class CheckReport:
         return replace(self, policy_verdict=Verdict(v.verdict, [*v.evidence, *items]))
 
     def to_json(self) -> dict:
-        """One JSON-ready object (DESIGN section 4.3)."""
+        """One JSON-ready object: the output of ``llmstab check --json``."""
         evidence = [{"about": "load", **e.to_json()} for e in self.load_verdict.evidence]
         evidence += [{"about": "policy", **e.to_json()} for e in self.policy_verdict.evidence]
         return {

@@ -1,4 +1,4 @@
-"""Loading and validating input files (DESIGN section 4.1).
+"""Loading and validating single-engine input files (YAML or JSON: engine, policy, workload).
 
 Every field is checked when the file is read; a problem raises
 :class:`~llmstab.checkers.errors.InputError` naming the field (a dotted path such as

@@ -1,6 +1,6 @@
 """``llmstab region FILE [--json] [--plot out.png]``: an engine's capacity region, the load, its margin, the certificate.
 
-The file is a single-engine input (DESIGN 4.1; ``policy`` optional) with an
+The file is a single-engine input (as for ``llmstab check``; ``policy`` optional) with an
 optional ``region`` block::
 
     region:
