@@ -13,17 +13,30 @@
   re-verification. Baseline: the same search on the 8-buffer Rybko-Stolyar
   network (255 faces), to show how the face enumeration scales.
 
+* **Large networks, whole process** (``--large``): ``llmstab check --no-simulate
+  --json`` as a fresh process on the generated 1000-engine fork DAG
+  (``examples/generate_large_networks.py``), the 40-buffer LBFS re-entrant line
+  and its unstable variant: wall time and peak memory (the child's max RSS),
+  next to a baseline process that only imports numpy, sympy, numba, networkx
+  and yaml.
+
 Times are medians of ``--runs``.
 
     python benchmarks/bench_network.py --runs 5
+    python benchmarks/bench_network.py --large --runs 3
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import sympy
 
@@ -85,10 +98,50 @@ def median_time(fn, runs: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
+ROOT = Path(__file__).resolve().parent.parent
+IMPORT_FLOOR = [sys.executable, "-c", "import numpy, sympy, numba, networkx, yaml"]
+
+
+def process_cost(command: list[str]) -> tuple[float, float, str]:
+    """Wall seconds and peak memory (MiB, the child's max RSS) of one process; its stdout."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+    out = proc.stdout.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command} exited with {proc.returncode}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, out
+
+
+def large_networks(runs: int) -> None:
+    """Whole-process ``llmstab check`` on the large examples, next to the import floor."""
+    import json
+
+    folder = Path(tempfile.mkdtemp(prefix="llmstab-large-"))
+    subprocess.run([sys.executable, str(ROOT / "examples" / "generate_large_networks.py"), str(folder)], check=True)
+    floor = [process_cost(IMPORT_FLOOR) for _ in range(runs)]
+    base = statistics.median(t for t, _, _ in floor)
+    print(f"baseline (python + import numpy, sympy, numba, networkx, yaml): median {base:.2f} s, "
+          f"{statistics.median(m for _, m, _ in floor):.0f} MiB; load average {os.getloadavg()[0]:.2f}")
+    for name in ("network_dag_1000.yaml", "network_reentrant_20_lbfs.yaml", "network_reentrant_20_unstable.yaml"):
+        command = [sys.executable, "-m", "llmstab.checkers.cli.main", "check", str(folder / name), "--no-simulate",
+                   "--json"]
+        costs = [process_cost(command) for _ in range(runs)]
+        wall = statistics.median(t for t, _, _ in costs)
+        verdict = json.loads(costs[-1][2])["load_verdict"]
+        print(f"  {name:36s} {verdict:>12s}  median {wall:6.2f} s ({wall / base:5.2f} x baseline), "
+              f"peak {max(m for _, m, _ in costs):5.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--large", action="store_true", help="only the whole-process runs on the large examples")
     args = parser.parse_args()
+    if args.large:
+        large_networks(args.runs)
+        return
 
     doc = dag_document()
     start = time.perf_counter()
