@@ -307,9 +307,10 @@ def _cluster_loop(kern_p, kern_d, params_p, params_d, memory, batch_s, b_max, k_
                 _hand_over(ready, 1, t_a, cfg, fcfg, arr_p, arr_d, u, n, inflight, work, assign, rcnt, lq, ist, fst)
                 fst[_NOW] = t_a
                 continue
+            for r in range(r0):  # room first: a router (round robin) changes state when it decides
+                if n[r] >= rows:
+                    return _GROW_ROWS
             r = _route(0, 0, r0, cfg[2], u[q, 0], u[q, 1], n, inflight, work, ist)
-            if n[r] >= rows:
-                return _GROW_ROWS
             ist[_NEXT] += 1
             assign[q, 0] = r
             rcnt[r, _RROUTED] += 1
