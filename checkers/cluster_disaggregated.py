@@ -13,8 +13,8 @@ Examples
 --------
 >>> from llmstab.checkers.cluster_spec import load_cluster_spec
 >>> r = check_disaggregated(load_cluster_spec("examples/cluster_disaggregated_link_binds.yaml"), simulate=False)
->>> r.capacity["binding"], r.load_verdict.verdict
-('link', 'unstable')
+>>> r.capacity["binding"], r.load_verdict.verdict, round(float(r.load["utilisation"]), 3)
+('link', 'inconclusive', 0.902)
 """
 
 from __future__ import annotations

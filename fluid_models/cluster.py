@@ -72,7 +72,7 @@ class KVTransfer:
     """The prefill-to-decode link: ``ms_per_token`` of link time per prompt token, then ``ms_fixed`` latency.
 
     >>> KVTransfer.from_bandwidth(gb_per_s=25, bytes_per_token=131072).ms_per_token
-    16384/3125000
+    2048/390625
     """
 
     ms_per_token: sympy.Rational
