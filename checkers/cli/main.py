@@ -30,6 +30,7 @@ COMMANDS = {
     "presets": "llmstab.checkers.cli.profile",
     "fluid": "llmstab.checkers.cli.fluid",
     "network-plot": "llmstab.checkers.cli.fluid",
+    "sweep": "llmstab.checkers.cli.sweep",
 }
 
 
