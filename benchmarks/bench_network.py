@@ -15,7 +15,7 @@
 
 * **Large networks, whole process** (``--large``): ``llmstab check --no-simulate
   --json`` as a fresh process on the generated 1000-engine fork DAG
-  (``examples/generate_large_networks.py``), the 40-buffer LBFS re-entrant line
+  (``examples/generate_large_networks.py``; as YAML and as JSON), the 40-buffer LBFS re-entrant line
   and its unstable variant: wall time and peak memory (the child's max RSS),
   next to a baseline process that only imports numpy, sympy, numba, networkx
   and yaml.
@@ -124,7 +124,8 @@ def large_networks(runs: int) -> None:
     base = statistics.median(t for t, _, _ in floor)
     print(f"baseline (python + import numpy, sympy, numba, networkx, yaml): median {base:.2f} s, "
           f"{statistics.median(m for _, m, _ in floor):.0f} MiB; load average {os.getloadavg()[0]:.2f}")
-    for name in ("network_dag_1000.yaml", "network_reentrant_20_lbfs.yaml", "network_reentrant_20_unstable.yaml"):
+    for name in ("network_dag_1000.yaml", "network_dag_1000.json", "network_reentrant_20_lbfs.yaml",
+                 "network_reentrant_20_unstable.yaml"):
         command = [sys.executable, "-m", "llmstab.checkers.cli.main", "check", str(folder / name), "--no-simulate",
                    "--json"]
         costs = [process_cost(command) for _ in range(runs)]
