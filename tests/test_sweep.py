@@ -222,3 +222,19 @@ def test_cli_through_a_running_scheduler_matches_serial(tmp_path):
     assert records == json.loads(serial.stdout)["points"] and len(records) == 4
     assert (tmp_path / "remote.csv").read_text() == (tmp_path / "serial.csv").read_text()
     assert [r["verdict"] for r in records] == ["stable", "unstable", "inconclusive", "unstable"]
+
+
+def test_cli_presets_plot_and_csv_in_process(tmp_path, capsys):
+    """A preset replaces the file's batch time (this one is the same Li-Dai-Peng staircase, so the same
+    capacity); the CSV has one row per point; the plot is a PNG."""
+    plot, table = tmp_path / "sweep.png", tmp_path / "sweep.csv"
+    assert main(["sweep", str(EXAMPLE), "--loads", "0.5,1.2", "--kind", "theory", "--serial", "--no-progress",
+                 "--presets", "li-dai-peng-codellama34b-a100", "--plot", str(plot), "--out", str(table), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)["points"]
+    assert [(r["preset"], r["load_exact"], r["verdict"]) for r in records] == [
+        ("li-dai-peng-codellama34b-a100", "1/2", "stable"), ("li-dai-peng-codellama34b-a100", "6/5", "unstable")]
+    assert records[0]["capacity_tokens_per_s"] == evaluate_point(DOC, SweepPoint(None, "1/2", 0), kind="theory")[
+        "capacity_tokens_per_s"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = table.read_text().splitlines()
+    assert lines[0].split(",") == list(RECORD_FIELDS) and len(lines) == 3
