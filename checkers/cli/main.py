@@ -31,6 +31,7 @@ COMMANDS = {
     "fluid": "llmstab.checkers.cli.fluid",
     "network-plot": "llmstab.checkers.cli.fluid",
     "sweep": "llmstab.checkers.cli.sweep",
+    "capacity": "llmstab.checkers.cli.capacity",
 }
 
 

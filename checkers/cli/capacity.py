@@ -1,0 +1,180 @@
+"""``llmstab capacity FILE``: the largest load each scheduler carries within the classes' latency targets.
+
+For each policy (the file's, or ``--policies``), the SLO capacity: the largest
+request rate at which every class meets its SLO in a seeded run of
+``--requests`` requests, found on a load grid and narrowed by bisection (the
+bracket is printed); beside it the stability capacity from theory (no
+scheduler can carry more) and the first load whose backlog diverged.
+``--plot`` draws TTFT and TBT percentiles against load with the SLO lines and
+both capacities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from ..capacity import default_loads, slo_capacity, stability_capacity
+from ..errors import InputError
+from ..spec import engine_spec_from_document, load_document, parse_policy
+from .arguments import parse_positive, parse_seed
+
+__all__ = ["register", "parse_policies", "parse_loads", "capacity_report"]
+
+
+def parse_policies(text: str) -> dict:
+    """``name[:option=value...]`` items separated by commas, e.g. ``slai,sarathi:order=spf``.
+
+    >>> sorted(parse_policies("sarathi,sarathi:order=spf"))
+    ['sarathi', 'sarathi:order=spf']
+    >>> parse_policies("slai:tau=0")
+    Traceback (most recent call last):
+    ...
+    llmstab.fluid_models.errors.InputError: --policies[0]: tau must be at least 1 (a batch needs a token), got 0
+    """
+    out = {}
+    for i, item in enumerate(x.strip() for x in text.split(",")):
+        name, *options = item.split(":")
+        node = {"name": name}
+        for option in options:
+            key, sep, value = option.partition("=")
+            if not sep or not key:
+                raise InputError(f"--policies[{i}]", f"options are written key=value, got {option!r}")
+            node[key] = yaml.safe_load(value)
+        out[item] = parse_policy(node, f"--policies[{i}]")
+    return out
+
+
+def parse_loads(text: str) -> list[float]:
+    """Loads in req/s: ``a,b,c`` or ``start:stop:count`` (evenly spaced, both ends included).
+
+    >>> parse_loads("0.2:2:10")[:3]
+    [0.2, 0.4, 0.6000000000000001]
+    >>> parse_loads("1,-2")
+    Traceback (most recent call last):
+    ...
+    llmstab.fluid_models.errors.InputError: --loads: must be positive, got '-2'
+    """
+    parts = text.split(":")
+    if len(parts) == 3:
+        start, stop = parse_positive(parts[0], "--loads"), parse_positive(parts[1], "--loads")
+        count = parse_positive(parts[2], "--loads", int)
+        if stop < start:
+            raise InputError("--loads", f"the stop ({stop}) is below the start ({start})")
+        return [start + (stop - start) * k / max(count - 1, 1) for k in range(count)]
+    if len(parts) != 1:
+        raise InputError("--loads", f"write a,b,c or start:stop:count, got {text!r}")
+    return [parse_positive(x.strip(), "--loads") for x in text.split(",")]
+
+
+def capacity_report(path: str, policies: dict | None, *, n_requests: int, seed: int, loads: list[float] | None,
+                    refine: int) -> dict:
+    """The ``--json`` object: the stability capacity and each policy's SLO capacity with its points."""
+    p = Path(path)
+    spec = engine_spec_from_document(load_document(p), str(p), p.parent)
+    policies = policies or {spec.policy.label: spec.policy}
+    stability = stability_capacity(spec.engine, spec.workload)
+    grid = loads if loads is not None else default_loads(stability)
+    out = {"file": str(p), "stability_capacity_rps": stability.rps, "stability": stability.to_json(),
+           "slo": {c.name: c.slo.as_dict() for c in spec.workload.classes if c.slo is not None}, "policies": {}}
+    for name, policy in policies.items():
+        out["policies"][name] = slo_capacity(spec.engine, policy, spec.workload, grid, n_requests=n_requests,
+                                             seed=seed, refine=refine, stability=stability)
+    return out
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.4g}"
+
+
+def to_text(report: dict) -> str:
+    """The report for a person: both capacities per policy, then each policy's points."""
+    st = report["stability"]
+    memory = "" if st["memory_rps"] is None else f", memory bound {st['memory_rps']:.4g}"
+    lines = [f"llmstab capacity: {report['file']}",
+             f"  stability capacity: {st['rps']:.4g} req/s (compute {st['compute_rps']:.4g}{memory}; binds: "
+             f"{st['binds']}): no scheduler keeps the backlog bounded above it"]
+    for name, pol in report["policies"].items():
+        cap = pol["slo_capacity_rps"]
+        lo, hi = pol["bracket_rps"]
+        head = (pol["note"] if cap is None else f"SLO capacity {cap:.4g} req/s, bracket [{lo:.4g}, {hi:.4g}]")
+        div = pol["divergence_rps"]
+        lines.append(f"  {name}: {head}; backlog diverged from {'-' if div is None else f'{div:.4g}'} req/s "
+                     f"({pol['requests_per_point']} requests per load, seed {pol['seed']})")
+        classes = list(pol["points"][0]["tbt_p99_s"])
+        lines.append(f"      req/s   TTFT p50 ms   TBT p99 ms ({' / '.join(classes)})   SLO met")
+        for pt in pol["points"]:
+            tbt = " / ".join(_ms(pt["tbt_p99_s"][c]) for c in classes)
+            lines.append(f"    {pt['rps']:>8.4g}   {_ms(pt['ttft_p50_s']):>11}   {tbt:>20}   {'yes' if pt['met'] else 'no'}")
+    return "\n".join(lines)
+
+
+def write_plot(report: dict, path: str) -> None:
+    """TTFT P50 and per-class TBT P99 against load, per policy, with the SLO lines and both capacities."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    styles = ["-", "--", ":", "-."]
+    for k, (name, pol) in enumerate(report["policies"].items()):
+        color, pts = f"C{k}", pol["points"]
+        rps = [pt["rps"] for pt in pts]
+        left.plot(rps, [pt["ttft_p50_s"] for pt in pts], "o-", color=color, ms=3, label=name)
+        for j, cls in enumerate(pts[0]["tbt_p99_s"]):
+            right.plot(rps, [pt["tbt_p99_s"][cls] for pt in pts], styles[j % 4], marker="o", ms=3, color=color,
+                       label=f"{name}, {cls}")
+        if pol["slo_capacity_rps"] is not None:
+            for ax in (left, right):
+                ax.axvline(pol["slo_capacity_rps"], color=color, lw=0.8, ls=":")
+    for ax in (left, right):
+        ax.axvline(report["stability_capacity_rps"], color="k", lw=1, ls="--", label="stability capacity")
+        ax.set_xlabel("load (requests/s)")
+        ax.set_yscale("log")
+    for j, (cls, slo) in enumerate(report["slo"].items()):
+        if "ttft_s" in slo and j == 0:
+            left.axhline(slo["ttft_s"], color="grey", lw=0.8, label=f"TTFT target (P{slo['ttft_percentile']:g})")
+        if "tbt_s" in slo:
+            right.axhline(slo["tbt_s"], color="grey", lw=0.8, ls=styles[j % 4], label=f"TBT target, {cls}")
+    left.set_ylabel("median TTFT (s)")
+    right.set_ylabel("P99 time between tokens (s)")
+    left.legend(fontsize=7)
+    right.legend(fontsize=6, ncol=2)
+    fig.suptitle("SLO capacity (dotted, per policy) and stability capacity (dashed)", fontsize=10)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120)
+    except (OSError, ValueError) as err:
+        raise InputError("--plot", f"cannot write {path}: {err}") from None
+    finally:
+        plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.refine < 0:
+        raise InputError("--refine", f"must be >= 0, got {args.refine}")
+    policies = parse_policies(args.policies) if args.policies else None
+    report = capacity_report(args.file, policies, n_requests=parse_positive(args.requests, "requests", int),
+                             seed=parse_seed(args.seed), loads=parse_loads(args.loads) if args.loads else None,
+                             refine=args.refine)
+    if args.plot:
+        write_plot(report, args.plot)
+    print(json.dumps(report, indent=2) if args.json else to_text(report))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("capacity", help="the largest load each scheduler carries within the SLOs",
+                                   description=__doc__)
+    parser.add_argument("file", help="input file (YAML or JSON) whose classes carry slo targets")
+    parser.add_argument("--policies", metavar="A,B", help="policies to compare, e.g. slai,sarathi,sarathi:order=spf "
+                        "(default: the file's)")
+    parser.add_argument("--requests", default="16384", metavar="N", help="requests per load point (default 16384)")
+    parser.add_argument("--seed", default="0", help="seed of the arrivals and lengths, the same at every load (default 0)")
+    parser.add_argument("--loads", metavar="A:B:N", help="loads in req/s: start:stop:count or a,b,c (default: 10 "
+                        "from 10 %% to 100 %% of the stability capacity)")
+    parser.add_argument("--refine", default=4, type=int, metavar="K", help="bisections inside the bracket (default 4)")
+    parser.add_argument("--plot", metavar="PATH", help="draw TTFT and TBT percentiles against load (PNG, PDF, SVG)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=run)
