@@ -25,6 +25,8 @@ import numpy as np
 import sympy
 from numpy.typing import ArrayLike
 
+from .numbers import number_from_text
+
 __all__ = [
     "BatchTimeModel",
     "Staircase",
@@ -32,6 +34,7 @@ __all__ = [
     "Tiled",
     "TiledAttention",
     "Table",
+    "Attention",
     "exact_number",
 ]
 
@@ -58,7 +61,7 @@ def exact_number(value: object) -> sympy.Rational:
             raise ValueError(f"{value} is not finite")
         return sympy.Rational(repr(float(value)))
     if isinstance(value, str):
-        return sympy.Rational(value.strip())
+        return sympy.Rational(number_from_text(value))  # refuses "1/0" and "1e99999999" (a hang) with ValueError
     raise TypeError(f"{value!r} is not a number")
 
 
@@ -286,3 +289,54 @@ class Table(BatchTimeModel):
 
     def parameters(self) -> dict:
         return {"kind": self.kind, "tokens": list(self.tokens), "times": [str(t) for t in self.times]}
+
+
+@dataclass(frozen=True)
+class Attention:
+    """Attention cost that grows with context, added to a family's ``t(n)``.
+
+    ``decode`` is ms per (decode token x context token): the ``k``-th decode
+    token of a request with prompt ``p`` (``k = 0 .. d-1``) costs ``decode *
+    (p + k)``. ``prefill`` is ms per (prefill token x context token): a chunk
+    of ``c`` tokens that starts after ``s`` tokens of its prompt already in the
+    cache costs ``prefill * c * (s + c/2)``, so a whole prompt costs
+    ``prefill * p**2 / 2`` however it is chunked. Coefficients are exact
+    rationals (read from their decimal text).
+
+    Examples
+    --------
+    >>> att = Attention(decode="1.4e-4", prefill="2e-5")
+    >>> att.decode_exact
+    7/50000
+    >>> att.exact(decode_contexts=[100, 200], prefill_chunks=[(0, 64)])
+    1037/12500
+    >>> att.prompt_cost(128) == att.exact(prefill_chunks=[(0, 64), (64, 64)])
+    True
+    """
+
+    decode: object = 0
+    prefill: object = 0
+    decode_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+    prefill_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("decode", "prefill"):
+            value = exact_number(getattr(self, name))
+            if value < 0:
+                raise ValueError(f"attention.{name} must be >= 0, got {getattr(self, name)!r}")
+            object.__setattr__(self, f"{name}_exact", value)
+
+    def exact(self, decode_contexts: ArrayLike = (), prefill_chunks: ArrayLike = ()) -> sympy.Rational:
+        """Exact attention time (ms) of decodes at ``decode_contexts`` and chunks ``(start, size)``."""
+        dec = sum((sympy.Integer(int(c)) for c in decode_contexts), sympy.Integer(0))
+        pf = sum((sympy.Integer(int(c)) * (int(s) + sympy.Rational(int(c), 2)) for s, c in prefill_chunks),
+                 sympy.Integer(0))
+        return self.decode_exact * dec + self.prefill_exact * pf
+
+    def prompt_cost(self, prompt: int) -> sympy.Rational:
+        """Exact prefill attention (ms) of a whole prompt: ``prefill * p**2 / 2``."""
+        return self.prefill_exact * sympy.Rational(int(prompt) ** 2, 2)
+
+    def parameters(self) -> dict:
+        """The coefficients, as written in an input file."""
+        return {"decode": self.decode, "prefill": self.prefill}

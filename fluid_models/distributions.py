@@ -25,7 +25,8 @@ import sympy
 
 from .batch_time import exact_number
 
-__all__ = ["LengthDistribution", "Deterministic", "Geometric", "Poisson", "Uniform", "Empirical"]
+__all__ = ["LengthDistribution", "Deterministic", "Geometric", "Poisson", "Uniform", "Empirical", "drawn_as_pairs",
+           "product_moment"]
 
 
 class LengthDistribution(ABC):
@@ -200,3 +201,35 @@ class Empirical(LengthDistribution):
 
     def describe(self) -> dict:
         return {"dist": self.kind, "file": self.source, "n": int(self.values.size), "mean": float(self.mean)}
+
+
+def drawn_as_pairs(prompt: LengthDistribution, decode: LengthDistribution) -> bool:
+    """Whether a request's prompt and decode lengths are drawn together, as one row of a named trace.
+
+    True when both are :class:`Empirical` from the same trace (source ``trace:NAME``)
+    with the same number of rows; otherwise the two lengths are independent.
+
+    >>> drawn_as_pairs(Deterministic(3), Geometric(2))
+    False
+    """
+    return (isinstance(prompt, Empirical) and isinstance(decode, Empirical) and prompt.source.startswith("trace:")
+            and prompt.source == decode.source and prompt.values.size == decode.values.size)
+
+
+def product_moment(prompt: LengthDistribution, decode: LengthDistribution) -> sympy.Rational:
+    """Exact ``E[p * d]`` of one request's prompt and decode lengths.
+
+    The mean of the row products when the two are drawn as pairs
+    (:func:`drawn_as_pairs`), else ``E[p] * E[d]`` (independent lengths).
+
+    >>> product_moment(Uniform(1, 3), Geometric(5))
+    10
+    >>> import numpy as np
+    >>> p = Empirical(np.array([1, 3]), source="trace:x"); d = Empirical(np.array([2, 4]), source="trace:x")
+    >>> product_moment(p, d), p.mean * d.mean
+    (7, 6)
+    """
+    if drawn_as_pairs(prompt, decode):
+        products = prompt.values.astype(object) * decode.values.astype(object)
+        return sympy.Rational(int(products.sum()), prompt.values.size)
+    return prompt.mean * decode.mean

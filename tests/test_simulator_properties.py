@@ -52,15 +52,26 @@ def test_no_request_lost_or_duplicated_and_tokens_balance(trace, engine, name):
     assert (r.finish >= r.first_token).all() and (r.first_token > trace.times).all()
 
 
+#: Policies whose batch depends on more than the lengths (SLAI keeps a last schedulable time per request):
+#: a state of lengths alone cannot replay them.
+TIME_AWARE = {"slai"}
+
+
 @settings(max_examples=40, deadline=None)
-@given(traces(), engines, st.sampled_from(sorted(POLICIES)))
+@given(traces(), engines, st.sampled_from(sorted(set(POLICIES) - TIME_AWARE)))
 def test_every_batch_is_the_policys_own_batch_on_the_replayed_state(trace, engine, name):
-    """Rebuild the state before each batch and ask the policy: the simulator formed that very batch."""
+    """Rebuild the state before each batch and ask the policy: the simulator formed that very batch.
+
+    The engine shows the running requests (started: served before, or arrived with prompt 0) in arrival
+    order, then the waiting ones in arrival order (memory unlimited: nobody is preempted).
+    """
     policy = make_policy(name)
     r = _replay(engine, policy, trace)
     left_p, left_d = trace.prompt.copy(), trace.decode.copy()
     for start, batch in zip(r.batches.start, r.batches.members):
-        present = [i for i in range(trace.size) if trace.times[i] <= start and left_d[i] > 0]  # as the simulator admits
+        arrived = [i for i in range(trace.size) if trace.times[i] <= start and left_d[i] > 0]
+        started = [i for i in arrived if left_p[i] < trace.prompt[i] or trace.prompt[i] == 0]
+        present = started + [i for i in arrived if i not in started]
         state = EngineState(tuple(left_p[present]), tuple(left_d[present]))
         expected = policy.form_batch(state, engine.token_budget, engine.max_batch_requests)
         got = {i: (p, d) for i, p, d in batch}

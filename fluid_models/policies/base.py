@@ -341,7 +341,7 @@ def add_whole_prefills(ri, n, room, take):
     for i in range(n):
         if room[_BUDGET] <= 0 or room[_SLOTS] <= 0:
             break
-        if ri[i, PF] > 0:
+        if ri[i, PF] > 0 and _untouched(take, i):
             if ri[i, PF] > room[_BUDGET] and taken > 0:
                 break
             if ri[i, BLOCKS] == 0 and not admit(ri, i, room):
@@ -389,6 +389,9 @@ class Policy:
     name: ClassVar[str]
     summary: ClassVar[str]
     kernel: ClassVar[Callable]
+    #: Whether the simulator shows the kernel the whole waiting queue (a policy that reorders it, e.g.
+    #: shortest prompt first) rather than its head (at most ``min(b_max, k_max)`` requests: FIFO admission).
+    sees_whole_queue: ClassVar[bool] = False
     #: How the policy orders the two phases in the fluid limit: ``decode-first``, ``prefill-first``,
     #: ``request-order`` (older, decoding requests first), or ``any`` (any split of the engine).
     fluid_phase_order: ClassVar[str] = "any"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numba
 
-from .base import BLOCKS, DC, PF, TAKE_D, TAKE_P, Policy, admit, clear, open_room, secure_decode
+from .base import BLOCKS, DC, EVICT, PF, TAKE_D, TAKE_P, Policy, admit, clear, open_room, secure_decode
 
 
 @numba.njit(cache=True)
@@ -17,6 +17,8 @@ def fcfs_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
     for i in range(n):
         if budget <= 0 or slots <= 0:
             break
+        if take[i, EVICT] > 0:  # preempted earlier in this batch
+            continue
         if ri[i, PF] > 0:
             if ri[i, BLOCKS] == 0 and not admit(ri, i, room):
                 break

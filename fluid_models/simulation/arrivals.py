@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..distributions import Empirical
+from ..distributions import drawn_as_pairs
 from ..errors import InputError
 from ..workload import Workload
 
@@ -118,19 +118,13 @@ def _lengths(workload: Workload, cls: np.ndarray, rng: np.random.Generator) -> t
     prompt, decode = np.empty(cls.size, np.int64), np.empty(cls.size, np.int64)
     for k, c in enumerate(workload.classes):
         idx = np.flatnonzero(cls == k)
-        if _paired(c.prompt, c.decode):
+        if drawn_as_pairs(c.prompt, c.decode):
             rows = rng.integers(0, c.prompt.values.size, idx.size)
             prompt[idx], decode[idx] = c.prompt.values[rows], c.decode.values[rows]
         else:
             prompt[idx] = c.prompt.sample(rng, idx.size)
             decode[idx] = c.decode.sample(rng, idx.size)
     return prompt, decode
-
-
-def _paired(prompt: object, decode: object) -> bool:
-    """Both lengths come from the same named trace: draw them as (prompt, decode) pairs."""
-    return (isinstance(prompt, Empirical) and isinstance(decode, Empirical) and prompt.source.startswith("trace:")
-            and prompt.source == decode.source and prompt.values.size == decode.values.size)
 
 
 def _poisson_times(total_rate: float, rng: np.random.Generator, n: int | None, horizon: float | None) -> np.ndarray:

@@ -42,177 +42,25 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numba
 import numpy as np
-from numba import types
 
 from .arrivals import ARRIVAL_KINDS, SimulationInputError, Trace, sample_trace
+from . import engine_loop as L
 from ..engine import Engine
-from ..policies.base import (ARRIVAL, CLOCK, DC, EVICT, ID, KERNEL_TYPE, LAST_BATCH_END, LAST_TOKEN, MEAN_BATCH, NF,
-                             NI, PF, PROMPT, SCRATCH, TAKE_COLUMNS, TAKE_D, TAKE_P, BATCHES, Policy, unlimited_engine)
+from ..policies.base import NF, NI, NO_LIMIT, TAKE_COLUMNS, Policy
 from ..state import Batch
 from ..workload import Workload
 
-__all__ = ["simulate", "SimulationResult", "BatchLog"]
-
-_i8a, _f8a, _i8, _f8 = types.int64[::1], types.float64[::1], types.int64, types.float64
-_i8m, _f8m = types.int64[:, ::1], types.float64[:, ::1]
-
-_NO_LIMIT = 2**62
-
-# loop status codes
-_DONE, _PAUSED, _FULL_REC, _FULL_LOG, _FULL_COMP, _STALLED, _INVALID, _CROWDED = range(8)
-# integer state slots: resident count, next arrival, next record, arrivals counted at the
-# last record, tokens served, finished requests, batches, composition entries
-_N, _NEXT, _REC, _KA, _SERVED, _FINISHED, _BATCHES, _COMP = range(8)
-# float state slots: clock, busy time
-_T, _BUSY = range(2)
-
-
-@numba.njit(types.int64(KERNEL_TYPE, _f8a, _i8a, _f8a, _i8, _i8,
-                        _f8a, _i8a, _i8a, _i8a, _f8, _f8, _i8, _i8,
-                        _i8a, _i8m, _f8m, _f8a, _i8m, _i8a,
-                        _f8a, _f8a, _f8a, _f8a,
-                        _f8a, _i8a, _i8a,
-                        _f8a, _i8a, _i8a, _i8a,
-                        _i8a, _i8a, _i8a, _i8a,
-                        _i8a, _f8a), cache=True)
-def _engine_loop(kernel, params, memory, batch_s, b_max, k_max,
-                 arr_t, arr_p, arr_d, cum_tok, t_end, rec_dt, pause_at, max_resident,
-                 res, ri, rf, eng, take, pf0,
-                 first_tok, finish, last_tok, max_gap,
-                 rec_t, rec_tok, rec_req,
-                 log_start, log_tokens, log_demand, log_resident,
-                 comp_off, comp_req, comp_p, comp_d,
-                 ist, fst):
-    n_arr = arr_t.size
-    n = ist[_N]
-    t = fst[_T]
-    max_dt = 0.0
-    for b in range(1, b_max + 1):
-        max_dt = max(max_dt, batch_s[b])
-    rec_need = int(max_dt / rec_dt) + 2
-    while True:
-        nxt = ist[_NEXT]
-        while nxt < n_arr and arr_t[nxt] <= t:
-            res[n] = nxt
-            ri[n, :] = 0
-            ri[n, PF] = arr_p[nxt]
-            ri[n, DC] = arr_d[nxt]
-            ri[n, PROMPT] = arr_p[nxt]
-            ri[n, ID] = nxt
-            rf[n, ARRIVAL] = arr_t[nxt]
-            rf[n, LAST_TOKEN] = np.nan
-            rf[n, SCRATCH] = np.nan
-            n += 1
-            nxt += 1
-        ist[_NEXT] = nxt
-        ist[_N] = n
-        if n > max_resident:
-            return _CROWDED
-        if n == 0:
-            if nxt >= n_arr or arr_t[nxt] > t_end:
-                return _DONE
-            limit = arr_t[nxt]
-        else:
-            if ist[_BATCHES] >= pause_at:
-                return _PAUSED
-            if ist[_REC] + rec_need > rec_t.size:
-                return _FULL_REC
-            if log_start.size > 0 and ist[_BATCHES] >= log_start.size:
-                return _FULL_LOG
-            if comp_off.size > 0 and ist[_COMP] + n > comp_req.size:
-                return _FULL_COMP
-            for i in range(n):
-                pf0[i] = ri[i, PF]
-            eng[CLOCK] = t
-            eng[BATCHES] = ist[_BATCHES]
-            eng[MEAN_BATCH] = fst[_BUSY] / ist[_BATCHES] if ist[_BATCHES] > 0 else 0.0
-            tok = kernel(ri, rf, n, eng, b_max, k_max, params, memory, take)
-            if tok <= 0 or tok > b_max:
-                return _STALLED
-            t_e = t + batch_s[tok]
-            if t_e > t_end:
-                return _DONE
-            limit = t_e
-        # backlog at the grid points before the next change: arrived minus served
-        k, ka = ist[_REC], ist[_KA]
-        while k * rec_dt < limit:
-            if k >= rec_t.size:
-                ist[_REC], ist[_KA] = k, ka
-                return _FULL_REC
-            g = k * rec_dt
-            while ka < n_arr and arr_t[ka] <= g:
-                ka += 1
-            rec_t[k] = g
-            rec_tok[k] = cum_tok[ka] - ist[_SERVED]
-            rec_req[k] = ka - ist[_FINISHED]
-            k += 1
-        ist[_REC], ist[_KA] = k, ka
-        if n == 0:
-            t = limit
-            fst[_T] = t
-            continue
-        # the batch: log it, check it, consume its tokens, release finished requests
-        nb = ist[_BATCHES]
-        if log_start.size > 0:
-            demand = 0
-            for i in range(n):
-                demand += pf0[i] if pf0[i] > 0 else 1
-            log_start[nb], log_tokens[nb], log_demand[nb], log_resident[nb] = t, tok, demand, n
-        if comp_off.size > 0:
-            c = ist[_COMP]
-            for i in range(n):
-                if take[i, TAKE_P] > 0 or take[i, TAKE_D] > 0:
-                    comp_req[c], comp_p[c], comp_d[c] = res[i], take[i, TAKE_P], take[i, TAKE_D]
-                    c += 1
-            ist[_COMP] = c
-            comp_off[nb + 1] = c
-        total, members, m = 0, 0, 0
-        for i in range(n):
-            p, d, r = take[i, TAKE_P], take[i, TAKE_D], res[i]
-            if p < 0 or p > pf0[i] or d < 0 or d > 1 or (d == 1 and pf0[i] > 0) or take[i, EVICT] != 0:
-                return _INVALID
-            total += p + d
-            if p > 0 or d > 0:
-                members += 1
-            if d == 1:
-                if first_tok[r] != first_tok[r]:
-                    first_tok[r] = t_e
-                else:
-                    gap = t_e - last_tok[r]
-                    if gap > max_gap[r]:
-                        max_gap[r] = gap
-                last_tok[r] = t_e
-                rf[i, LAST_TOKEN] = t_e
-            ri[i, PF] -= p
-            ri[i, DC] -= d
-            if ri[i, DC] == 0:
-                finish[r] = t_e
-                ist[_FINISHED] += 1
-            else:
-                res[m] = r
-                ri[m, :] = ri[i, :]
-                rf[m, :] = rf[i, :]
-                m += 1
-        if total != tok or members > k_max:
-            return _INVALID
-        n = m
-        ist[_N] = n
-        ist[_SERVED] += tok
-        ist[_BATCHES] = nb + 1
-        fst[_BUSY] += t_e - t
-        eng[LAST_BATCH_END] = t_e
-        t = t_e
-        fst[_T] = t
+__all__ = ["simulate", "SimulationResult", "BatchLog", "MemoryRecord"]
 
 
 @dataclass(frozen=True)
 class BatchLog:
     """Per-batch records (kept when ``record_batches=True``).
 
-    ``start`` (s), ``tokens``, the ``demand`` ``sum_i (p_i + 1{p_i=0})`` and the
-    number of ``resident`` requests when the batch was formed, and its
+    ``start`` (s), ``tokens``, the ``demand`` ``sum_i (p_i + 1{p_i=0})`` of the
+    requests the policy saw, the number of ``resident`` requests (running and
+    waiting) and the KV blocks in use (``kv_blocks``) when the batch was formed, and its
     composition, stored flat: batch ``k`` gave ``served_prefill[j]`` prefill and
     ``served_decode[j]`` decode tokens to request ``served_request[j]`` for
     ``offsets[k] <= j < offsets[k + 1]``.
@@ -222,6 +70,7 @@ class BatchLog:
     tokens: np.ndarray
     demand: np.ndarray
     resident: np.ndarray
+    kv_blocks: np.ndarray
     offsets: np.ndarray = field(repr=False)
     served_request: np.ndarray = field(repr=False)
     served_prefill: np.ndarray = field(repr=False)
@@ -240,6 +89,43 @@ class BatchLog:
         for batch in self.members:
             names = [labels[r] if labels else str(r) for r, _, _ in batch]
             out.append(Batch(tuple(p for _, p, _ in batch), tuple(d for _, _, d in batch)).describe(names))
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class MemoryRecord:
+    """KV-cache use over a run and what it cost.
+
+    ``total_blocks`` / ``block_size`` describe the cache (``None``: memory
+    unlimited, then blocks count one token each), ``max_active`` the request
+    cap; ``kv_blocks`` the blocks in use at the result's ``times``;
+    ``preemptions`` how many times a request was evicted and
+    ``recomputed_tokens`` the KV tokens those evictions threw away (they are
+    processed again); ``admission_stalls_memory`` / ``_requests`` count
+    batches that had budget left while the waiting queue's head could not be
+    admitted, for lack of KV blocks or because ``max_active`` requests held KV.
+    """
+
+    total_blocks: int | None
+    block_size: int | None
+    max_active: int | None
+    kv_blocks: np.ndarray
+    peak_blocks: int
+    preemptions: int
+    recomputed_tokens: int
+    admission_stalls_memory: int
+    admission_stalls_requests: int
+
+    def summary(self) -> dict:
+        """The counts and the KV use (mean and peak, in blocks and as a fraction of the cache) for reports."""
+        mean = float(self.kv_blocks.mean()) if self.kv_blocks.size else 0.0
+        out = {"total_blocks": self.total_blocks, "block_size": self.block_size, "max_active_requests": self.max_active,
+               "mean_blocks_in_use": mean, "peak_blocks_in_use": self.peak_blocks, "preemptions": self.preemptions,
+               "recomputed_tokens": self.recomputed_tokens,
+               "admission_stalls": {"memory": self.admission_stalls_memory, "request_limit": self.admission_stalls_requests}}
+        if self.total_blocks:
+            out["mean_use_fraction"] = mean / self.total_blocks
+            out["peak_use_fraction"] = self.peak_blocks / self.total_blocks
         return out
 
 
@@ -283,6 +169,7 @@ class SimulationResult:
     offered_token_rate: float | None
     batches: BatchLog | None = field(default=None, repr=False)
     stopped_at_backlog: int | None = None
+    memory: MemoryRecord | None = field(default=None, repr=False)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SimulationResult):
@@ -429,75 +316,134 @@ def simulate(engine: Engine, policy: Policy, workload: Workload | None, *, n_req
                 max_backlog_requests, progress)
 
 
+def _kv_vector(engine: Engine, policy: Policy, k_max: int) -> np.ndarray:
+    """``[total blocks, block size, watermark blocks, max active, waiting rows shown]`` (unlimited: ``2**62``)."""
+    kv = engine.kv_cache
+    active = NO_LIMIT if engine.max_active_requests is None else int(engine.max_active_requests)
+    shown = NO_LIMIT if policy.sees_whole_queue else min(int(engine.token_budget), k_max)
+    if kv is None:
+        return np.array([NO_LIMIT, 1, 0, active, shown], np.int64)
+    return np.array([kv.blocks, kv.block_size, kv.watermark_blocks, active, shown], np.int64)
+
+
+def _batch_seconds(engine: Engine, b_max: int) -> tuple[np.ndarray, np.ndarray]:
+    batch_s = np.ascontiguousarray(engine.batch_time.table(b_max) / 1000.0, dtype=np.float64)
+    if not (np.isfinite(batch_s[1:]).all() and (batch_s[1:] > 0).all()):
+        raise SimulationInputError("engine.batch_time", "batch times must be positive and finite for 1..b_max tokens")
+    att = engine.attention
+    coeffs = np.zeros(2) if att is None else np.array([float(att.decode_exact), float(att.prefill_exact)]) / 1000.0
+    return batch_s, coeffs
+
+
+class _Buffers:
+    """The compiled loop's arrays: per request, per row, records, logs and state (growable between segments)."""
+
+    def __init__(self, tr: Trace, policy: Policy, span_guess: float, rec_dt: float, record_batches: bool) -> None:
+        n = tr.size
+        self.memory = np.ascontiguousarray(policy.initial_memory(), dtype=np.int64).copy()
+        self.cum_tok = np.zeros(n + 1, np.int64)
+        np.cumsum(tr.prompt + tr.decode, out=self.cum_tok[1:])
+        rows = n + 1
+        self.rows = [np.zeros((rows, NI), np.int64), np.zeros((rows, NF)), np.zeros(16),
+                     np.zeros((rows, TAKE_COLUMNS), np.int64), np.zeros(rows, np.int64), np.zeros(rows, np.int64),
+                     self.memory.copy(), np.zeros(rows, np.int64)]
+        self.per_request = [np.zeros(n, np.int64), tr.prompt.astype(np.int64).copy(), np.full(n, np.nan)]
+        self.times = [np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), np.zeros(n)]
+        size = int(span_guess / rec_dt) + 64
+        self.rec = [np.zeros(size), np.zeros(size, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64)]
+        log_size = 1024 if record_batches else 0
+        self.log = [np.zeros(log_size)] + [np.zeros(log_size, np.int64) for _ in range(4)]
+        self.comp = [np.zeros(log_size + 1 if record_batches else 0, np.int64)] + \
+            [np.zeros(4 * log_size, np.int64) for _ in range(3)]
+        self.ist, self.fst = np.zeros(L.IST_SIZE, np.int64), np.zeros(L.FST_SIZE)
+
+    def grow(self, status: int, n: int) -> None:
+        """Make room after a ``FULL_*`` status."""
+        if status == L.FULL_REC:
+            self.rec = [_grow(a, 2 * a.size + 64) for a in self.rec]
+        elif status == L.FULL_LOG:
+            self.log = [_grow(a, 2 * a.size) for a in self.log]
+            self.comp[0] = _grow(self.comp[0], self.log[0].size + 1)
+        elif status == L.FULL_COMP:
+            self.comp[1:] = [_grow(a, 2 * a.size + n) for a in self.comp[1:]]
+
+
+def _stop_error(status: int, policy: Policy, buf: _Buffers, tr: Trace, engine: Engine) -> SimulationInputError:
+    t, waiting = buf.fst[L.F_T], buf.ist[L.I_NR] + buf.ist[L.I_QLEN]
+    if status == L.STALLED:
+        return SimulationInputError("policy", f"{policy.label} formed an empty or oversized batch at t = {t:.6g} s "
+                                    f"with {waiting} requests waiting")
+    if status == L.NO_FIT:
+        r = int(buf.ist[L.I_BAD])
+        kv = engine.kv_cache
+        return SimulationInputError(
+            "engine.kv_cache", f"request {r} (prompt {int(tr.prompt[r])}, output {int(tr.decode[r])} tokens) can never "
+            f"be served: it needs more than the {kv.blocks if kv else 'unlimited'} blocks of {kv.block_size if kv else 1} "
+            f"tokens ({kv.admissible_blocks if kv else 'all'} admissible) even alone (at t = {t:.6g} s)")
+    return SimulationInputError("policy", f"{policy.label} formed a batch that breaks the batch constraints "
+                                f"or the KV-cache rules at t = {t:.6g} s")
+
+
 def _run(engine: Engine, policy: Policy, tr: Trace, horizon_s: float | None, seed: int, arrivals: str,
          offered: float | None, record_every: float | None, record_batches: bool,
          max_backlog_requests: int | None, progress: Callable[[float, float], None] | None) -> SimulationResult:
     b_max = int(engine.token_budget)
-    k_max = _NO_LIMIT if engine.max_batch_requests is None else int(engine.max_batch_requests)
-    batch_s = np.ascontiguousarray(engine.batch_time.table(b_max) / 1000.0, dtype=np.float64)
-    if not (np.isfinite(batch_s[1:]).all() and (batch_s[1:] > 0).all()):
-        raise SimulationInputError("engine.batch_time", "batch times must be positive and finite for 1..b_max tokens")
+    k_max = NO_LIMIT if engine.max_batch_requests is None else int(engine.max_batch_requests)
+    batch_s, att = _batch_seconds(engine, b_max)
+    kv = _kv_vector(engine, policy, k_max)
     n = tr.size
     t_end = math.inf if horizon_s is None else float(horizon_s)
     span_guess = t_end if horizon_s is not None else max(float(tr.times[-1]) if n else 0.0, 1e-3) * 1.5 + 1.0
     rec_dt = float(record_every) if record_every is not None else span_guess / 4000.0
-
-    kernel = policy.compiled_kernel()
-    params = np.ascontiguousarray(policy.parameters(), dtype=np.float64)
-    memory = np.ascontiguousarray(policy.initial_memory(), dtype=np.int64).copy()
-    cum_tok = np.zeros(n + 1, np.int64)
-    np.cumsum(tr.prompt + tr.decode, out=cum_tok[1:])
-    work = [np.zeros(n + 1, np.int64), np.zeros((n + 1, NI), np.int64), np.zeros((n + 1, NF)), unlimited_engine(),
-            np.zeros((n + 1, TAKE_COLUMNS), np.int64), np.zeros(n + 1, np.int64)]
-    first_tok, finish = np.full(n, np.nan), np.full(n, np.nan)
-    last_tok, max_gap = np.zeros(n), np.zeros(n)
-    rec = [np.zeros(int(span_guess / rec_dt) + 64), np.zeros(int(span_guess / rec_dt) + 64, np.int64),
-           np.zeros(int(span_guess / rec_dt) + 64, np.int64)]
-    log_size = 1024 if record_batches else 0
-    log = [np.zeros(log_size), np.zeros(log_size, np.int64), np.zeros(log_size, np.int64), np.zeros(log_size, np.int64)]
-    comp = [np.zeros(log_size + 1 if record_batches else 0, np.int64)] + [np.zeros(4 * log_size, np.int64) for _ in range(3)]
-    ist, fst = np.zeros(8, np.int64), np.zeros(2)
-    chunk = 200_000 if progress is not None else _NO_LIMIT
+    kernel, params = policy.compiled_kernel(), np.ascontiguousarray(policy.parameters(), dtype=np.float64)
+    buf = _Buffers(tr, policy, span_guess, rec_dt, record_batches)
+    chunk = 200_000 if progress is not None else NO_LIMIT
     pause_at = chunk
-    crowd = _NO_LIMIT if max_backlog_requests is None else int(max_backlog_requests)
+    crowd = NO_LIMIT if max_backlog_requests is None else int(max_backlog_requests)
     while True:
-        status = _engine_loop(kernel, params, memory, batch_s, b_max, k_max, tr.times, tr.prompt, tr.decode, cum_tok,
-                              t_end, rec_dt, pause_at, crowd, *work, first_tok, finish, last_tok, max_gap, *rec, *log, *comp, ist, fst)
-        if status in (_DONE, _CROWDED):
+        status = L.engine_loop(kernel, params, buf.memory, batch_s, att, kv, b_max, k_max, tr.times, tr.prompt,
+                               tr.decode, tr.cls, buf.cum_tok, t_end, rec_dt, pause_at, crowd, *buf.rows,
+                               *buf.per_request, *buf.times, tuple(buf.rec), tuple(buf.log), tuple(buf.comp),
+                               buf.ist, buf.fst)
+        if status in (L.DONE, L.CROWDED):
             break
-        if status == _PAUSED:
+        if status == L.PAUSED:
             pause_at += chunk
-            if horizon_s is not None:
-                progress(float(fst[_T]), t_end)
-            else:
-                progress(float(ist[_FINISHED]), float(n))
-        elif status == _FULL_REC:
-            rec = [_grow(a, 2 * a.size + 64) for a in rec]
-        elif status == _FULL_LOG:
-            log = [_grow(a, 2 * a.size) for a in log]
-            comp[0] = _grow(comp[0], log[0].size + 1)
-        elif status == _FULL_COMP:
-            comp[1:] = [_grow(a, 2 * a.size + n) for a in comp[1:]]
-        elif status == _STALLED:
-            raise SimulationInputError("policy", f"{policy.label} formed an empty or oversized batch at t = {fst[_T]:.6g} s "
-                                       f"with {ist[_N]} requests waiting")
+            done = (float(buf.fst[L.F_T]), t_end) if horizon_s is not None else (float(buf.ist[L.I_FINISHED]), float(n))
+            progress(*done)
+        elif status in (L.FULL_REC, L.FULL_LOG, L.FULL_COMP):
+            buf.grow(status, n)
         else:
-            raise SimulationInputError("policy", f"{policy.label} formed a batch that breaks the batch constraints "
-                                       f"at t = {fst[_T]:.6g} s")
-    stopped = status == _CROWDED
-    end = float(fst[_T]) if stopped or horizon_s is None else t_end
-    times, tokens, reqs = _finish_trajectory(rec, int(ist[_REC]), rec_dt, end, tr, cum_tok, int(ist[_SERVED]),
-                                             int(ist[_FINISHED]))
+            raise _stop_error(status, policy, buf, tr, engine)
+    return _result(engine, policy, tr, buf, status, horizon_s, t_end, seed, arrivals, offered, rec_dt,
+                   record_batches, max_backlog_requests, progress)
+
+
+def _result(engine: Engine, policy: Policy, tr: Trace, buf: _Buffers, status: int, horizon_s: float | None,
+            t_end: float, seed: int, arrivals: str, offered: float | None, rec_dt: float, record_batches: bool,
+            max_backlog_requests: int | None, progress: Callable[[float, float], None] | None) -> SimulationResult:
+    ist, fst, n = buf.ist, buf.fst, tr.size
+    stopped = status == L.CROWDED
+    end = float(fst[L.F_T]) if stopped or horizon_s is None else t_end
+    outstanding = int(ist[L.I_SERVED] - ist[L.I_RECOMP])
+    times, tokens, reqs, kv_used = _finish_trajectory(buf.rec, int(ist[L.I_REC]), rec_dt, end, tr, buf.cum_tok,
+                                                      outstanding, int(ist[L.I_FINISHED]), int(ist[L.I_USED]))
     if progress is not None:
         progress(end if horizon_s is not None else float(n), end if horizon_s is not None else float(n))
-    batches = _batch_log(log, comp, int(ist[_BATCHES])) if record_batches else None
-    return SimulationResult(policy.label, b_max, seed, arrivals, tr, first_tok, finish, max_gap, times, tokens, reqs,
-                            end, int(ist[_BATCHES]), float(fst[_BUSY]), int(ist[_SERVED]), offered, batches,
-                            max_backlog_requests if stopped else None)
+    batches = _batch_log(buf.log, buf.comp, int(ist[L.I_BATCHES])) if record_batches else None
+    kv = engine.kv_cache
+    memory = MemoryRecord(kv.blocks if kv else None, kv.block_size if kv else None, engine.max_active_requests,
+                          kv_used, int(ist[L.I_PEAK]), int(ist[L.I_PREEMPT]), int(ist[L.I_RECOMP]),
+                          int(ist[L.I_STALL_MEM]), int(ist[L.I_STALL_REQ]))
+    first_tok, finish, _, max_gap = buf.times
+    return SimulationResult(policy.label, int(engine.token_budget), seed, arrivals, tr, first_tok, finish,
+                            max_gap, times, tokens, reqs, end, int(ist[L.I_BATCHES]),
+                            float(fst[L.F_BUSY]), int(ist[L.I_SERVED]), offered, batches,
+                            max_backlog_requests if stopped else None, memory)
 
 
 def _finish_trajectory(rec: list, k: int, rec_dt: float, end: float, tr: Trace, cum_tok: np.ndarray,
-                       served: int, finished: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       served: int, finished: int, used: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The recorded grid points, those after the last batch up to ``end`` (nothing served there), and ``end``."""
     tail = np.arange(k, int(math.floor(end / rec_dt + 1e-9)) + 1) * rec_dt
     if not (tail.size and tail[-1] >= end) and not (tail.size == 0 and k and rec[0][k - 1] >= end):
@@ -506,7 +452,8 @@ def _finish_trajectory(rec: list, k: int, rec_dt: float, end: float, tr: Trace, 
     times = np.concatenate([rec[0][:k], tail])
     tokens = np.concatenate([rec[1][:k], cum_tok[arrived] - served])
     reqs = np.concatenate([rec[2][:k], arrived - finished])
-    return times, tokens, reqs
+    kv_used = np.concatenate([rec[3][:k], np.full(tail.size, used, np.int64)])
+    return times, tokens, reqs, kv_used
 
 
 def _batch_log(log: list, comp: list, nb: int) -> BatchLog:

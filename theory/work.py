@@ -1,0 +1,114 @@
+"""GPU work per request with context-dependent attention, derived in sympy and evaluated exactly.
+
+A batch of ``n`` tokens lasts ``t(n)`` plus attention: ``k_dec`` per (decode
+token x context token) and ``k_pf * c * (s + c/2)`` per prefill chunk of ``c``
+tokens that starts after ``s`` tokens of its prompt. A request with prompt
+``p`` and ``d`` output tokens then needs, at batches of the most efficient
+size (``tau`` ms per token, ``tau = t(b*)/b*``),
+
+``W = (p + d) * tau + k_pf * p**2 / 2 + k_dec * (d*p + d*(d-1)/2)``.
+
+The two attention sums are derived, not typed in: the decode sum is
+``sum_{k=0}^{d-1} (p + k)``, and the prefill sum telescopes, because
+``c * (s + c/2) = ((s + c)**2 - s**2) / 2``, to ``p**2/2`` however the prompt
+is chunked. ``E[W]`` is then linear in the moments ``E[p]``, ``E[d]``,
+``E[p**2]``, ``E[p*d]``, ``E[d**2]``, and every scheduler needs at least ``W``
+of GPU time per request, so ``lambda * E[W] > 1`` diverges under every
+scheduler (Bari-Hegde-de Veciana's Theorem 1 has this form, ``lambda * d_a < g``),
+and a work-conserving scheduler is stable below it (the drift of the
+remaining work is ``lambda * E[W] - 1`` per unit time while batches are full).
+
+Examples
+--------
+>>> decode_attention_sum()
+d*p + d*(d - 1)/2
+>>> prefill_chunks_telescope()
+True
+>>> expected_work(tau=sympy.Rational(1, 4), k_pf=0, k_dec=0, moments={"p": 100, "d": 10})
+55/2
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import sympy
+
+__all__ = ["p", "d", "tau", "k_pf", "k_dec", "MOMENT_NAMES", "decode_attention_sum", "prefill_chunks_telescope",
+           "chunked_prefill_sum", "work_per_request", "expected_work_expression", "expected_work", "load"]
+
+p, d = sympy.symbols("p d", nonnegative=True, integer=True)
+tau, k_pf, k_dec = sympy.symbols("tau k_pf k_dec", nonnegative=True)
+_k, _s, _c, _m, _j = sympy.symbols("k s c m j", nonnegative=True, integer=True)
+
+#: The moments ``E[W]`` needs, by the monomial they are the expectation of.
+MOMENT_NAMES = {(1, 0): "p", (0, 1): "d", (2, 0): "p2", (1, 1): "pd", (0, 2): "d2"}
+
+
+def decode_attention_sum() -> sympy.Expr:
+    """``sum_{k=0}^{d-1} (p + k)``: the contexts a request's decode tokens attend to (also its KV token-batches)."""
+    total = sympy.summation(p + _k, (_k, 0, d - 1))
+    return sympy.factor_terms(sympy.expand(total) - d * p) + d * p
+
+
+def prefill_chunks_telescope() -> bool:
+    """Whether ``c (s + c/2) = ((s + c)^2 - s^2) / 2`` holds identically (so chunking never changes the sum)."""
+    return sympy.expand(_c * (_s + _c / 2) - ((_s + _c) ** 2 - _s ** 2) / 2) == 0
+
+
+def chunked_prefill_sum(chunks: int) -> sympy.Expr:
+    """The prefill attention sum of a prompt cut into ``chunks`` equal chunks of ``c`` tokens (``p = chunks * c``).
+
+    >>> chunked_prefill_sum(4)
+    8*c**2
+    """
+    return sympy.simplify(sympy.summation(_c * (_j * _c + _c / 2), (_j, 0, chunks - 1)))
+
+
+def work_per_request() -> sympy.Expr:
+    """``W(p, d)``: GPU time (ms) of one request at batches of the most efficient size."""
+    return (p + d) * tau + k_pf * p ** 2 / 2 + k_dec * decode_attention_sum()
+
+
+def expected_work_expression() -> sympy.Expr:
+    """``E[W]`` in moment symbols ``E_p, E_d, E_p2, E_pd, E_d2`` (linearity of expectation, monomial by monomial).
+
+    >>> expected_work_expression()
+    -E_d*k_dec/2 + E_d*tau + E_d2*k_dec/2 + E_p*tau + E_p2*k_pf/2 + E_pd*k_dec
+    """
+    poly = sympy.Poly(sympy.expand(work_per_request()), p, d)
+    total = sympy.Integer(0)
+    for (i, j), coeff in poly.terms():
+        total += coeff * (sympy.Symbol(f"E_{MOMENT_NAMES[(i, j)]}") if (i, j) != (0, 0) else 1)
+    return sympy.expand(total)
+
+
+def expected_work(tau: object, k_pf: object, k_dec: object, moments: Mapping[str, object]) -> sympy.Rational:
+    """Exact ``E[W]`` (ms) from ``tau`` (ms per token), the attention coefficients and the moments.
+
+    ``moments`` maps ``p``, ``d`` and, when an attention coefficient is not zero,
+    ``p2``, ``pd``, ``d2`` (``E[p^2]``, ``E[p d]``, ``E[d^2]``) to exact numbers.
+    """
+    values = {globals()["tau"]: _exact(tau), globals()["k_pf"]: _exact(k_pf), globals()["k_dec"]: _exact(k_dec)}
+    expr = expected_work_expression().subs(values)
+    needed = {s.name[2:] for s in expr.free_symbols}
+    missing = needed - set(moments)
+    if missing:
+        raise KeyError(f"moments needed: {sorted(missing)}")
+    return sympy.Rational(expr.subs({sympy.Symbol(f"E_{k}"): _exact(moments[k]) for k in needed}))
+
+
+def load(rate_per_s: object, work_ms: object) -> sympy.Rational:
+    """``lambda * E[W]``: the fraction of GPU time the traffic needs (stable below 1, divergent above).
+
+    >>> load(2, 250)
+    1/2
+    """
+    return _exact(rate_per_s) * _exact(work_ms) / 1000
+
+
+def _exact(value: object) -> sympy.Rational:
+    """A number as an exact rational (a float or a string by its decimal text)."""
+    if isinstance(value, float):
+        return sympy.Rational(repr(value))
+    return sympy.Rational(value.strip()) if isinstance(value, str) else sympy.Rational(value)
