@@ -85,6 +85,9 @@ def _step(node: Any, where: str, base_dir: Path) -> Step:
 def network_from_document(document: Any, source: str = "<document>", base_dir: Path = Path(".")) -> Network:
     """Validate a network document (already parsed from YAML/JSON) into a :class:`Network`."""
     document = _mapping(document, source)
+    if "engine" in document or "workload" in document:
+        raise InputError(source, "this is a single-engine file (engine, policy, workload), not a network file "
+                                 "(engines, classes): use llmstab check, simulate, region or derive on it")
     _only(document, "", {"engines", "classes"})
     engines_node = _mapping(_required(document, "engines", ""), "engines")
     if not engines_node:

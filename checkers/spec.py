@@ -28,20 +28,20 @@ llmstab.fluid_models.errors.InputError: engine.batch_time: missing
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import sympy
-import yaml
 
 from llmstab.fluid_models.batch_time import BatchTimeModel, PiecewiseLinear, Staircase, Table, Tiled, TiledAttention, exact_number
 from llmstab.fluid_models.distributions import Deterministic, Empirical, Geometric, LengthDistribution, Poisson, Uniform
 from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.numbers import number_from_text
 from llmstab.fluid_models.policies import POLICIES, Policy
 from llmstab.fluid_models.workload import RequestClass, Workload
 
+from .documents import load_document, show
 from .errors import InputError
 from .slo import check_shares, class_rate, parse_slo
 
@@ -50,6 +50,7 @@ __all__ = [
     "load_document",
     "load_engine_spec",
     "engine_spec_from_document",
+    "require_single_engine",
     "parse_batch_time",
     "parse_distribution",
     "parse_engine",
@@ -59,9 +60,34 @@ __all__ = [
     "BATCH_TIME_PARSERS",
     "DISTRIBUTION_PARSERS",
     "UNITS_IN_MS",
+    "MAX_TOKEN_BUDGET",
+    "MAX_LENGTH",
+    "MAX_CLASSES",
+    "MIN_RATE",
+    "MAX_RATE",
+    "MAX_MAGNITUDE",
+    "MIN_MAGNITUDE",
+    "MIN_TIME_MS",
+    "MAX_TIME_MS",
 ]
 
 UNITS_IN_MS = {"ms": sympy.Integer(1), "s": sympy.Integer(1000), "us": sympy.Rational(1, 1000)}
+
+# --- limits checked at the door (README, "Input limits"): beyond them the toolkit would run for hours or run out
+# of memory (a b_max of 1e9 asks for an 8 TiB array), so an input past one is refused with one line, never half-run.
+
+#: Largest token budget ``b_max`` (and batch-size limit ``k_max``, tile size, ``b0``): 2^20 tokens.
+MAX_TOKEN_BUDGET = 2**20
+#: Longest prompt or output, in tokens (a mean, a deterministic length, a uniform bound, an empirical value).
+MAX_LENGTH = 10**7
+#: Most request classes in one workload.
+MAX_CLASSES = 1000
+#: Arrival rates of a class, requests per second.
+MIN_RATE, MAX_RATE = sympy.Rational(1, 10**6), sympy.Integer(10) ** 6
+#: Largest absolute value of any number, and the smallest non-zero one.
+MAX_MAGNITUDE, MIN_MAGNITUDE = sympy.Integer(10) ** 12, sympy.Rational(1, 10**12)
+#: Batch-time coefficients, in ms: a non-zero one lies in [1e-6, 1e9] ms (a nanosecond to about 11 days).
+MIN_TIME_MS, MAX_TIME_MS = sympy.Rational(1, 10**6), sympy.Integer(10) ** 9
 
 
 @dataclass(frozen=True)
@@ -75,30 +101,6 @@ class EngineSpec:
 
 
 # --- reading files ---------------------------------------------------------------------------
-
-
-def load_document(path: str | Path) -> dict:
-    """Read a YAML or JSON file into a mapping (``InputError`` if unreadable or malformed)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(str(path), "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"cannot read: {exc.__class__.__name__}") from None
-    try:
-        # libyaml's safe loader when present: about 6x faster on large files (a 1000-engine network)
-        document = json.loads(text) if p.suffix.lower() == ".json" else yaml.load(
-            text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), f"malformed JSON at line {exc.lineno}: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(str(path), f"malformed YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(document, dict):
-        raise InputError(str(path), "the file must hold a mapping (engine, policy, workload)")
-    return document
 
 
 def read_lengths_csv(path: str | Path, where: str, column: str | None = None) -> list[int]:
@@ -165,33 +167,61 @@ def _required(node: dict, key: str, where: str) -> Any:
 
 
 def _number(value: Any, where: str, *, positive: bool = False, nonnegative: bool = False) -> sympy.Rational:
+    """An exact number (int, float read by its decimal text, or text such as ``"3/4"``) of sensible magnitude."""
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        raise InputError(where, f"must be at most {float(MAX_MAGNITUDE):g} in size, got a number too large for a float")
     try:
-        number = exact_number(value)
-    except (TypeError, ValueError, SyntaxError, sympy.SympifyError):
-        raise InputError(where, f"must be a number, got {value!r}") from None
+        number = sympy.Rational(number_from_text(value)) if isinstance(value, str) else exact_number(value)
+    except (TypeError, ValueError) as exc:
+        why = f" ({exc})" if isinstance(value, str) else ""
+        raise InputError(where, f"must be a number, got {show(value)}{why}") from None
     if positive and number <= 0:
-        raise InputError(where, f"must be positive, got {value}")
+        raise InputError(where, f"must be positive, got {show(value)}")
     if nonnegative and number < 0:
-        raise InputError(where, f"must not be negative, got {value}")
+        raise InputError(where, f"must not be negative, got {show(value)}")
+    if abs(number) > MAX_MAGNITUDE or 0 < abs(number) < MIN_MAGNITUDE:
+        raise InputError(where, f"must lie between {float(MIN_MAGNITUDE):g} and {float(MAX_MAGNITUDE):g} in size, "
+                                f"got {show(value)}")
     return number
 
 
-def _integer(value: Any, where: str, *, minimum: int = 1) -> int:
+def _integer(value: Any, where: str, *, minimum: int = 1, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise InputError(where, f"must be an integer, got {value!r}")
+            raise InputError(where, f"must be an integer, got {show(value)}")
     if value < minimum:
-        raise InputError(where, f"must be at least {minimum}, got {value}")
+        raise InputError(where, f"must be at least {minimum}, got {show(value)}")
+    if maximum is not None and value > maximum:
+        raise InputError(where, f"must be at most {maximum:,}, got {show(value)} (see README, Input limits)")
     return value
+
+
+def _length(value: Any, where: str) -> int:
+    """A token count of a prompt or an output: an integer in [1, MAX_LENGTH]."""
+    return _integer(value, where, maximum=MAX_LENGTH)
+
+
+def _tokens(value: Any, where: str, minimum: int = 1) -> int:
+    """A batch-size quantity (b_max, k_max, b0, b_col): an integer in [minimum, MAX_TOKEN_BUDGET]."""
+    return _integer(value, where, minimum=minimum, maximum=MAX_TOKEN_BUDGET)
 
 
 # --- batch time ------------------------------------------------------------------------------
 
 
+def _time(value: Any, where: str, unit: sympy.Rational, **checks: bool) -> sympy.Rational:
+    """A batch-time coefficient in ms: zero, or of magnitude in [MIN_TIME_MS, MAX_TIME_MS] once in ms."""
+    ms = _number(value, where, **checks) * unit
+    if ms and not MIN_TIME_MS <= abs(ms) <= MAX_TIME_MS:
+        raise InputError(where, f"{show(value)} is {float(ms):.3g} ms, outside [{float(MIN_TIME_MS):g}, "
+                                f"{float(MAX_TIME_MS):g}] ms (see README, Input limits)")
+    return ms
+
+
 def _scaled(node: dict, key: str, where: str, unit: sympy.Rational, **checks: bool) -> sympy.Rational:
-    return _number(_required(node, key, where), f"{where}.{key}", **checks) * unit
+    return _time(_required(node, key, where), f"{where}.{key}", unit, **checks)
 
 
 def _staircase(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
@@ -199,7 +229,7 @@ def _staircase(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> 
     return Staircase(
         c=_scaled(node, "c", where, unit, positive=True),
         a=_scaled(node, "a", where, unit, nonnegative=True),
-        b0=_integer(_required(node, "b0", where), f"{where}.b0"),
+        b0=_tokens(_required(node, "b0", where), f"{where}.b0"),
     )
 
 
@@ -208,7 +238,7 @@ def _piecewise_linear(node: dict, where: str, unit: sympy.Rational, base_dir: Pa
     return PiecewiseLinear(
         c=_scaled(node, "c", where, unit, positive=True),
         a=_scaled(node, "a", where, unit, nonnegative=True),
-        b0=_integer(_required(node, "b0", where), f"{where}.b0", minimum=0),
+        b0=_tokens(_required(node, "b0", where), f"{where}.b0", minimum=0),
     )
 
 
@@ -216,15 +246,16 @@ def _tiled(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> Batc
     _only(node, where, {"kind", "unit", "t_lin", "b_col", "t_nl", "c", "t_attn", "context"})
     fields = dict(
         t_lin=_scaled(node, "t_lin", where, unit, positive=True),
-        b_col=_integer(_required(node, "b_col", where), f"{where}.b_col"),
-        t_nl=_number(node.get("t_nl", 0), f"{where}.t_nl", nonnegative=True) * unit,
-        c=_number(node.get("c", 0), f"{where}.c", nonnegative=True) * unit,
+        b_col=_tokens(_required(node, "b_col", where), f"{where}.b_col"),
+        t_nl=_time(node.get("t_nl", 0), f"{where}.t_nl", unit, nonnegative=True),
+        c=_time(node.get("c", 0), f"{where}.c", unit, nonnegative=True),
     )
     if "t_attn" not in node and "context" not in node:
         return Tiled(**fields)
     # attention: t_attn (time unit per token per context token) times the mean context (tokens)
     return TiledAttention(**fields, t_attn=_scaled(node, "t_attn", where, unit, nonnegative=True),
-                          context=_integer(_required(node, "context", where), f"{where}.context", minimum=0))
+                          context=_integer(_required(node, "context", where), f"{where}.context", minimum=0,
+                                           maximum=MAX_LENGTH))
 
 
 def _table(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
@@ -234,8 +265,8 @@ def _table(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> Batc
         raise InputError(where, "tokens and times must be non-empty lists")
     if len(tokens) != len(times):
         raise InputError(f"{where}.times", f"has {len(times)} entries, tokens has {len(tokens)}")
-    xs = [_integer(v, f"{where}.tokens[{i}]") for i, v in enumerate(tokens)]
-    ys = [_number(v, f"{where}.times[{i}]", positive=True) * unit for i, v in enumerate(times)]
+    xs = [_tokens(v, f"{where}.tokens[{i}]") for i, v in enumerate(tokens)]
+    ys = [_time(v, f"{where}.times[{i}]", unit, positive=True) for i, v in enumerate(times)]
     if any(b <= a for a, b in zip(xs, xs[1:])):
         raise InputError(f"{where}.tokens", "must be strictly increasing")
     return Table(tuple(xs), tuple(ys))
@@ -282,11 +313,11 @@ def parse_batch_time(node: Any, where: str = "engine.batch_time", base_dir: Path
     """A batch-time model from its mapping (``kind`` selects the family; ``unit`` ms or s)."""
     node = _mapping(node, where)
     kind = _required(node, "kind", where)
-    if kind not in BATCH_TIME_PARSERS:
-        raise InputError(f"{where}.kind", f"unknown batch-time kind {kind!r} (known: {', '.join(BATCH_TIME_PARSERS)})")
+    if not isinstance(kind, str) or kind not in BATCH_TIME_PARSERS:
+        raise InputError(f"{where}.kind", f"unknown batch-time kind {show(kind)} (known: {', '.join(BATCH_TIME_PARSERS)})")
     unit_name = node.get("unit", "ms")
-    if unit_name not in UNITS_IN_MS:
-        raise InputError(f"{where}.unit", f"unknown unit {unit_name!r} (known: {', '.join(UNITS_IN_MS)})")
+    if not isinstance(unit_name, str) or unit_name not in UNITS_IN_MS:
+        raise InputError(f"{where}.unit", f"unknown unit {show(unit_name)} (known: {', '.join(UNITS_IN_MS)})")
     return BATCH_TIME_PARSERS[kind](node, where, UNITS_IN_MS[unit_name], base_dir)
 
 
@@ -295,14 +326,14 @@ def parse_batch_time(node: Any, where: str = "engine.batch_time", base_dir: Path
 
 def _mean_length(node: dict, where: str) -> sympy.Rational:
     mean = _number(_required(node, "mean", where), f"{where}.mean")
-    if mean < 1:
-        raise InputError(f"{where}.mean", f"must be at least 1 token, got {node['mean']}")
+    if not 1 <= mean <= MAX_LENGTH:
+        raise InputError(f"{where}.mean", f"must lie between 1 and {MAX_LENGTH:,} tokens, got {show(node['mean'])}")
     return mean
 
 
 def _deterministic(node: dict, where: str, base_dir: Path) -> LengthDistribution:
     _only(node, where, {"dist", "mean"})
-    return Deterministic(_integer(_required(node, "mean", where), f"{where}.mean"))
+    return Deterministic(_length(_required(node, "mean", where), f"{where}.mean"))
 
 
 def _geometric(node: dict, where: str, base_dir: Path) -> LengthDistribution:
@@ -317,8 +348,8 @@ def _poisson(node: dict, where: str, base_dir: Path) -> LengthDistribution:
 
 def _uniform(node: dict, where: str, base_dir: Path) -> LengthDistribution:
     _only(node, where, {"dist", "low", "high"})
-    low = _integer(_required(node, "low", where), f"{where}.low")
-    high = _integer(_required(node, "high", where), f"{where}.high")
+    low = _length(_required(node, "low", where), f"{where}.low")
+    high = _length(_required(node, "high", where), f"{where}.high")
     if high < low:
         raise InputError(f"{where}.high", f"must be at least low = {low}, got {high}")
     return Uniform(low, high)
@@ -332,10 +363,10 @@ def _named_trace(node: dict, where: str) -> LengthDistribution:
     if "file" in node:
         raise InputError(where, "give either file or trace, not both")
     if not isinstance(name, str) or name not in TRACES:
-        raise InputError(f"{where}.trace", f"unknown trace {name!r} (known: {', '.join(sorted(TRACES))})")
+        raise InputError(f"{where}.trace", f"unknown trace {show(name)} (known: {', '.join(sorted(TRACES))})")
     column = node.get("column", where.rsplit(".", 1)[-1])
     if column not in ("prompt", "decode"):
-        raise InputError(f"{where}.column", f"must be prompt or decode for a named trace, got {column!r}")
+        raise InputError(f"{where}.column", f"must be prompt or decode for a named trace, got {show(column)}")
     return trace_distribution(name, column)
 
 
@@ -345,10 +376,10 @@ def _empirical(node: dict, where: str, base_dir: Path) -> LengthDistribution:
         return _named_trace(node, where)
     file = _required(node, "file", where)
     if not isinstance(file, str):
-        raise InputError(f"{where}.file", f"must be a path, got {file!r}")
+        raise InputError(f"{where}.file", f"must be a path, got {show(file)}")
     column = node.get("column")
     if column is not None and not isinstance(column, str):
-        raise InputError(f"{where}.column", f"must be a column name, got {column!r}")
+        raise InputError(f"{where}.column", f"must be a column name, got {show(column)}")
     values = read_lengths_csv(base_dir / file, f"{where}.file", column)
     return Empirical(values, source=file)
 
@@ -366,8 +397,8 @@ def parse_distribution(node: Any, where: str, base_dir: Path = Path(".")) -> Len
     """A length distribution from its mapping (``dist`` selects the family)."""
     node = _mapping(node, where)
     dist = _required(node, "dist", where)
-    if dist not in DISTRIBUTION_PARSERS:
-        raise InputError(f"{where}.dist", f"unknown distribution {dist!r} (known: {', '.join(DISTRIBUTION_PARSERS)})")
+    if not isinstance(dist, str) or dist not in DISTRIBUTION_PARSERS:
+        raise InputError(f"{where}.dist", f"unknown distribution {show(dist)} (known: {', '.join(DISTRIBUTION_PARSERS)})")
     return DISTRIBUTION_PARSERS[dist](node, where, base_dir)
 
 
@@ -375,14 +406,18 @@ def parse_distribution(node: Any, where: str, base_dir: Path = Path(".")) -> Len
 
 
 def parse_engine(node: Any, where: str = "engine", base_dir: Path = Path(".")) -> Engine:
-    """An engine: ``batch_time``, ``token_budget`` (b_max), optional ``max_batch_requests`` (k_max)."""
+    """An engine: ``batch_time``, ``token_budget`` (b_max), optional ``max_batch_requests`` (k_max),
+    ``batch_time.attention``, ``kv_cache`` and ``max_active_requests`` (:mod:`~llmstab.checkers.memory_spec`)."""
+    from .memory_spec import MEMORY_KEYS, parse_memory, split_attention
+
     node = _mapping(node, where)
-    _only(node, where, {"batch_time", "token_budget", "max_batch_requests"})
-    batch_time = parse_batch_time(_required(node, "batch_time", where), f"{where}.batch_time", base_dir)
-    budget = _integer(_required(node, "token_budget", where), f"{where}.token_budget")
+    _only(node, where, {"batch_time", "token_budget", "max_batch_requests", *MEMORY_KEYS})
+    time_node, attention = split_attention(_required(node, "batch_time", where), f"{where}.batch_time")
+    batch_time = parse_batch_time(time_node, f"{where}.batch_time", base_dir)
+    budget = _tokens(_required(node, "token_budget", where), f"{where}.token_budget")
     k_max = node.get("max_batch_requests")
     if k_max is not None:
-        k_max = _integer(k_max, f"{where}.max_batch_requests")
+        k_max = _tokens(k_max, f"{where}.max_batch_requests")
     if isinstance(batch_time, Staircase) and budget % batch_time.b0:
         raise InputError(
             f"{where}.token_budget",
@@ -390,7 +425,7 @@ def parse_engine(node: Any, where: str = "engine", base_dir: Path = Path(".")) -
         )
     if isinstance(batch_time, Table) and budget > batch_time.max_tokens:
         raise InputError(f"{where}.token_budget", f"{budget} exceeds the table's largest batch ({batch_time.max_tokens} tokens)")
-    return Engine(batch_time, budget, k_max)
+    return Engine(batch_time, budget, k_max, attention=attention, **parse_memory(node, where))
 
 
 def parse_policy(node: Any, where: str = "policy") -> Policy:
@@ -403,13 +438,21 @@ def parse_policy(node: Any, where: str = "policy") -> Policy:
     else:
         raise InputError(where, f"must be a policy name or a mapping, got {_kind_of(node)}")
     if not isinstance(name, str) or name not in POLICIES:
-        raise InputError(where, f"unknown policy {name!r} (known: {', '.join(sorted(POLICIES))})")
+        raise InputError(where, f"unknown policy {show(name)} (known: {', '.join(sorted(POLICIES))})")
     try:
         return POLICIES[name](**options)
     except TypeError:
-        raise InputError(where, f"policy {name!r} does not take options {sorted(options)}") from None
+        raise InputError(where, f"policy {name!r} does not take options {show(sorted(map(str, options)))}") from None
     except ValueError as exc:
         raise InputError(where, str(exc)) from None
+
+
+def _rate(rate: sympy.Rational, where: str) -> sympy.Rational:
+    """A class's arrival rate (requests/s) within [MIN_RATE, MAX_RATE]."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise InputError(where, f"{float(rate):.4g} requests/s lies outside [{float(MIN_RATE):g}, {float(MAX_RATE):g}] "
+                                "(see README, Input limits)")
+    return rate
 
 
 def parse_workload(node: Any, where: str = "workload", base_dir: Path = Path(".")) -> Workload:
@@ -420,6 +463,9 @@ def parse_workload(node: Any, where: str = "workload", base_dir: Path = Path("."
     classes = _required(node, "classes", where)
     if not isinstance(classes, list) or not classes:
         raise InputError(f"{where}.classes", "must be a non-empty list of request classes")
+    if len(classes) > MAX_CLASSES:
+        raise InputError(f"{where}.classes", f"{len(classes):,} classes exceed the limit of {MAX_CLASSES:,} "
+                                             "(see README, Input limits)")
     parsed, names = [], set()
     for i, item in enumerate(classes):
         at = f"{where}.classes[{i}]"
@@ -427,11 +473,11 @@ def parse_workload(node: Any, where: str = "workload", base_dir: Path = Path("."
         _only(item, at, {"name", "rate", "share", "prompt", "decode", "slo"})
         name = item.get("name", f"class{i}")
         if not isinstance(name, str) or not name:
-            raise InputError(f"{at}.name", f"must be a non-empty string, got {name!r}")
+            raise InputError(f"{at}.name", f"must be a non-empty string, got {show(name)}")
         if name in names:
-            raise InputError(f"{at}.name", f"{name!r} is used twice")
+            raise InputError(f"{at}.name", f"{show(name)} is used twice")
         names.add(name)
-        rate = class_rate(node, item, at, where)
+        rate = _rate(class_rate(node, item, at, where), f"{at}.rate")
         prompt = parse_distribution(_required(item, "prompt", at), f"{at}.prompt", base_dir)
         decode = parse_distribution(_required(item, "decode", at), f"{at}.decode", base_dir)
         parsed.append(RequestClass(name, rate, prompt, decode, parse_slo(item.get("slo"), f"{at}.slo")))
@@ -439,9 +485,24 @@ def parse_workload(node: Any, where: str = "workload", base_dir: Path = Path("."
     return Workload(tuple(parsed))
 
 
+def require_single_engine(document: dict, source: str) -> dict:
+    """``document`` itself when it is not a network file; else an ``InputError`` that says which file type it is.
+
+    >>> require_single_engine({"engines": {}, "classes": []}, "net.yaml")
+    Traceback (most recent call last):
+    ...
+    llmstab.fluid_models.errors.InputError: net.yaml: this is a network file (top-level engines and classes), \
+not a single-engine one (engine, policy, workload): use llmstab check or llmstab fluid on it
+    """
+    if "engines" in document or "classes" in document:
+        raise InputError(source, "this is a network file (top-level engines and classes), not a single-engine "
+                                 "one (engine, policy, workload): use llmstab check or llmstab fluid on it")
+    return document
+
+
 def engine_spec_from_document(document: Any, source: str = "<document>", base_dir: Path = Path(".")) -> EngineSpec:
     """Validate a single-engine document (already parsed from YAML/JSON)."""
-    document = _mapping(document, source)
+    document = require_single_engine(_mapping(document, source), source)
     _only(document, "", {"engine", "policy", "workload"})
     engine = parse_engine(_required(document, "engine", ""), "engine", base_dir)
     policy = parse_policy(_required(document, "policy", ""), "policy")

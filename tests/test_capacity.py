@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from llmstab.checkers.single_engine import capacity_of, capacity_summary
-from llmstab.fluid_models.batch_time import PiecewiseLinear, Staircase
+from llmstab.fluid_models.batch_time import PiecewiseLinear, Staircase, Table, Tiled
 from llmstab.fluid_models.distributions import Deterministic
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.workload import RequestClass, Workload
@@ -58,3 +58,62 @@ def test_staircase_without_divisibility_can_prefer_a_smaller_batch():
     model = Staircase(10, 30, 128)
     cap = engine_capacity(model.expression(b), 130)
     assert cap.best_batch == 128 and not cap.full_batch_is_best
+
+
+def _brute_force(model, b_max):
+    """The exact maximiser (largest among ties) and value of b / t_b, by evaluating every b."""
+    rates = {k: sympy.Integer(k) / model.exact(k) for k in range(1, b_max + 1)}
+    top = max(rates.values())
+    return max(k for k, v in rates.items() if v == top), top
+
+
+_MODELS = st.one_of(
+    st.builds(Staircase, st.integers(1, 50).map(lambda v: sympy.Rational(v, 4)),
+              st.integers(0, 50).map(lambda v: sympy.Rational(v, 4)), st.integers(1, 40)),
+    st.builds(PiecewiseLinear, st.integers(1, 60).map(lambda v: sympy.Rational(v, 3)),
+              st.integers(0, 20).map(lambda v: sympy.Rational(v, 3)), st.integers(0, 60)),
+    st.builds(Tiled, t_lin=st.integers(1, 30).map(lambda v: sympy.Rational(v, 7)), b_col=st.integers(1, 40),
+              t_nl=st.integers(0, 5).map(lambda v: sympy.Rational(v, 11)), c=st.integers(0, 20)),
+    st.builds(lambda xs, ys: Table(tuple(xs), tuple(sympy.Integer(y) for y in ys)),
+              st.just([1, 16, 40, 90]), st.lists(st.integers(1, 60), min_size=4, max_size=4).map(sorted)),
+)
+
+
+@settings(max_examples=80)
+@given(model=_MODELS, b_max=st.integers(1, 90))
+def test_capacity_agrees_with_evaluating_every_batch_size(model, b_max):
+    """Whatever shortcut the search takes (piece ends, integer arithmetic), it finds the exact brute-force optimum."""
+    cap = engine_capacity(model.expression(b), b_max)
+    best, top = _brute_force(model, b_max)
+    assert (cap.best_batch, cap.tokens_per_ms) == (best, top)
+    assert cap.full_batch_rate == sympy.Integer(b_max) / model.exact(b_max)
+    assert cap.full_batch_is_best == (cap.full_batch_rate == top)
+
+
+def _alarm(seconds):
+    """Raise in the test (instead of hanging the suite) if the block runs longer than ``seconds``."""
+    import signal
+
+    def _raise(signum, frame):
+        raise TimeoutError(f"took more than {seconds} s")
+
+    signal.signal(signal.SIGALRM, _raise)
+    signal.alarm(seconds)
+
+
+def test_a_million_tied_batch_sizes_cost_a_few_exact_evaluations():
+    # c = a * b0: every batch of at least b0 tokens is exactly as efficient (it took 27 minutes, one sympy
+    # evaluation per tied size); the largest tied batch is the full one.
+    import signal
+
+    _alarm(120)  # a guard against the old behaviour, not a speed measurement (benchmarks/capacity_ties.py)
+    try:
+        cap = engine_capacity(PiecewiseLinear(8, 2, 4).expression(b), 10**6)
+        tiled = engine_capacity(Tiled(t_lin=sympy.Rational(1, 3), b_col=3, t_nl=sympy.Rational(1, 7), c=0)
+                                .expression(b), 2**20)
+    finally:
+        signal.alarm(0)
+    assert (cap.best_batch, cap.tokens_per_ms, cap.full_batch_is_best) == (10**6, sympy.Rational(1, 2), True)
+    assert cap.candidates_checked <= 8
+    # every tile end ties at b_col / (t_lin + t_nl b_col); the largest tile end below b_max wins
+    assert tiled.best_batch == 2**20 - 1 and tiled.tokens_per_ms == sympy.Rational(63, 16)

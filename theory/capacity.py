@@ -22,16 +22,22 @@ Examples
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import sympy
+from sympy.core.relational import Relational
+from sympy.printing.pycode import PythonCodePrinter
 
 __all__ = [
     "b",
     "b_max",
     "efficiency",
     "engine_capacity",
+    "piece_ends",
     "EngineCapacity",
     "staircase_full_batch_condition",
     "piecewise_linear_full_batch_condition",
@@ -41,6 +47,7 @@ b = sympy.Symbol("b", positive=True, integer=True)
 b_max = sympy.Symbol("b_max", positive=True, integer=True)
 
 _SCREEN_TOLERANCE = 1e-9
+_MAX_CROSSINGS = 2**21  # more switch points than this: compare every screened size exactly instead
 
 
 def efficiency(batch_time: sympy.Expr) -> sympy.Expr:
@@ -78,9 +85,15 @@ class EngineCapacity:
 def engine_capacity(batch_time: sympy.Expr, token_budget: int) -> EngineCapacity:
     """Exact ``max_{1<=b<=token_budget} b / t_b`` for a batch time ``t_b`` (ms) in the symbol ``b``.
 
-    Every ``b`` is screened in floating point; the batch sizes within a
-    relative ``1e-9`` of the float maximum are then compared exactly in
-    rationals, so the returned maximiser and value are exact.
+    Every ``b`` is screened in floating point (one vectorised evaluation); the
+    batch sizes within a relative ``1e-9`` of the float maximum are then
+    compared exactly, in :class:`fractions.Fraction`, so the returned maximiser
+    and value are exact. When ``t_b`` is piecewise linear in ``b`` (every
+    batch-time family of the toolkit: ``ceiling``/``floor`` of a linear
+    argument, ``Max``/``Min`` of linear arguments, a ``Piecewise`` of linear
+    pieces) the rate ``b / t_b`` is monotone on each piece, so only the ends
+    of the pieces are compared exactly: a budget of a million tokens where
+    every batch size ties costs a handful of exact evaluations, not a million.
 
     Parameters
     ----------
@@ -95,24 +108,170 @@ def engine_capacity(batch_time: sympy.Expr, token_budget: int) -> EngineCapacity
     8
     >>> engine_capacity(1 + 2 * sympy.Max(0, b - 4), 8).best_batch   # c < a*b0: b0 is best
     4
+    >>> cap = engine_capacity(8 + 2 * sympy.Max(0, b - 4), 10**6)   # c = a*b0: every b >= b0 ties
+    >>> cap.best_batch, cap.tokens_per_ms, cap.full_batch_is_best, cap.candidates_checked <= 8
+    (1000000, 1/2, True, True)
     """
     sizes = np.arange(1, token_budget + 1)
     times = np.asarray(sympy.lambdify(b, batch_time, "numpy")(sizes), dtype=float) * np.ones(token_budget)
     rates = sizes / times
-    top = float(np.nanmax(rates))
-    candidates = sorted(set(sizes[rates >= top * (1 - _SCREEN_TOLERANCE)].tolist()) | {token_budget})
-    exact = {k: sympy.Integer(k) / sympy.Rational(batch_time.subs(b, k)) for k in candidates}
-    best_value = max(exact.values())
-    best = max(k for k, v in exact.items() if v == best_value)  # the largest batch among ties
-    full = exact[token_budget]
+    keep = rates >= float(np.nanmax(rates)) * (1 - _SCREEN_TOLERANCE)
+    ends = piece_ends(batch_time, token_budget)
+    if ends is not None:
+        on_an_end = np.zeros(token_budget, dtype=bool)
+        on_an_end[ends - 1] = True
+        keep &= on_an_end
+    candidates = sorted(set(sizes[keep].tolist()) | {token_budget})
+    scaled, denominator = _exact_times(batch_time, candidates)  # t_k = scaled_k / denominator
+    best_i = 0
+    for i in range(1, len(candidates)):  # k / t_k compared by cross-multiplying; a later (larger) k wins ties
+        if candidates[i] * scaled[best_i] >= candidates[best_i] * scaled[i]:
+            best_i = i
+    best = candidates[best_i]
+    best_value = Fraction(best * denominator) / Fraction(scaled[best_i])
+    full = Fraction(token_budget * denominator) / Fraction(scaled[-1])
     return EngineCapacity(
         token_budget=token_budget,
         best_batch=best,
-        tokens_per_ms=best_value,
-        full_batch_rate=full,
+        tokens_per_ms=sympy.Rational(best_value.numerator, best_value.denominator),
+        full_batch_rate=sympy.Rational(full.numerator, full.denominator),
         full_batch_is_best=bool(full == best_value),
         candidates_checked=len(candidates),
     )
+
+
+class _FractionPrinter(PythonCodePrinter):
+    """Python code in which every rational constant is a :class:`fractions.Fraction` (exact arithmetic)."""
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:
+        return f"Fraction({expr.p}, {expr.q})"
+
+    def _print_Integer(self, expr: sympy.Integer) -> str:
+        return f"Fraction({expr.p})"
+
+
+def _exact_times(batch_time: sympy.Expr, sizes: list[int]) -> tuple[list, int]:
+    """``(T, D)`` with ``t_k = T_k / D`` exactly for every ``k`` in ``sizes``.
+
+    In integers, vectorised, when ``t_b`` is linear in ``b`` and in ``ceiling`` /
+    ``floor`` of linear arguments (staircase, tiled); otherwise ``T_k`` are
+    fractions from the expression compiled once (``D = 1``).
+    """
+    steps = _integer_steps(batch_time, sizes)
+    if steps is not None:
+        return steps
+    compiled = sympy.lambdify(b, batch_time, modules=[{"Fraction": Fraction, "math": math}], printer=_FractionPrinter)
+    return [Fraction(compiled(Fraction(k))) for k in sizes], 1
+
+
+def _integer_steps(batch_time: sympy.Expr, sizes: list[int]) -> tuple[list[int], int] | None:
+    """``(N, D)`` with ``t_k = N_k / D`` (integers), for ``t_b = alpha + beta b + sum_i gamma_i step_i(b)``."""
+    atoms = batch_time.atoms(sympy.ceiling, sympy.floor)
+    if batch_time.atoms(sympy.Max, sympy.Min, sympy.Piecewise):
+        return None
+    dummies = {atom: sympy.Dummy() for atom in atoms}
+    poly = batch_time.xreplace(dummies).as_poly(b, *dummies.values())
+    lines = {atom: _linear(atom.args[0]) for atom in atoms}
+    if poly is None or poly.total_degree() > 1 or any(line is None for line in lines.values()):
+        return None
+    coeff = {g: Fraction(int(c.p), int(c.q)) for g, c in zip(poly.gens, [poly.coeff_monomial(g) for g in poly.gens])
+             if c.is_Rational}
+    constant = poly.coeff_monomial(1)
+    if len(coeff) != len(poly.gens) or not constant.is_Rational:
+        return None
+    denominator = math.lcm(int(constant.q), *(c.denominator for c in coeff.values()))
+    k = np.array(sizes, dtype=object)
+    total = k * int(coeff.get(b, 0) * denominator) + int(constant * denominator)
+    for atom, (p, r) in lines.items():
+        num = k * (p.numerator * r.denominator) + r.numerator * p.denominator  # p k + r = num / den
+        den = p.denominator * r.denominator
+        value = -((-num) // den) if isinstance(atom, sympy.ceiling) else num // den
+        total = total + value * int(coeff[dummies[atom]] * denominator)
+    return total.tolist(), denominator
+
+
+def _linear(expr: sympy.Expr) -> tuple[Fraction, Fraction] | None:
+    """``(p, r)`` with ``expr == p b + r`` (rational ``p``, ``r``), or ``None``."""
+    poly = sympy.sympify(expr).as_poly(b)
+    if poly is None or poly.degree() > 1 or not all(c.is_Rational for c in poly.all_coeffs()):
+        return None
+    coeffs = [Fraction(int(c.p), int(c.q)) for c in poly.all_coeffs()]
+    return (coeffs[0], coeffs[1]) if len(coeffs) == 2 else (Fraction(0), coeffs[0])
+
+
+def _floors_of_steps(p: Fraction, r: Fraction, token_budget: int) -> np.ndarray | None:
+    """``floor(x)`` for every ``x`` in ``[0, token_budget + 1]`` where ``p x + r`` is an integer (``p > 0``)."""
+    first, last = math.floor(r), math.ceil(p * (token_budget + 1) + r)
+    if last - first > _MAX_CROSSINGS:
+        return None
+    # x = (k - r) / p = (k S - R) Q / (S P) with p = P/Q, r = R/S; floor by integer division
+    bound = (max(abs(first), abs(last)) * r.denominator + abs(r.numerator)) * p.denominator
+    ks = np.arange(first, last + 1, dtype=object if bound >= 2**62 else np.int64)
+    return np.asarray((ks * r.denominator - r.numerator) * p.denominator // (p.numerator * r.denominator), dtype=np.int64)
+
+
+def _switch_floors(expr: sympy.Expr, token_budget: int) -> np.ndarray | None:
+    """``floor`` of every real ``b`` where a ``ceiling``/``floor``/``Max``/``Min``/``Piecewise`` of ``expr`` switches."""
+    parts: list[np.ndarray] = []
+    points: list[Fraction] = []
+    for atom in expr.atoms(sympy.ceiling, sympy.floor):
+        line = _linear(atom.args[0])
+        steps = None if line is None or line[0] <= 0 else _floors_of_steps(*line, token_budget)
+        if steps is None:
+            return None
+        parts.append(steps)
+    for atom in expr.atoms(sympy.Max, sympy.Min):
+        lines = [_linear(arg) for arg in atom.args]
+        if any(line is None for line in lines):
+            return None
+        points += [(r2 - r1) / (p1 - p2) for (p1, r1), (p2, r2) in itertools.combinations(lines, 2) if p1 != p2]
+    for atom in expr.atoms(sympy.Piecewise):
+        for piece, condition in atom.args:
+            if _linear(piece) is None:
+                return None
+            if condition is sympy.true:
+                continue
+            line = _linear(condition.lhs - condition.rhs) if isinstance(condition, Relational) else None
+            if line is None:
+                return None
+            if line[0] != 0:
+                points.append(-line[1] / line[0])
+    parts.append(np.array([math.floor(x) for x in points if abs(x) <= 2 * token_budget + 2], dtype=np.int64))
+    return np.concatenate(parts)
+
+
+def piece_ends(batch_time: sympy.Expr, token_budget: int) -> np.ndarray | None:
+    """Batch sizes that include both ends of every piece on which ``batch_time`` is linear in ``b``.
+
+    ``None`` when ``batch_time`` is not recognised as piecewise linear (then
+    every screened size is compared exactly). On a piece where
+    ``t_b = alpha + beta b`` the rate ``b / t_b`` is monotone (constant when
+    ``alpha = 0``), so its largest maximiser over the piece is an end.
+
+    >>> piece_ends(3 + sympy.ceiling(b / 4), 12).tolist()
+    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    >>> piece_ends(3 + sympy.ceiling(b / 100), 1000).size
+    40
+    >>> piece_ends(b ** 2, 10) is None
+    True
+    """
+    atoms = batch_time.atoms(sympy.ceiling, sympy.floor, sympy.Max, sympy.Min, sympy.Piecewise)
+    reduced = batch_time.xreplace({atom: sympy.Dummy() for atom in atoms})
+    poly = reduced.as_poly(b, *reduced.free_symbols - {b})
+    if poly is None or poly.total_degree() > 1 or any(_nested(atom, atoms) for atom in atoms):
+        return None
+    floors = _switch_floors(batch_time, token_budget)
+    if floors is None:
+        return None
+    ends = np.concatenate([floors + shift for shift in (-1, 0, 1, 2)] + [np.array([1, token_budget])])
+    mask = np.zeros(token_budget + 1, dtype=bool)
+    mask[ends[(ends >= 1) & (ends <= token_budget)]] = True
+    return np.flatnonzero(mask)
+
+
+def _nested(atom: sympy.Expr, atoms: set) -> bool:
+    """Whether another switching atom sits inside ``atom`` (not read as piecewise linear)."""
+    return any(other is not atom and other in atoms for other in sympy.preorder_traversal(atom))
 
 
 def staircase_full_batch_condition() -> tuple[sympy.Expr, sympy.Expr, sympy.Boolean]:

@@ -36,7 +36,7 @@ from llmstab.fluid_models.workload import Workload
 from ..errors import InputError
 from ..region_check import certify_load, check_load_region, region_for, region_summary
 from ..region_policy import check_policy_region, empirical_boundary
-from ..spec import load_document, parse_engine, parse_policy, parse_workload
+from ..spec import load_document, parse_engine, parse_policy, parse_workload, require_single_engine
 from ..verdict import Evidence, Verdict, jsonable
 
 __all__ = ["RegionSpec", "load_region_spec", "region_report", "plot_region", "register"]
@@ -66,7 +66,7 @@ def _positive_int(value: Any, where: str) -> int:
 def load_region_spec(path: str | Path) -> RegionSpec:
     """Read and validate a region input file (``InputError`` naming the field on bad input)."""
     p = Path(path)
-    doc = load_document(p)
+    doc = require_single_engine(load_document(p), str(p))
     for key in doc:
         if key not in ("engine", "workload", "policy", "region"):
             raise InputError(str(key), "unknown field (expected one of: engine, policy, region, workload)")
