@@ -35,18 +35,15 @@ from typing import Any
 
 from llmstab.fluid_models.networks.fluid import FluidError, FluidNetwork, FluidPath
 from llmstab.fluid_models.networks.network import Network, capacity_of
-from llmstab.fluid_models.networks.simulator import simulate_network
 from llmstab.fluid_models.policies import Policy
 from llmstab.fluid_models.workload import RequestClass, Workload
 
-from .lyapunov import find_linear_lyapunov
-from .region_check import check_load_region
 from .report import CheckReport
 from .verdict import Evidence, Verdict
 from .virtual_stations import virtual_stations
 from .work_conservation import check_work_conservation
 
-__all__ = ["check_network", "check_network_document", "diverging_path", "NetworkReport"]
+__all__ = ["check_network", "check_network_document", "diverging_path", "default_horizon", "NetworkReport"]
 
 THEOREM_2A = "Li-Dai-Peng Theorem 2(a), applied at each engine"
 THEOREM_DAG = ("Li-Dai-Peng Section 5: with DAG / fork-join routing and work-conserving engines the per-engine "
@@ -70,10 +67,7 @@ class NetworkReport(CheckReport):
             lines.append(f"  {e:<12} {float(cap['tokens_per_s']):>15.6g} {float(ld['tokens_per_s']):>12.6g} "
                          f"{(f'{float(u):.1%}' if u is not None else 'region'):>12}")
         lines.append(f"  bottleneck: {self.load['bottleneck']}")
-        for title, verdict in (("load", self.load_verdict), ("policy", self.policy_verdict)):
-            lines.append(f"  {title} verdict: {verdict.verdict.upper()}")
-            lines += [f"    - [{e.kind}] {e.summary}" for e in verdict.evidence]
-        return "\n".join(lines)
+        return "\n".join(lines + self.verdict_lines())
 
 
 @lru_cache(maxsize=None)
@@ -108,9 +102,21 @@ def _path_evidence(path: FluidPath) -> Evidence:
          "breakpoints": len(path.times)})
 
 
+def default_horizon(net: Network) -> float:
+    """The simulated time of a network check: about 6000 arrivals, at most 4000 s.
+
+    >>> from llmstab.fluid_models.networks.examples import rybko_stolyar
+    >>> net = rybko_stolyar(bad=True)
+    >>> round(default_horizon(net) * sum(float(c.rate) for c in net.classes))   # arrivals in the run
+    6000
+    """
+    return min(4000.0, 6000.0 / float(sum(c.rate for c in net.classes)))
+
+
 def _simulation_evidence(net: Network, horizon_s: float | None, seed: int, expect_growth: bool) -> Evidence:
-    total_rate = float(sum(c.rate for c in net.classes))
-    horizon = horizon_s or min(4000.0, 6000.0 / total_rate)
+    from llmstab.fluid_models.networks.simulator import simulate_network  # only when a simulation runs
+
+    horizon = horizon_s or default_horizon(net)
     sim = simulate_network(net, horizon, seed=seed)
     q = len(sim.tokens) // 4
     first, last = float(sim.tokens[:q].mean()), float(sim.tokens[-q:].mean())
@@ -215,6 +221,8 @@ def _region_verdict(net: Network, e: str) -> Verdict:
     if not steps:
         return Verdict("stable", [])
     work = Workload(tuple(RequestClass(s.id, rates[s.id], s.prompt, s.decode) for _, s in steps))
+    from .region_check import check_load_region  # the LP solver: imported only for engines with k_max
+
     return check_load_region(net.engines[e].engine, work)
 
 
@@ -239,6 +247,8 @@ def _cyclic_verdict(net: Network, rho: dict, simulate: bool, horizon_s: float | 
             ev.append(_simulation_evidence(net, horizon_s, seed, True))
         return Verdict("unstable", ev)
     tried.append(f"{len(stations)} virtual station(s), none above load 1" if stations else "no virtual station")
+    from .lyapunov import find_linear_lyapunov  # the LP solver: imported only for cyclic networks
+
     cert = find_linear_lyapunov(fn)
     if cert.verified:
         return Verdict("stable", [
@@ -292,9 +302,9 @@ def _policy_verdict(net: Network, wc: dict) -> Verdict:
 
 
 def check_network_document(document: Any, source: str = "<document>", base_dir: Path = Path("."),
-                           simulate: bool = True) -> NetworkReport:
-    """Validate a network document and check it (the entry point of ``llmstab check``)."""
+                           simulate: bool = True, seed: int = 0) -> NetworkReport:
+    """Validate a network document and check it (``simulate`` and ``seed`` as in :func:`check_network`)."""
     from .network_spec import network_from_document
 
-    return check_network(network_from_document(document, source, base_dir), source, simulate=simulate)
+    return check_network(network_from_document(document, source, base_dir), source, simulate=simulate, seed=seed)
 

@@ -225,15 +225,17 @@ def region_summary(region: CapacityRegion) -> dict:
     }
 
 
-def check_load_region(engine: Engine, workload: Workload, region: CapacityRegion | None = None) -> Verdict:
+def check_load_region(engine: Engine, workload: Workload, region: CapacityRegion | None = None,
+                      cert: LoadCertificate | None = None) -> Verdict:
     """Load verdict from the region: ``stable`` strictly inside, ``unstable`` outside, else ``inconclusive``.
 
     ``stable`` means *some* scheduler carries the load (the static mix of the
     primal witness does, in the fluid limit); whether a given policy does is the
-    policy verdict's question.
+    policy verdict's question. ``cert``, when given, is the load's certificate
+    already computed against ``region`` (:func:`certify_load`), so it is not solved twice.
     """
     region = region or region_for(engine, workload)
-    cert = certify_load(region, load_vector(workload))
+    cert = cert or certify_load(region, load_vector(workload))
     evidence = cert.evidence()
     if cert.position == "inside":
         slots = _prefill_slot_check(cert, workload, region)

@@ -20,9 +20,10 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import sympy
@@ -33,14 +34,17 @@ from llmstab.fluid_models.region import BatchType, CapacityRegion, TypeTable, lo
 from llmstab.fluid_models.state import EngineState
 from llmstab.fluid_models.workload import Workload
 
-from .region_check import certify_load, check_load_region, region_for, region_summary
+from .region_check import LoadCertificate, certify_load, region_for
 from .verdict import Evidence, Verdict
 
 if TYPE_CHECKING:  # the simulator is compiled: imported only when a simulation runs
     from .growth import GrowthEstimate
 
+#: A load (prefill, decode tokens per ms) -> its exact certificate against one region.
+Certifier = Callable[[Sequence[Fraction]], LoadCertificate]
+
 __all__ = ["policy_batch_types", "explain_policy", "DivergenceTest", "simulate_trend", "check_policy_region",
-           "empirical_boundary", "with_region_verdicts"]
+           "empirical_boundary", "Certifier"]
 
 
 def policy_batch_types(policy: Policy, engine: Engine, prompt: int) -> list[BatchType]:
@@ -69,17 +73,20 @@ def policy_batch_types(policy: Policy, engine: Engine, prompt: int) -> list[Batc
 
 
 def explain_policy(policy: Policy, engine: Engine, workload: Workload,
-                   region: CapacityRegion | None = None) -> Evidence:
+                   region: CapacityRegion | None = None, certify: Certifier | None = None) -> Evidence:
     """Why ``policy`` fails at a load inside the region: the types it forms vs the types the region needs.
 
     Solves the margin LP restricted to :func:`policy_batch_types` (exactly
     certified as well). A restricted margin below 1 at a load whose region
     margin exceeds 1 means: in heavy traffic the policy only forms batches that
     cannot carry this load, while the region's witness mixes other types.
+    ``certify`` maps a load to its certificate against ``region`` (default:
+    :func:`certify_load`; the check pipeline passes its memo, so no load is certified twice).
     """
     region = region or region_for(engine, workload)
+    certify = certify or partial(certify_load, region)
     load = load_vector(workload)
-    full = certify_load(region, load)
+    full = certify(load)
     prompt = max_prompt_length(workload) or int(round(float(workload.prefill_rate / workload.rate)))
     formed = policy_batch_types(policy, engine, prompt)
     restricted = _restricted_region(engine, formed)
@@ -164,17 +171,20 @@ def simulate_trend(engine: Engine, policy: Policy, workload: Workload, *, horizo
 
 
 def check_policy_region(engine: Engine, policy: Policy, workload: Workload, region: CapacityRegion | None = None,
-                        *, horizon_s: float | None = None, arrivals: str = "poisson", seed: int = 0) -> Verdict:
+                        *, horizon_s: float | None = None, arrivals: str = "poisson", seed: int = 0,
+                        certify: Certifier | None = None) -> Verdict:
     """Policy verdict for an engine whose capacity is a region (``k_max`` set).
 
     Simulates at a load strictly inside the region (the load itself when it is
     inside, else 98% of the boundary point on its ray). Divergence there means
     ``not-maximally-stable``, with the LP explanation; otherwise
     ``inconclusive`` (no theorem covers work-conserving policies with ``k_max``).
+    ``certify`` as in :func:`explain_policy`.
     """
     region = region or region_for(engine, workload)
+    certify = certify or partial(certify_load, region)
     load = load_vector(workload)
-    cert = certify_load(region, load)
+    cert = certify(load)
     bound = cert.margin if cert.margin is not None else cert.margin_bounds[0]
     if cert.position == "inside":
         scale = Fraction(1)
@@ -191,7 +201,7 @@ def check_policy_region(engine: Engine, policy: Policy, workload: Workload, regi
                       "test load: the given load, strictly inside the region", {"load_scale": scale})
     if trend.trend == "diverging":
         return Verdict("not-maximally-stable", [tested, trend.evidence(),
-                                                explain_policy(policy, engine, test_load, region)])
+                                                explain_policy(policy, engine, test_load, region, certify)])
     return Verdict("inconclusive", [tested, trend.evidence(), Evidence(
         "note", "no divergence seen at a load inside the region; with a request limit no theorem makes a "
         "work-conserving policy maximally stable, so maximal stability is not claimed", {"k_max": engine.max_batch_requests})])
@@ -228,32 +238,3 @@ def empirical_boundary(engine: Engine, policy: Policy, workload: Workload, regio
             return None
         best = lo
     return (load[0] * best, load[1] * best)
-
-
-def with_region_verdicts(report, engine: Engine, policy: Policy, workload: Workload, *, simulate: bool = True):
-    """``llmstab check`` for an engine with ``k_max``: verdicts from the region, its corners in ``capacity``.
-
-    The load verdict is :func:`check_load_region` (exactly checked primal or dual
-    certificate), except that a load inside the region is ``inconclusive`` for the
-    given policy (the witness shows only that *some* scheduler carries it; the CLI
-    then settles it by simulation); the policy verdict is :func:`check_policy_region` (a simulation
-    strictly inside the region, explained by the LP), unless ``simulate`` is false.
-    Takes and returns a :class:`llmstab.checkers.report.CheckReport`.
-    """
-    region = region_for(engine, workload)
-    load = check_load_region(engine, workload, region)
-    policy_verdict = (check_policy_region(engine, policy, workload, region) if simulate else
-                      Verdict("inconclusive", [Evidence("note", "simulation skipped; with k_max no theorem decides", {})]))
-    cert = certify_load(region, load_vector(workload))
-    capacity = {**report.capacity, "region": region_summary(region), "margin": cert.margin,
-                "exact_margin": None if cert.margin is None else str(cert.margin), "position": cert.position}
-    verdict, evidence = load.verdict, [*load.evidence, Evidence(
-        "note", "the scalar capacity above ignores k_max; the region's corners bound what the engine carries with it",
-        {"k_max": engine.max_batch_requests})]
-    if verdict == "stable":  # some scheduler carries the load; that does not make this policy stable
-        verdict = "inconclusive"
-        evidence.insert(0, Evidence("note", "the load lies inside the capacity region, so some scheduler (the "
-                                    f"witness's static batch mix) carries it; no theorem says whether {policy.label} does",
-                                    {}))
-    return replace(report, load_verdict=Verdict(verdict, evidence),
-                   policy_verdict=policy_verdict, capacity=capacity)

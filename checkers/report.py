@@ -11,13 +11,19 @@ Examples
 ...                 Verdict("inconclusive"), {"tokens_per_s": 10.0}, {"tokens_per_s": 5.0})
 >>> sorted(r.to_json())
 ['capacity', 'evidence', 'load', 'load_verdict', 'policy_verdict', 'subject']
+>>> print(r.to_text())
+llmstab check: demo
+  load     : 5 tokens/s
+  load verdict: STABLE
+    - [theorem] T
+  policy verdict: INCONCLUSIVE
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from .verdict import Evidence, Verdict, jsonable
+from .verdict import Verdict, jsonable
 
 __all__ = ["CheckReport"]
 
@@ -32,15 +38,6 @@ class CheckReport:
     capacity: dict
     load: dict
     extra: dict = field(default_factory=dict)
-
-    def with_load_verdict(self, verdict: Verdict) -> "CheckReport":
-        """A copy with another load verdict."""
-        return replace(self, load_verdict=verdict)
-
-    def with_policy_evidence(self, *items: Evidence) -> "CheckReport":
-        """A copy whose policy verdict carries more evidence."""
-        v = self.policy_verdict
-        return replace(self, policy_verdict=Verdict(v.verdict, [*v.evidence, *items]))
 
     def to_json(self) -> dict:
         """One JSON-ready object: the output of ``llmstab check --json``."""
@@ -70,7 +67,16 @@ class CheckReport:
                 f"  load     : {float(load['tokens_per_s']):.6g} tokens/s"
                 + (f" ({float(load['requests_per_s']):.4g} requests/s)" if "requests_per_s" in load else "")
                 + (f" = {float(load['utilisation']):.1%} of capacity" if "utilisation" in load else ""))
+        lines += self.verdict_lines()
+        return "\n".join(lines)
+
+    def verdict_lines(self) -> list[str]:
+        """Both verdicts with their evidence, then the simulation seed when a simulation ran."""
+        lines = []
         for title, verdict in (("load", self.load_verdict), ("policy", self.policy_verdict)):
             lines.append(f"  {title} verdict: {verdict.verdict.upper()}")
             lines += [f"    - [{e.kind}] {e.summary}" for e in verdict.evidence]
-        return "\n".join(lines)
+        simulated = any(e.kind == "simulation" for v in (self.load_verdict, self.policy_verdict) for e in v.evidence)
+        if simulated and "seed" in self.extra:
+            lines.append(f"  simulations seeded with {self.extra['seed']} (llmstab check --seed)")
+        return lines

@@ -28,20 +28,24 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import sympy
 
 from llmstab.fluid_models.batch_time import exact_number
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.policies import Policy
-from llmstab.fluid_models.simulation.simulator import simulate
+from llmstab.fluid_models.simulation.arrivals import Trace
+from llmstab.fluid_models.simulation.simulator import SimulationResult, simulate
 from llmstab.fluid_models.workload import Workload
 
-from .report import CheckReport
+from .errors import InputError
 from .growth import GrowthEstimate, estimate_growth, fluid_prediction
+from .single_engine import capacity_of
+from .spec import EngineSpec
 from .verdict import Evidence, Verdict
 
-__all__ = ["SettleRun", "run_until_settled", "settle_load", "empirical_capacity", "with_simulation"]
+__all__ = ["SettleRun", "first_horizon", "run_until_settled", "settle_load", "empirical_capacity", "simulate_spec"]
 
 #: Horizons in units of the full-batch time ``t(b_max)``, and at least so many mean
 #: interarrival times: the first run, and the longest one.
@@ -73,6 +77,20 @@ class SettleRun:
                 "batches_simulated": self.batches, "seed": self.seed, "stopped_early": self.stopped_early}
 
 
+def first_horizon(engine: Engine, workload: Workload) -> float:
+    """The first (shortest) run's horizon in seconds: ``max(2500 t(b_max), 2000 / lambda)``.
+
+    >>> from llmstab.fluid_models.batch_time import Staircase
+    >>> from llmstab.fluid_models.distributions import Deterministic
+    >>> from llmstab.fluid_models.workload import RequestClass, Workload
+    >>> work = Workload((RequestClass("chat", 10, Deterministic(100), Deterministic(10)),))
+    >>> round(first_horizon(Engine(Staircase("11.28", "35.47", 128), 512), work), 6)
+    382.9
+    """
+    t_full = float(engine.batch_time.exact(engine.token_budget)) / 1000.0
+    return max(FIRST_HORIZON_BATCHES * t_full, FIRST_HORIZON_ARRIVALS / float(workload.rate))
+
+
 def run_until_settled(engine: Engine, policy: Policy, workload: Workload, *, seed: int = 0,
                       fluid_rate: object = None) -> SettleRun:
     """Simulate with growing horizons until the backlog diverges or the longest run stays bounded.
@@ -83,9 +101,8 @@ def run_until_settled(engine: Engine, policy: Policy, workload: Workload, *, see
     caught by the first, short run; calling a run bounded takes the longest.
     """
     t_full = float(engine.batch_time.exact(engine.token_budget)) / 1000.0
-    first = max(FIRST_HORIZON_BATCHES * t_full, FIRST_HORIZON_ARRIVALS / float(workload.rate))
     last = max(LAST_HORIZON_BATCHES * t_full, LAST_HORIZON_ARRIVALS / float(workload.rate))
-    horizon = first
+    horizon = first_horizon(engine, workload)
     while True:
         result = simulate(engine, policy, workload, horizon_s=horizon, seed=seed, max_backlog_requests=CROWD_LIMIT)
         growth = estimate_growth(result, fluid_rate=fluid_rate)
@@ -185,29 +202,36 @@ def empirical_capacity(engine: Engine, policy: Policy, workload: Workload, capac
          "diverging_run": high_run.data(), "runs": tried})
 
 
-def with_simulation(report: CheckReport, engine: Engine, policy: Policy, workload: Workload, *,
-                    seed: int = 0) -> CheckReport:
-    """``report`` with what simulation adds to the theory of :func:`llmstab.checkers.single_engine.check_engine`.
+def simulate_spec(spec: EngineSpec, *, horizon_s: float | None = None, n_requests: int | None = None, seed: int = 0,
+                  arrivals: str = "poisson", trace: Trace | None = None,
+                  progress: Callable[[float, float], None] | None = None) -> tuple[SimulationResult, GrowthEstimate]:
+    """Simulate a single-engine input once; returns the run and its backlog's growth estimate.
 
-    * an ``inconclusive`` load verdict is settled by :func:`settle_load` (not at
-      a load exactly equal to the capacity: a critically loaded system is
-      null-recurrent at best, and no finite run tells it apart);
-    * a ``not-maximally-stable`` policy gets :func:`empirical_capacity`
-      evidence (engines without a request limit, whose capacity is a scalar).
+    Without ``horizon_s``, ``n_requests`` or ``trace`` the horizon is
+    ``max(2500 t(b_max), 2000 / lambda)`` seconds (the first run of
+    :func:`run_until_settled`). A run that serves a number of requests (or a
+    trace) and then drains is judged for growth over its arrival period only.
+    A run too short for a growth estimate raises :class:`InputError`.
+
+    Examples
+    --------
+    >>> from llmstab.checkers.spec import load_engine_spec
+    >>> run, growth = simulate_spec(load_engine_spec("examples/codellama34b_a100_vllm.yaml"), seed=1)
+    >>> run.seed, growth.diverging
+    (1, True)
     """
-    capacity = report.capacity.get("tokens_per_s")
-    critical = (capacity is not None and workload.token_rate == capacity) or report.capacity.get("position") == "boundary"
-    if report.load_verdict.verdict == "inconclusive" and not critical:
-        scalar = capacity if engine.max_batch_requests is None else None  # with k_max the capacity is a region
-        settled = settle_load(engine, policy, workload, seed=seed, capacity_tokens_per_s=scalar)
-        note = Evidence("note", "theory left this load undecided, so it was settled by simulation",
-                        {"theory": [e.to_json() for e in report.load_verdict.evidence]})
-        report = report.with_load_verdict(Verdict(settled.verdict, [*settled.evidence, note]))
-    if (report.policy_verdict.verdict == "not-maximally-stable" and engine.max_batch_requests is None
-            and capacity is not None):
-        fraction = workload.token_rate / capacity
-        unstable_here = report.load_verdict.verdict == "unstable" and fraction < 1
-        top = fraction if unstable_here else sympy.Rational(99, 100)  # start from a load seen to diverge
-        report = report.with_policy_evidence(empirical_capacity(engine, policy, workload, capacity, seed=seed, top=top,
-                                                                steps=2))
-    return report
+    if trace is not None:
+        arrivals = "trace"
+    elif horizon_s is None and n_requests is None:
+        horizon_s = first_horizon(spec.engine, spec.workload)
+    fluid = None if trace is not None else fluid_prediction(spec.workload, capacity_of(spec.engine).tokens_per_s)
+    try:
+        result = simulate(spec.engine, spec.policy, spec.workload, n_requests=n_requests, horizon_s=horizon_s,
+                          seed=seed, arrivals=arrivals, trace=trace, progress=progress)
+        drained = horizon_s is None and result.trace.size > 0  # judge growth while requests were arriving
+        until = float(result.trace.times[-1]) if drained else None
+        return result, estimate_growth(result, fluid_rate=fluid, until=until)
+    except InputError:
+        raise
+    except ValueError as err:  # too short a run for a growth estimate
+        raise InputError("horizon", str(err)) from None

@@ -1,10 +1,13 @@
-"""Stability of one engine: the capacity, the load verdict and the policy verdict.
+"""Stability of one engine without a request limit: the capacity and Li-Dai-Peng Theorem 2's verdicts.
 
-Model -> theory -> verdict, in the style of a solver pipeline:
+The functions the check pipeline's first steps call
+(:mod:`llmstab.checkers.engine_steps`):
 
-1. the engine's exact capacity ``max_b b / t_b`` (:func:`llmstab.theory.capacity.engine_capacity`);
-2. the policy's work conservation (:func:`llmstab.checkers.work_conservation.check_work_conservation`);
-3. the verdicts, each citing the theorem whose hypotheses were checked:
+1. the engine's exact capacity ``max_b b / t_b`` (:func:`capacity_of`,
+   :func:`llmstab.theory.capacity.engine_capacity`);
+2. the verdicts, given the policy's work conservation
+   (:func:`llmstab.checkers.work_conservation.check_work_conservation`), each
+   citing the theorem whose hypotheses were checked:
 
 * load above capacity: ``unstable`` for every scheduler (Li-Dai-Peng Theorem 2(a),
   in the form "no batch sequence serves more than ``max_b b/t_b`` tokens per ms");
@@ -18,24 +21,27 @@ Model -> theory -> verdict, in the style of a solver pipeline:
 Examples
 --------
 >>> from llmstab.checkers.spec import load_engine_spec
->>> report = check_engine(load_engine_spec("examples/codellama34b_a100_sarathi.yaml"))
->>> report.load_verdict.verdict, report.policy_verdict.verdict
+>>> from llmstab.checkers.work_conservation import check_work_conservation
+>>> spec = load_engine_spec("examples/codellama34b_a100_sarathi.yaml")
+>>> cap, work = capacity_of(spec.engine), check_work_conservation(spec.policy, random_states=0)
+>>> load_verdict(spec.engine, spec.workload, cap, work).verdict, policy_verdict(spec.engine, cap, work).verdict
 ('stable', 'maximally-stable')
 """
 
 from __future__ import annotations
 
-from llmstab.fluid_models.batch_time import Tiled
+from typing import TYPE_CHECKING
+
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.workload import Workload
 from llmstab.theory.capacity import EngineCapacity, b, engine_capacity
 
-from .report import CheckReport
-from .spec import EngineSpec
 from .verdict import Evidence, Verdict
-from .work_conservation import WorkConservationResult, check_work_conservation
 
-__all__ = ["capacity_of", "check_engine", "load_verdict", "policy_verdict", "capacity_summary", "load_summary"]
+if TYPE_CHECKING:  # the scan is compiled: its module is imported where a scan runs
+    from .work_conservation import WorkConservationResult
+
+__all__ = ["capacity_of", "load_verdict", "policy_verdict", "capacity_summary", "load_summary"]
 
 THEOREM_2A = "Li-Dai-Peng (arXiv 2504.07347) Theorem 2(a)"
 THEOREM_2B = "Li-Dai-Peng (arXiv 2504.07347) Theorem 2(b)"
@@ -153,25 +159,3 @@ def load_verdict(engine: Engine, workload: Workload, capacity: EngineCapacity,
                  " (lengths are unbounded here, so the fluid-limit proof of Theorem 2(b), not this drift, is the argument)"),
                  {"drift_tokens_per_batch": drift, "t_bmax_ms": t_full, "bounded_lengths": workload.bounded}),
     ])
-
-
-def check_engine(spec: EngineSpec) -> CheckReport:
-    """The capacity, load and both verdicts, with evidence, for a single-engine input."""
-    capacity = capacity_of(spec.engine)
-    work = check_work_conservation(spec.policy)
-    report = CheckReport(
-        subject=f"{spec.policy.label} on one engine (b_max = {spec.engine.token_budget})",
-        load_verdict=load_verdict(spec.engine, spec.workload, capacity, work),
-        policy_verdict=policy_verdict(spec.engine, capacity, work),
-        capacity=capacity_summary(capacity, spec.workload),
-        load=load_summary(spec.workload, capacity),
-    )
-    if spec.engine.max_batch_requests is not None:  # the capacity is a region (Li-Dai-Peng Section 6)
-        from .region_policy import with_region_verdicts
-
-        report = with_region_verdicts(report, spec.engine, spec.policy, spec.workload)
-    if isinstance(spec.engine.batch_time, Tiled):  # optimal tiling, Bari-Hegde-de Veciana Theorems 1-2
-        from .tiling import with_tiling_verdicts
-
-        report = with_tiling_verdicts(report, spec.engine, spec.policy, spec.workload)
-    return report

@@ -41,8 +41,8 @@ from llmstab.theory.tiling import theorem1, theorem2_assumptions
 from .errors import InputError
 from .verdict import Evidence, Verdict
 
-__all__ = ["TilingResult", "check_optimal_tiling", "check_tiled_engine", "tiling_parameters", "with_tiling_verdicts",
-           "THEOREM_1", "THEOREM_2"]
+__all__ = ["TilingResult", "TilingFindings", "check_optimal_tiling", "check_tiled_engine", "tiling_findings",
+           "tiling_parameters", "THEOREM_1", "THEOREM_2"]
 
 THEOREM_1 = "Bari-Hegde-de Veciana (arXiv 2508.01002) Theorem 1"
 THEOREM_2 = "Bari-Hegde-de Veciana (arXiv 2508.01002) Theorem 2"
@@ -139,12 +139,61 @@ def _prompt_support(workload: Workload) -> list[int] | None:
     return sorted(values)
 
 
-def check_tiled_engine(engine: Engine, policy: Policy, workload: Workload, nodes: int = 1,
-                       simulate: bool = True, horizon_s: float | None = None) -> tuple[Verdict, Verdict, dict]:
-    """Load verdict (Theorem 1), policy verdict (Theorem 2 / tiling + simulation) and the bound's numbers.
+@dataclass(frozen=True)
+class TilingFindings:
+    """What :func:`tiling_findings` established on a tiled engine.
+
+    ``load``: Theorem 1's verdict; ``policy``: the tiling check and Theorem 2
+    (``maximally-stable`` for RAD under its checked assumptions, else the
+    findings without a concluding remark); ``numbers``: Theorem 1's bound;
+    ``decisive``: the theorem that makes RAD stable below the bound (``None`` otherwise).
+    """
+
+    load: Verdict
+    policy: Verdict
+    numbers: dict
+    decisive: Evidence | None = None
+
+
+def _theorem1_verdict(bound, nodes: int, numbers: dict) -> Verdict:
+    if bound.exceeds:
+        return Verdict("unstable", [Evidence("certificate", f"{THEOREM_1}: lambda d_a = {bound.load} > g = {nodes} "
+                                             f"(d_a = {bound.request_time_ms} ms per request), so every planner and "
+                                             "scheduler diverges", {**numbers, "theorem": THEOREM_1})])
+    if bound.load == nodes:
+        return Verdict("inconclusive", [Evidence("note", f"lambda d_a = g = {nodes} exactly: critical load", numbers)])
+    return Verdict("stable", [Evidence("theorem", f"{THEOREM_1} is met with room: lambda d_a = {bound.load} < g = "
+                                       f"{nodes}; RAD carries such a load under Theorem 2's assumptions",
+                                       {**numbers, "theorem": THEOREM_1})])
+
+
+def _rad_findings(engine: Engine, policy: RAD, workload: Workload, b_col: int, b_lcm: int,
+                  tiling: TilingResult) -> tuple[Verdict, Evidence | None]:
+    hypotheses = theorem2_assumptions(b_col=b_col, b_lcm=b_lcm, b_max=engine.token_budget,
+                                      k_max=engine.max_batch_requests,
+                                      overhead=getattr(engine.batch_time, "c_exact", 0),
+                                      prompt_lengths=_prompt_support(workload))
+    failed = [a for a in hypotheses if not a.holds]
+    evidence = [tiling.evidence(), Evidence(
+        "theorem" if not failed else "note",
+        f"{THEOREM_2} assumptions: " + "; ".join(
+            f"{a.name}: {'holds' if a.holds else 'FAILS'} ({a.detail})" for a in hypotheses),
+        {"theorem": THEOREM_2, "failed": [a.name for a in failed]})]
+    if failed or not tiling.optimal:
+        return Verdict("inconclusive", evidence), None
+    decisive = Evidence("theorem", f"{THEOREM_2}: RAD is stable for every load with lambda d_a < g, "
+                        f"which is Theorem 1's bound: maximally stable", {"theorem": THEOREM_2})
+    return Verdict("maximally-stable", [*evidence, decisive]), decisive
+
+
+def tiling_findings(engine: Engine, policy: Policy, workload: Workload, nodes: int = 1, *, simulate: bool = True,
+                    horizon_s: float | None = None, seed: int = 0) -> TilingFindings:
+    """Theorem 1's load verdict and the policy's tiling findings (Theorem 2 for RAD, a simulation otherwise).
 
     With ``nodes = g > 1`` the traffic is the total over ``g`` identical nodes
-    behind a uniformly random planner (each node sees ``lambda / g``).
+    behind a uniformly random planner (each node sees ``lambda / g``). A policy
+    that breaks optimal tiling is simulated (``simulate``, one node, ``seed``)
+    at 95% of Theorem 1's bound; divergence there makes it ``not-maximally-stable``.
     """
     b_col, b_lcm = tiling_parameters(engine, policy)
     cap = engine_capacity(engine.batch_time.expression(B), engine.token_budget)
@@ -152,67 +201,45 @@ def check_tiled_engine(engine: Engine, policy: Policy, workload: Workload, nodes
     bound = theorem1(workload.rate, workload.token_rate / workload.rate, tau, nodes)
     numbers = {"per_token_ms": tau, "request_time_ms": bound.request_time_ms, "load_nodes": bound.load,
                "nodes": nodes, "max_rate_per_s": bound.max_rate_per_s, "best_batch_tokens": cap.best_batch}
-    if bound.exceeds:
-        load = Verdict("unstable", [Evidence("certificate", f"{THEOREM_1}: lambda d_a = {bound.load} > g = {nodes} "
-                                             f"(d_a = {bound.request_time_ms} ms per request), so every planner and "
-                                             "scheduler diverges", numbers)])
-    elif bound.load == nodes:
-        load = Verdict("inconclusive", [Evidence("note", f"lambda d_a = g = {nodes} exactly: critical load", numbers)])
-    else:
-        load = Verdict("stable", [Evidence("theorem", f"{THEOREM_1} is met with room: lambda d_a = {bound.load} < g = "
-                                           f"{nodes}; RAD carries such a load under Theorem 2's assumptions", numbers)])
+    load = _theorem1_verdict(bound, nodes, numbers)
     tiling = check_optimal_tiling(policy, b_col=b_col, b_lcm=b_lcm, b_max=engine.token_budget,
                                   k_max=engine.max_batch_requests)
-    evidence = [tiling.evidence()]
     if isinstance(policy, RAD):
-        hypotheses = theorem2_assumptions(b_col=b_col, b_lcm=b_lcm, b_max=engine.token_budget,
-                                          k_max=engine.max_batch_requests,
-                                          overhead=getattr(engine.batch_time, "c_exact", 0),
-                                          prompt_lengths=_prompt_support(workload))
-        failed = [a for a in hypotheses if not a.holds]
-        evidence.append(Evidence("theorem" if not failed else "note",
-                                 f"{THEOREM_2} assumptions: " + "; ".join(
-                                     f"{a.name}: {'holds' if a.holds else 'FAILS'} ({a.detail})" for a in hypotheses),
-                                 {"theorem": THEOREM_2, "failed": [a.name for a in failed]}))
-        if not failed and tiling.optimal:
-            evidence.append(Evidence("theorem", f"{THEOREM_2}: RAD is stable for every load with lambda d_a < g, "
-                                     f"which is Theorem 1's bound: maximally stable", {"theorem": THEOREM_2}))
-            return load, Verdict("maximally-stable", evidence), numbers
-        return load, Verdict("inconclusive", evidence), numbers
+        verdict, decisive = _rad_findings(engine, policy, workload, b_col, b_lcm, tiling)
+        return TilingFindings(load, verdict, numbers, decisive)
+    evidence = [tiling.evidence()]
     if not tiling.optimal and simulate and nodes == 1:
         from .region_policy import simulate_trend
 
         inside = Fraction(95, 100) / Fraction(str(bound.load))
         test = workload.scaled(sympy.Rational(inside.numerator, inside.denominator))
-        trend = simulate_trend(engine, policy, test, horizon_s=horizon_s, load_scale=inside)
+        trend = simulate_trend(engine, policy, test, horizon_s=horizon_s, load_scale=inside, seed=seed)
         evidence.append(trend.evidence())
         if trend.trend == "diverging":
             evidence.insert(0, Evidence("note", "test load: 95% of Theorem 1's bound, which whole-tile batches carry", {}))
-            return load, Verdict("not-maximally-stable", evidence), numbers
-    evidence.append(Evidence("note", "no theorem decides this policy on a tiled engine; nothing diverged in what was tried", {}))
-    return load, Verdict("inconclusive", evidence), numbers
+            return TilingFindings(load, Verdict("not-maximally-stable", evidence), numbers)
+    return TilingFindings(load, Verdict("inconclusive", evidence), numbers)
 
 
-def with_tiling_verdicts(report, engine: Engine, policy: Policy, workload: Workload):
-    """``llmstab check`` on a tiled engine: add the optimal-tiling check and Theorem 1/2's evidence.
+def check_tiled_engine(engine: Engine, policy: Policy, workload: Workload, nodes: int = 1,
+                       simulate: bool = True, horizon_s: float | None = None,
+                       seed: int = 0) -> tuple[Verdict, Verdict, dict]:
+    """Load verdict (Theorem 1), policy verdict (Theorem 2 / tiling + simulation) and the bound's numbers.
 
-    When RAD meets Theorem 2's assumptions, its policy verdict becomes
-    ``maximally-stable`` (work conservation is sufficient for Li-Dai-Peng's
-    theorem, not necessary: RAD leaves budget unused on purpose and still
-    reaches Theorem 1's bound), and a load below Theorem 1's bound is ``stable``
-    by Theorem 2. Otherwise the verdicts stay and the tiling
-    evidence is appended. Takes and returns a :class:`llmstab.checkers.report.CheckReport`.
+    :func:`tiling_findings`, with an undecided policy verdict saying that no
+    theorem decides it.
+
+    >>> from llmstab.fluid_models.distributions import Deterministic
+    >>> from llmstab.fluid_models.workload import RequestClass, Workload
+    >>> engine = Engine(Tiled(t_lin=2, b_col=64, t_nl="0.001"), 512)
+    >>> light = Workload((RequestClass("x", 50, Deterministic(256), Deterministic(128)),))
+    >>> load, policy, numbers = check_tiled_engine(engine, RAD(b_col=64, b_lcm=128), light)
+    >>> load.verdict, policy.verdict
+    ('stable', 'maximally-stable')
     """
-    from dataclasses import replace
-
-    try:
-        tiled_load, tiled_policy, numbers = check_tiled_engine(engine, policy, workload, simulate=False)
-    except InputError as exc:
-        return report.with_policy_evidence(Evidence("note", f"optimal tiling not checked: {exc}", {}))
-    if tiled_policy.verdict == "maximally-stable":  # RAD under Theorem 2: below Theorem 1's bound it is stable
-        report = replace(report, policy_verdict=tiled_policy, extra={**report.extra, "tiling": numbers})
-        if report.load_verdict.verdict == "inconclusive" and tiled_load.verdict == "stable":
-            report = report.with_load_verdict(Verdict("stable", [*tiled_load.evidence, tiled_policy.evidence[-1]]))
-        return report
-    extra = [e for e in tiled_policy.evidence if not e.summary.startswith("no theorem decides")]
-    return replace(report.with_policy_evidence(*extra), extra={**report.extra, "tiling": numbers})
+    found = tiling_findings(engine, policy, workload, nodes, simulate=simulate, horizon_s=horizon_s, seed=seed)
+    policy_verdict = found.policy
+    if policy_verdict.verdict == "inconclusive" and not isinstance(policy, RAD):
+        policy_verdict = Verdict("inconclusive", [*policy_verdict.evidence, Evidence(
+            "note", "no theorem decides this policy on a tiled engine; nothing diverged in what was tried", {})])
+    return found.load, policy_verdict, found.numbers

@@ -1,15 +1,23 @@
 """Verdicts and the evidence that backs them.
 
-Every decision procedure in :mod:`checkers` returns a :class:`Verdict`: a word
-from a fixed vocabulary plus a list of :class:`Evidence` items, each naming the
-kind of evidence (a theorem whose hypotheses were checked, an exact
-certificate, a counterexample, a simulation) with the numbers a reader needs to
-re-check it.
+Every decision procedure in :mod:`llmstab.checkers` returns a :class:`Verdict`: a word
+from a fixed vocabulary (:data:`LOAD_VERDICTS`, :data:`POLICY_VERDICTS`) plus a
+list of :class:`Evidence` items. Evidence is data, never recognised by its prose:
+its ``kind`` (a theorem whose hypotheses were checked, an exact certificate, a
+counterexample, a simulation, a note), the ``reference`` it cites, the pipeline
+``step`` that produced it, and the numbers a reader needs to re-check it, each
+exact number both as a float (``data``) and as exact text (``exact``).
 
 Examples
 --------
->>> v = Verdict("stable", [Evidence("theorem", "Li-Dai-Peng Theorem 2(b)", {"load": 1.0})])
->>> v.to_json()["verdict"]
+>>> from fractions import Fraction
+>>> e = Evidence("theorem", "the load is below capacity", {"theorem": "Li-Dai-Peng Theorem 2(b)",
+...                                                        "load": Fraction(1, 3)})
+>>> e.reference
+'Li-Dai-Peng Theorem 2(b)'
+>>> e.to_json()["data"]["load"], e.to_json()["exact"]
+(0.3333333333333333, {'load': '1/3'})
+>>> Verdict("stable", [e]).to_json()["verdict"]
 'stable'
 """
 
@@ -21,10 +29,11 @@ from typing import Any
 
 import sympy
 
-__all__ = ["Evidence", "Verdict", "LOAD_VERDICTS", "POLICY_VERDICTS", "jsonable"]
+__all__ = ["Evidence", "Verdict", "LOAD_VERDICTS", "POLICY_VERDICTS", "jsonable", "exact_text"]
 
 LOAD_VERDICTS = ("stable", "unstable", "inconclusive")
 POLICY_VERDICTS = ("maximally-stable", "not-maximally-stable", "inconclusive")
+EVIDENCE_KINDS = ("theorem", "certificate", "counterexample", "simulation", "note")
 
 
 def jsonable(value: Any) -> Any:
@@ -50,22 +59,54 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def exact_text(value: Any) -> Any:
+    """The exact numbers inside ``value`` as text (non-integer rationals only; ``None`` if there are none).
+
+    Mirrors the nesting of dicts and lists, keeping only the entries that hold
+    an exact number, so a reader can re-check what ``data`` shows as floats.
+
+    >>> exact_text({"a": Fraction(3, 4), "b": 0.5, "c": [sympy.Rational(1, 3), 2]})
+    {'a': '3/4', 'c': ['1/3', None]}
+    """
+    if isinstance(value, (Fraction, sympy.Rational)) and not isinstance(value, bool):
+        return None if value == int(value) else str(value)
+    if isinstance(value, dict):
+        out = {str(k): exact_text(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None} or None
+    if isinstance(value, (list, tuple)):
+        out = [exact_text(v) for v in value]
+        return out if any(v is not None for v in out) else None
+    return None
+
+
 @dataclass(frozen=True)
 class Evidence:
     """One piece of evidence.
 
     ``kind`` is one of ``theorem``, ``certificate``, ``counterexample``,
     ``simulation``, ``note``; ``summary`` says in one sentence what it shows;
-    ``data`` carries the numbers (exact where they were checked exactly).
+    ``data`` carries the numbers (exact where they were checked exactly);
+    ``reference`` is the theorem or paper relied on (taken from
+    ``data["theorem"]`` when not given); ``step`` names the check-pipeline step
+    that added it (:mod:`llmstab.checkers.pipeline` fills it in).
     """
 
     kind: str
     summary: str
     data: dict = field(default_factory=dict)
+    reference: str | None = None
+    step: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in EVIDENCE_KINDS:
+            raise ValueError(f"unknown evidence kind {self.kind!r} (known: {', '.join(EVIDENCE_KINDS)})")
+        if self.reference is None and isinstance(self.data.get("theorem"), str):
+            object.__setattr__(self, "reference", self.data["theorem"])
 
     def to_json(self) -> dict:
-        """A JSON-ready dict."""
-        return {"kind": self.kind, "summary": self.summary, "data": jsonable(self.data)}
+        """A JSON-ready dict: ``data`` with floats, ``exact`` with the exact numbers as text."""
+        return {"kind": self.kind, "summary": self.summary, "data": jsonable(self.data),
+                "exact": exact_text(self.data) or {}, "reference": self.reference, "step": self.step}
 
 
 @dataclass(frozen=True)
@@ -74,6 +115,10 @@ class Verdict:
 
     verdict: str
     evidence: list[Evidence] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in LOAD_VERDICTS + POLICY_VERDICTS:
+            raise ValueError(f"unknown verdict {self.verdict!r}")
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""

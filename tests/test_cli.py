@@ -70,3 +70,30 @@ def test_derive_prints_the_derivation(capsys):
     assert "12800/3829" in out and "b0*c/(a*k + c)**2" in out
     assert main(["derive", str(EXAMPLES / "codellama34b_a100_sarathi.yaml"), "--latex"]) == 0
     assert "\\left\\lceil" in capsys.readouterr().out
+
+
+def _seeds(node):
+    """Every ``seed`` recorded anywhere inside a JSON value."""
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "seed"] + [s for v in node.values() for s in _seeds(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _seeds(v)]
+    return []
+
+
+def test_seed_reaches_every_simulation_and_the_report_states_it():
+    result = subprocess.run([sys.executable, "-m", "llmstab.checkers.cli.main", "check", "--json", "--seed", "3",
+                             str(EXAMPLES / "codellama34b_a100_vllm.yaml")], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    simulated = [e for e in out["evidence"] if e["kind"] in ("simulation", "counterexample") and _seeds(e["data"])]
+    assert simulated and out["seed"] == 3 and out["simulate"] is True
+    assert set(_seeds(out)) == {3}
+
+
+@pytest.mark.parametrize("seed", ["-1", "1.5", "x"])
+def test_a_bad_seed_is_one_line_and_exit_2(seed):
+    result = subprocess.run([sys.executable, "-m", "llmstab.checkers.cli.main", "check", "--seed", seed,
+                             str(EXAMPLES / "codellama34b_a100_sarathi.yaml")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "seed: must be a non-negative integer" in result.stderr

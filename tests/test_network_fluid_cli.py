@@ -65,3 +65,32 @@ def test_registered_in_the_llmstab_cli(tmp_path, capsys):
     assert main(["fluid", str(EXAMPLES / "network_lu_kumar.yaml"), "--initial", "nope=1"]) == 2
     assert "--initial: unknown buffer 'nope'" in capsys.readouterr().err
     assert main(["network-plot", str(EXAMPLES / "network_lu_kumar.yaml"), str(tmp_path / "n.png")]) == 0
+
+
+def _llmstab(*argv):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "llmstab.checkers.cli.main", *map(str, argv)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_fluid_on_a_network_with_k_max_is_bad_input_on_one_line(tmp_path):
+    """A request limit makes an engine's capacity a region: no scalar fluid model, so exit 2, not an internal error."""
+    import yaml
+
+    doc = yaml.safe_load((EXAMPLES / "network_rybko_stolyar_bad.yaml").read_text())
+    doc["engines"]["e1"]["max_batch_requests"] = 8
+    (tmp_path / "net.yaml").write_text(yaml.safe_dump(doc))
+    run = _llmstab("fluid", tmp_path / "net.yaml")
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("llmstab: error: engines: ")
+    assert "e1" in run.stderr and "k_max" in run.stderr
+
+
+def test_model_errors_are_input_errors():
+    from llmstab.fluid_models.networks.fluid import FluidError
+    from llmstab.fluid_models.networks.network import NetworkError
+
+    assert issubclass(FluidError, InputError) and issubclass(NetworkError, InputError)
+    assert str(NetworkError("classes[0].rate", "must be positive")) == "classes[0].rate: must be positive"

@@ -83,12 +83,12 @@ def test_rad_is_stable_below_the_bound_in_simulation():
 
 def test_check_decides_rads_load_by_theorem_2_without_simulation():
     """Below Theorem 1's bound, RAD under Theorem 2's assumptions is stable by theory alone; fixed-chunk is not."""
-    from llmstab.checkers.cli.check import check_file
+    from llmstab import check
     from tests.conftest import EXAMPLES
 
-    rad = check_file(EXAMPLES / "rad_tiled.yaml", simulate=False)
+    rad = check(EXAMPLES / "rad_tiled.yaml", simulate=False)
     assert rad.load_verdict.verdict == "stable" and rad.policy_verdict.verdict == "maximally-stable"
     assert {e.kind for e in rad.load_verdict.evidence} == {"theorem"}
     assert any("Theorem 2" in e.summary for e in rad.load_verdict.evidence)
-    chunked = check_file(EXAMPLES / "fixed_chunk_tiled.yaml", simulate=False)
+    chunked = check(EXAMPLES / "fixed_chunk_tiled.yaml", simulate=False)
     assert chunked.load_verdict.verdict == "inconclusive"

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..network_spec import load_network
 from ..verdict import jsonable
 
-__all__ = ["register", "fluid_path", "plot_path", "plot_network"]
+__all__ = ["register", "fluid_model", "fluid_path", "plot_path", "plot_network"]
 
 
 def _initial(fn: FluidNetwork, items: list[str] | None) -> dict:
@@ -44,6 +44,19 @@ def _initial(fn: FluidNetwork, items: list[str] | None) -> dict:
     return out
 
 
+def fluid_model(net: Network) -> FluidNetwork:
+    """The fluid model of ``net``; a network without one (an engine with ``k_max``) is bad input for ``fluid``.
+
+    >>> from llmstab.fluid_models.networks.examples import rybko_stolyar
+    >>> fluid_model(rybko_stolyar(bad=True)).size   # a prefill and a decode buffer per step
+    8
+    """
+    try:
+        return FluidNetwork.from_network(net)
+    except FluidError as exc:
+        raise InputError("engines", f"no fluid model: {exc}") from None
+
+
 def fluid_path(net: Network, initial: dict, horizon: float | None = None, cycles: int = 1) -> FluidPath:
     """The fluid path of ``net`` from ``initial``: exact under priorities, else numerical.
 
@@ -51,10 +64,7 @@ def fluid_path(net: Network, initial: dict, horizon: float | None = None, cycles
     >>> fluid_path(rybko_stolyar(bad=True), {"A1.p": 100}).outcome
     'grows'
     """
-    try:
-        fn = FluidNetwork.from_network(net)
-    except FluidError as exc:
-        raise InputError("engines", str(exc)) from None
+    fn = fluid_model(net)
     tokens = sum(float(v) * float(b.mean) for v, b in zip(fn.state(initial), fn.buffers))
     default = max(100.0, 20 * tokens / float(min(fn.capacity)))
     try:
@@ -116,8 +126,7 @@ def plot_network(net: Network, out: str | Path) -> None:
 
 def _run_fluid(args: argparse.Namespace) -> int:
     net = load_network(args.file)
-    fn = FluidNetwork.from_network(net)
-    path = fluid_path(net, _initial(fn, args.initial), args.horizon)
+    path = fluid_path(net, _initial(fluid_model(net), args.initial), args.horizon)
     summary = {"outcome": path.outcome, "exact": path.exact, "breakpoints": len(path.times),
                "end_time_s": float(path.times[-1]),
                "final_state": {lab: float(x) for lab, x in zip(path.labels, path.states[-1])

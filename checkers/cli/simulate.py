@@ -10,57 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 from llmstab.fluid_models.simulation.arrivals import read_trace_csv
-from llmstab.fluid_models.simulation.simulator import SimulationResult, simulate
+from llmstab.fluid_models.simulation.simulator import SimulationResult
 
 from ..errors import InputError
-from ..single_engine import capacity_of
+from ..growth import GrowthEstimate
+from ..simulation_check import simulate_spec
 from ..spec import engine_spec_from_document, load_document
-from ..growth import GrowthEstimate, estimate_growth, fluid_prediction
+from .arguments import parse_positive, parse_seed
 
-__all__ = ["register", "simulate_file", "parse_seed", "parse_positive"]
-
-
-def parse_seed(text: str) -> int:
-    """The ``--seed`` value: a non-negative integer, else :class:`InputError`.
-
-    >>> parse_seed("7")
-    7
-    >>> parse_seed("1.5")
-    Traceback (most recent call last):
-    ...
-    llmstab.fluid_models.errors.InputError: seed: must be a non-negative integer, got '1.5'
-    """
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise InputError("seed", f"must be a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise InputError("seed", f"must be a non-negative integer, got {text!r}")
-    return value
-
-
-def parse_positive(text: str | None, field: str, kind: type = float) -> float | int | None:
-    """A positive number (``kind`` float or int) from the command line, else :class:`InputError`.
-
-    >>> parse_positive("0", "horizon")
-    Traceback (most recent call last):
-    ...
-    llmstab.fluid_models.errors.InputError: horizon: must be positive, got '0'
-    """
-    if text is None:
-        return None
-    try:
-        value = kind(text)
-    except ValueError:
-        raise InputError(field, f"must be a{'n integer' if kind is int else ' number'}, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(field, f"must be positive, got {text!r}")
-    return value
+__all__ = ["register", "simulate_file"]
 
 
 def _progress_bar(enabled: bool, unit: str):
@@ -80,40 +42,22 @@ def _progress_bar(enabled: bool, unit: str):
 def simulate_file(path: str | Path, *, horizon_s: float | None = None, n_requests: int | None = None, seed: int = 0,
                   arrivals: str = "poisson", trace_path: str | None = None,
                   progress: bool = False) -> tuple[SimulationResult, GrowthEstimate]:
-    """Simulate the engine, policy and workload of an input file; returns the run and its growth estimate.
+    """Simulate the engine, policy and workload of an input file (:func:`llmstab.checkers.simulation_check.simulate_spec`).
 
-    Without ``horizon_s`` or ``n_requests`` the horizon is
-    ``max(2500 t(b_max), 2000 / lambda)`` seconds (as for the first run of
-    :func:`llmstab.checkers.simulation_check.run_until_settled`). A run that serves a
-    number of requests (or a trace) and then drains is judged for growth over
-    its arrival period only.
+    ``trace_path`` replays a CSV trace instead of sampling the workload;
+    ``progress`` shows a progress bar on stderr.
     """
     p = Path(path)
     spec = engine_spec_from_document(load_document(p), str(p), p.parent)
-    capacity = capacity_of(spec.engine).tokens_per_s
-    trace = None
+    trace = read_trace_csv(trace_path) if trace_path is not None else None
+    unit = "s" if horizon_s is not None or (trace is None and n_requests is None) else "req"
+    bar, update = _progress_bar(progress, unit)
     try:
-        if trace_path is not None:
-            trace, arrivals = read_trace_csv(trace_path), "trace"
-        elif horizon_s is None and n_requests is None:
-            t_full = float(spec.engine.batch_time.exact(spec.engine.token_budget)) / 1000.0
-            horizon_s = max(2500 * t_full, 2000 / float(spec.workload.rate))
-        total_unit = "s" if horizon_s is not None else "req"
-        bar, update = _progress_bar(progress, total_unit)
-        try:
-            result = simulate(spec.engine, spec.policy, spec.workload, n_requests=n_requests, horizon_s=horizon_s,
-                              seed=seed, arrivals=arrivals, trace=trace, progress=update)
-        finally:
-            if bar is not None:
-                bar.close()
-        fluid = None if trace is not None else fluid_prediction(spec.workload, capacity)
-        drained = horizon_s is None and result.trace.size > 0  # judge growth while requests were arriving
-        until = float(result.trace.times[-1]) if drained else None
-        return result, estimate_growth(result, fluid_rate=fluid, until=until)
-    except InputError:
-        raise
-    except ValueError as err:  # too short a run for a growth estimate
-        raise InputError("horizon", str(err)) from None
+        return simulate_spec(spec, horizon_s=horizon_s, n_requests=n_requests, seed=seed, arrivals=arrivals,
+                             trace=trace, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _fmt(summary: dict, scale: float = 1000.0) -> str:

@@ -44,12 +44,13 @@ import sympy
 
 from llmstab.theory.exact_linalg import solve, to_fraction, to_rational
 
+from ..errors import InputError
 from .network import Buffer, Network
 
 __all__ = ["FluidNetwork", "FluidPath", "FluidError"]
 
 
-class FluidError(ValueError):
+class FluidError(InputError):
     """The network has no fluid model of the requested kind (a reason in the message)."""
 
 
