@@ -20,6 +20,7 @@ import sympy
 
 from llmstab.fluid_models.batch_time import Tiled
 
+from .memory_check import MemoryStep
 from .pipeline import CheckContext, Step
 from .verdict import Evidence, Verdict
 
@@ -193,4 +194,4 @@ class EmpiricalCapacityStep(Step):
 
 #: The standard chain, run by :func:`llmstab.checkers.pipeline.run_steps` in ``order``.
 ENGINE_STEPS: list[Step] = [CapacityStep(), Theorem2Step(), RegionStep(), RegionPolicyStep(), TilingStep(),
-                            SettleLoadStep(), EmpiricalCapacityStep()]
+                            MemoryStep(), SettleLoadStep(), EmpiricalCapacityStep()]

@@ -1,0 +1,204 @@
+"""KV-cache memory, attention and the request cap: which resource binds, and what that decides.
+
+For an engine with ``attention``, a ``kv_cache`` or ``max_active_requests``,
+:func:`check_memory` decides what theory can, exactly, and names the binding
+resource (``compute``, ``memory`` or ``request limit``):
+
+* **compute**: every scheduler needs ``E[W]`` ms of GPU time per request
+  (:mod:`llmstab.theory.work`), so ``lambda * E[W] > 1`` is ``unstable`` for
+  every scheduler; below it a work-conserving policy is ``stable`` (Li-Dai-Peng
+  Theorem 2(b) with the work ``W`` in place of tokens) when memory cannot bind;
+* **memory**: ``lambda * E[d*p + d(d-1)/2] * t_min > M`` is ``unstable`` for
+  every scheduler (:mod:`llmstab.theory.memory`), and so is a workload whose
+  largest request cannot fit the cache even alone;
+* **request limit**: ``lambda * E[d] * t_min > max_active`` is ``unstable``.
+
+Below every necessary condition, with a cache that can bind, the load is
+``inconclusive`` here, with the margins; the pipeline's settle-load step then
+simulates it with the memory model (and says so).
+
+Examples
+--------
+>>> from llmstab.checkers.spec import load_engine_spec
+>>> spec = load_engine_spec("examples/memory_bound.yaml")
+>>> v = check_memory(spec.engine, spec.policy, spec.workload)
+>>> v.verdict, v.evidence[0].data["binding"]
+('unstable', 'memory')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from llmstab.fluid_models.distributions import product_moment
+from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.policies import Policy
+from llmstab.fluid_models.workload import Workload
+from llmstab.theory import memory as mem
+from llmstab.theory.capacity import engine_capacity
+from llmstab.theory.work import expected_work
+
+from .pipeline import CheckContext, Step
+from .verdict import Evidence, Verdict
+
+__all__ = ["MemoryNumbers", "memory_numbers", "check_memory", "MemoryStep", "shortest_batch_ms"]
+
+GENERALISED_2B = "Li-Dai-Peng Theorem 2(b), with the work per request W in place of tokens (DESIGN 2.4)"
+COMPUTE_BOUND = "Bari-Hegde-de Veciana Theorem 1 form: lambda * E[W] > 1 diverges under every scheduler"
+MEMORY_BOUND = "Little's law on KV tokens: lambda * E[d*p + d(d-1)/2] * t_min > M diverges under every scheduler"
+REQUEST_BOUND = "Little's law on requests holding KV: lambda * E[d] * t_min > max_active diverges under every scheduler"
+
+
+@dataclass(frozen=True)
+class MemoryNumbers:
+    """The exact quantities behind the verdict (times in ms, rates per s, memory in KV tokens)."""
+
+    work_ms: dict
+    compute_load: sympy.Rational
+    t_min_ms: sympy.Rational
+    kv_need_tokens: sympy.Rational | None
+    kv_tokens: int | None
+    active_need: sympy.Rational | None
+    max_active: int | None
+    largest: dict | None
+
+    def utilisation(self) -> dict:
+        """Each resource's necessary-condition ratio (1 = at the bound)."""
+        out = {"compute": self.compute_load}
+        if self.kv_tokens:
+            out["memory"] = self.kv_need_tokens / self.kv_tokens
+        if self.max_active:
+            out["request limit"] = self.active_need / self.max_active
+        return out
+
+    def binding(self) -> str:
+        """The resource closest to (or furthest past) its bound."""
+        use = self.utilisation()
+        return max(use, key=lambda k: use[k])
+
+    def data(self) -> dict:
+        return {"work_per_request_ms": self.work_ms, "compute_load": self.compute_load, "t_min_ms": self.t_min_ms,
+                "kv_need_tokens": self.kv_need_tokens, "kv_tokens": self.kv_tokens, "active_need": self.active_need,
+                "max_active_requests": self.max_active, "largest_request": self.largest,
+                "utilisation": self.utilisation(), "binding": self.binding()}
+
+
+def shortest_batch_ms(engine: Engine) -> sympy.Rational:
+    """``t_min``: the shortest batch the model allows (a batch holds at least one token), exact."""
+    table = engine.batch_time.table(engine.token_budget)[1:]
+    low = float(table.min())
+    candidates = [b + 1 for b, v in enumerate(table) if v <= low * (1 + 1e-9)]
+    return min(sympy.Rational(engine.batch_time.exact(b)) for b in candidates)
+
+
+def _class_work(engine: Engine, c, tau: sympy.Rational) -> tuple[sympy.Rational, sympy.Rational]:
+    att = engine.attention
+    k_pf, k_dec = (0, 0) if att is None else (att.prefill_exact, att.decode_exact)
+    moments = {"p": c.prompt.mean, "d": c.decode.mean, "p2": c.prompt.second_moment,
+               "d2": c.decode.second_moment, "pd": product_moment(c.prompt, c.decode)}
+    kv = moments["pd"] + (moments["d2"] - moments["d"]) / 2  # E[d p + d(d-1)/2]
+    return expected_work(tau, k_pf, k_dec, moments), kv
+
+
+def memory_numbers(engine: Engine, workload: Workload) -> MemoryNumbers:
+    """Exact work per request, compute load, least KV occupancy and active requests, and the largest request."""
+    cap = engine_capacity(engine.batch_time.expression(sympy.Symbol("b", positive=True, integer=True)),
+                          engine.token_budget)
+    tau = 1 / cap.tokens_per_ms
+    t_min = shortest_batch_ms(engine)
+    work, load, kv_need, active_need = {}, sympy.Integer(0), sympy.Integer(0), sympy.Integer(0)
+    for c in workload.classes:
+        w, kv = _class_work(engine, c, tau)
+        work[c.name] = w
+        load += c.rate * w / 1000
+        kv_need += mem.memory_necessary(c.rate, kv, t_min, 1)[0]
+        active_need += mem.request_limit_necessary(c.rate, c.decode.mean, t_min, 1)[0]
+    largest = None
+    kv_cache = engine.kv_cache
+    if kv_cache is not None and workload.bounded:
+        p_max = max(c.prompt.max for c in workload.classes)
+        total_max = max(c.prompt.max + c.decode.max for c in workload.classes)
+        largest = {"prompt_max": p_max, "tokens_max": total_max,
+                   **mem.largest_request_fits(p_max, total_max, kv_cache.blocks, kv_cache.block_size,
+                                              kv_cache.watermark_blocks)}
+    return MemoryNumbers(work, load, t_min, kv_need if kv_cache else None, kv_cache.tokens if kv_cache else None,
+                         active_need if engine.max_active_requests else None, engine.max_active_requests, largest)
+
+
+def _certificates(numbers: MemoryNumbers) -> list[Evidence]:
+    """Evidence for each necessary condition the load breaks (empty if none)."""
+    data, found = numbers.data(), []
+    if numbers.compute_load > 1:
+        found.append(Evidence("certificate", f"lambda * E[W] = {numbers.compute_load} > 1: the traffic needs more GPU "
+                              "time than there is, under every scheduler", {**data, "binding": "compute"},
+                              reference=COMPUTE_BOUND))
+    if numbers.kv_tokens and numbers.kv_need_tokens > numbers.kv_tokens:
+        found.append(Evidence("certificate", f"lambda * E[d*p + d(d-1)/2] * t_min = {numbers.kv_need_tokens} KV tokens "
+                              f"> M = {numbers.kv_tokens}: the KV cache cannot hold what the traffic needs, under "
+                              "every scheduler", {**data, "binding": "memory"}, reference=MEMORY_BOUND))
+    if numbers.max_active and numbers.active_need > numbers.max_active:
+        found.append(Evidence("certificate", f"lambda * E[d] * t_min = {numbers.active_need} requests > max_active = "
+                              f"{numbers.max_active}", {**data, "binding": "request limit"}, reference=REQUEST_BOUND))
+    if numbers.largest is not None and not numbers.largest["fits"]:
+        found.append(Evidence("certificate", f"the largest request ({numbers.largest['tokens_max']} tokens, prompt "
+                              f"{numbers.largest['prompt_max']}) needs more KV blocks than the cache admits even alone, so "
+                              "it can never finish", {**data, "binding": "memory"}, reference="KV-cache capacity"))
+    return found
+
+
+def check_memory(engine: Engine, policy: Policy, workload: Workload, work_conserving: bool | None = None) -> Verdict:
+    """The load verdict with attention, KV memory and the request cap (see the module docstring)."""
+    numbers = memory_numbers(engine, workload)
+    certificates = _certificates(numbers)
+    if certificates:
+        return Verdict("unstable", certificates)
+    data = numbers.data()
+    if numbers.compute_load == 1:
+        return Verdict("inconclusive", [Evidence("note", "lambda * E[W] = 1 exactly: critically loaded", data)])
+    kv = engine.kv_cache
+    roomy = (engine.kv_cache is None and engine.max_active_requests is None) or (
+        workload.bounded and kv is not None and mem.memory_never_binds(
+            engine.token_budget, engine.max_active_requests, numbers.largest["tokens_max"], kv.blocks,
+            kv.block_size, kv.watermark_blocks))
+    if roomy and work_conserving and workload.bounded and engine.max_batch_requests is None:
+        return Verdict("stable", [Evidence(
+            "theorem", f"{policy.label} is work-conserving, memory cannot bind (the cache holds max_active requests of "
+            f"the largest size, max_active >= b_max) and lambda * E[W] = {numbers.compute_load} < 1: the remaining "
+            "work drifts down by 1 - lambda * E[W] per unit time while batches are full",
+            {**data, "theorem": GENERALISED_2B})])
+    why = ("memory can bind (admission may wait, decodes may be preempted)" if not roomy else
+           "the policy is not known to be work-conserving" if not work_conserving else
+           "lengths are unbounded or k_max is set")
+    return Verdict("inconclusive", [Evidence(
+        "note", f"every necessary condition holds (compute {float(numbers.compute_load):.1%}, binding resource: "
+        f"{numbers.binding()}), but {why}: settled by simulation with the memory model", data)])
+
+
+class MemoryStep(Step):
+    """Attention, KV memory and the request cap: exact necessary conditions, the binding resource, and what they decide."""
+
+    name, order = "memory", 500
+
+    def applies(self, ctx: CheckContext) -> bool:
+        engine = ctx.spec.engine
+        return engine.attention is not None or engine.kv_cache is not None or engine.max_active_requests is not None
+
+    def run(self, ctx: CheckContext) -> None:
+        spec = ctx.spec
+        wc = ctx.work.work_conserving
+        verdict = check_memory(spec.engine, spec.policy, spec.workload, work_conserving=wc)
+        numbers = verdict.evidence[0].data
+        ctx.capacity = {**ctx.capacity, "memory": {k: numbers[k] for k in (
+            "work_per_request_ms", "compute_load", "t_min_ms", "kv_tokens", "kv_need_tokens", "max_active_requests",
+            "active_need", "utilisation", "binding")}}
+        if verdict.verdict == "unstable" or verdict.verdict == "stable":
+            ctx.load_verdict = verdict
+            return
+        if ctx.load_verdict.verdict == "stable":  # Theorem 2 ignored attention and memory: not enough any more
+            ctx.load_verdict = Verdict("inconclusive", [*verdict.evidence, Evidence(
+                "note", "Theorem 2's verdict counted tokens only; with attention or memory it does not decide",
+                {"theorem-2": [e.to_json() for e in ctx.load_verdict.evidence]})])
+        else:
+            ctx.load_verdict = Verdict(ctx.load_verdict.verdict, [*ctx.load_verdict.evidence, *verdict.evidence])
