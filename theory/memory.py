@@ -22,7 +22,7 @@ Examples
 --------
 >>> kv_token_batches()
 d*p + d*(d - 1)/2
->>> memory_necessary(rate=2, kv_token_batches_mean=1000, t_min_ms=50, capacity_tokens=50)
+>>> memory_necessary(rate=2, kv_token_batches_mean=1000, t_min_ms=50, capacity_tokens=150)
 (100, False)
 >>> memory_never_binds(b_max=4, max_active=4, largest_request_tokens=32, blocks=33, block_size=4, watermark_blocks=1)
 True
