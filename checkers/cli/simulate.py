@@ -78,8 +78,14 @@ def to_text(result: SimulationResult, growth: GrowthEstimate) -> str:
         + ("" if result.offered_token_rate is None else f" of {result.offered_token_rate:.6g} offered")
         + f"; engine busy {result.busy_time / result.end_time:.1%} of the time" if result.end_time > 0 else "",
         f"  backlog   : {growth.statement}",
-        "  latency (ms, p50 / p90 / p99):",
     ]
+    if result.memory is not None and result.memory.total_blocks:
+        m = result.memory.summary()
+        lines.append(f"  KV cache  : {m['mean_use_fraction']:.1%} in use on average, peak {m['peak_use_fraction']:.1%}; "
+                     f"{m['preemptions']} preemptions ({m['recomputed_tokens']} tokens recomputed); admission waited "
+                     f"{m['admission_stalls']['memory']} batches for memory, {m['admission_stalls']['request_limit']} "
+                     "for the request limit")
+    lines.append("  latency (ms, p50 / p90 / p99):")
     for name, m in result.metrics().items():
         lines.append(f"    {name:<10} finished {m['finished']:>7}  {m['throughput_requests_per_s']:.4g} req/s  "
                      f"TTFT {_fmt(m['ttft_s'])}  TBT {_fmt(m['tbt_s'])}  worst TBT {_fmt(m['worst_tbt_s'])}  "
@@ -94,7 +100,8 @@ def to_json(result: SimulationResult, growth: GrowthEstimate) -> dict:
             "finished": int(result.finished.sum()), "batches": result.n_batches, "busy_s": result.busy_time,
             "tokens_served": result.tokens_served, "throughput_tokens_per_s": result.throughput_tokens,
             "offered_tokens_per_s": result.offered_token_rate, "stopped_at_backlog": result.stopped_at_backlog,
-            "growth": growth.to_json(), "metrics": result.metrics()}
+            "growth": growth.to_json(), "metrics": result.metrics(),
+            "memory": None if result.memory is None else result.memory.summary()}
 
 
 def write_plot(result: SimulationResult, growth: GrowthEstimate, path: str) -> None:
@@ -104,7 +111,13 @@ def write_plot(result: SimulationResult, growth: GrowthEstimate, path: str) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4))
+    kv = result.memory is not None and bool(result.memory.total_blocks)
+    fig, axes = plt.subplots(1, 2 if kv else 1, figsize=(13 if kv else 8, 4), squeeze=False)
+    ax = axes[0][0]
+    if kv:  # KV use beside the backlog
+        axes[0][1].plot(result.times, result.memory.kv_blocks / result.memory.total_blocks, lw=0.8, color="C2")
+        axes[0][1].set(xlabel="time (s)", ylabel="KV cache in use (fraction of blocks)", ylim=(0, 1.02),
+                       title=f"{result.memory.preemptions} preemptions")
     ax.plot(result.times, result.backlog_tokens, lw=0.8, color="C0")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("backlog (tokens)", color="C0")
