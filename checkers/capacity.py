@@ -46,7 +46,7 @@ from llmstab.theory.work import expected_work
 from .growth import estimate_growth
 from .single_engine import capacity_of
 
-__all__ = ["StabilityCapacity", "stability_capacity", "evaluate_load", "slo_capacity", "default_loads"]
+__all__ = ["StabilityCapacity", "stability_capacity", "evaluate_load", "slo_capacity", "default_loads", "compare_to_baseline"]
 
 
 @dataclass(frozen=True)
@@ -163,4 +163,35 @@ def slo_capacity(engine: Engine, policy: Policy, workload: Workload, loads: list
     diverging = [pt["rps"] for pt in points if pt["diverging"]]
     out["divergence_rps"] = min(diverging) if diverging else None
     out["points"] = sorted(points, key=lambda pt: pt["rps"])
+    return out
+
+
+def compare_to_baseline(engine: Engine, baseline: Policy, challengers: dict[str, Policy], workload: Workload,
+                        loads: list[float], *, n_requests: int, seed: int, refine: int = 4) -> dict:
+    """The two ratios a scheduler paper reports, for each challenger against ``baseline``.
+
+    ``ttft_change`` is the challenger's median TTFT at the load where the
+    baseline reaches its SLO capacity, relative to the baseline's there (-0.53
+    is "53 % lower"); ``capacity_change`` is the ratio of SLO capacities minus
+    one, ``capacity_change_is_lower_bound`` when the challenger met the SLO at
+    every load up to the stability capacity (its own capacity is then only
+    known to be at least that). ``None`` where a capacity does not exist.
+    """
+    stability = stability_capacity(engine, workload)
+    base = slo_capacity(engine, baseline, workload, loads, n_requests=n_requests, seed=seed, refine=refine,
+                        stability=stability)
+    out = {"stability_capacity_rps": stability.rps, "baseline": base, "challengers": {}}
+    cap = base["slo_capacity_rps"]
+    base_ttft = next((pt["ttft_p50_s"] for pt in base["points"] if pt["rps"] == cap), None)
+    for name, policy in challengers.items():
+        run = slo_capacity(engine, policy, workload, loads, n_requests=n_requests, seed=seed, refine=refine,
+                           stability=stability)
+        row = {"run": run, "ttft_change": None, "capacity_change": None}
+        if cap is not None and run["slo_capacity_rps"] is not None:
+            ttft = evaluate_load(engine, policy, workload, cap, n_requests=n_requests, seed=seed)["ttft_p50_s"]
+            row.update(ttft_at_baseline_capacity_s=ttft, ttft_change=ttft / base_ttft - 1,
+                       capacity_change=run["slo_capacity_rps"] / cap - 1,
+                       capacity_change_is_lower_bound=all(pt["met"] for pt in run["points"]))
+        out["challengers"][name] = row
+    out["baseline_ttft_at_capacity_s"] = base_ttft
     return out

@@ -103,3 +103,17 @@ def test_slo_capacity_never_exceeds_the_stability_capacity_even_when_every_load_
                      seed=0, stability=stab)
     assert r["bracket_rps"] == [stab.rps * 0.5, stab.rps]   # loads above the stability capacity are not run
     assert r["slo_capacity_rps"] <= stab.rps
+
+
+def test_ratios_against_a_baseline_come_from_the_runs_themselves():
+    from llmstab.checkers.capacity import compare_to_baseline
+    from llmstab.fluid_models.policies import SLAI, Sarathi
+
+    spec = engine_spec_from_document(DOC)
+    out = compare_to_baseline(spec.engine, Sarathi(), {"slai": SLAI(tau=256)}, spec.workload, [5, 20, 35],
+                              n_requests=300, seed=0, refine=1)
+    base, row = out["baseline"], out["challengers"]["slai"]
+    cap = base["slo_capacity_rps"]
+    assert row["capacity_change"] == pytest.approx(row["run"]["slo_capacity_rps"] / cap - 1)
+    assert row["ttft_change"] == pytest.approx(row["ttft_at_baseline_capacity_s"] / out["baseline_ttft_at_capacity_s"] - 1)
+    assert out["baseline_ttft_at_capacity_s"] == next(pt["ttft_p50_s"] for pt in base["points"] if pt["rps"] == cap)

@@ -115,6 +115,7 @@ def to_text(report: dict) -> str:
 def write_plot(report: dict, path: str) -> None:
     """TTFT P50 and per-class TBT P99 against load, per policy, with the SLO lines and both capacities."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     styles = ["-", "--", ":", "-."]
@@ -132,6 +133,8 @@ def write_plot(report: dict, path: str) -> None:
         ax.axvline(report["stability_capacity_rps"], color="k", lw=1, ls="--", label="stability capacity")
         ax.set_xlabel("load (requests/s)")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     for j, (cls, slo) in enumerate(report["slo"].items()):
         if "ttft_s" in slo and j == 0:
             left.axhline(slo["ttft_s"], color="grey", lw=0.8, label=f"TTFT target (P{slo['ttft_percentile']:g})")
@@ -140,7 +143,7 @@ def write_plot(report: dict, path: str) -> None:
     left.set_ylabel("median TTFT (s)")
     right.set_ylabel("P99 time between tokens (s)")
     left.legend(fontsize=7)
-    right.legend(fontsize=6, ncol=2)
+    right.legend(fontsize=6, ncol=2, loc="best")
     fig.suptitle("SLO capacity (dotted, per policy) and stability capacity (dashed)", fontsize=10)
     fig.tight_layout()
     try:
