@@ -172,3 +172,13 @@ def test_bad_options():
         simulate_cluster(c, CHAT)
     with pytest.raises(InputError, match="ms_fixed"):
         KVTransfer(0, -1)
+
+
+def test_a_request_with_nothing_to_prefill_goes_straight_to_the_link():
+    tr = Trace([0.0, 0.0, 0.001], [0, 5, 0], [2, 2, 1])
+    cluster = Cluster((Pool(SMALL, Sarathi(), 2), Pool(SMALL, Sarathi(), 1)), ("jsq", "jsq"), KVTransfer("0.5", 1))
+    run = simulate_cluster(cluster, None, arrivals="trace", trace=tr)
+    assert np.isfinite(run.finish).all()
+    assert run.assignment[[0, 2], 0].tolist() == [-1, -1] and run.assignment[1, 0] >= 0
+    assert np.array_equal(run.prefill_done[[0, 2]], tr.times[[0, 2]])
+    assert run.delivered[0] == pytest.approx(0.001)  # 0 prompt tokens on the link, then 1 ms

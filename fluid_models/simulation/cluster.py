@@ -228,6 +228,54 @@ def _hand_over(ready, n_ready, now, cfg, fcfg, arr_p, arr_d, u, n, inflight, wor
             fst[_TL] = now + fcfg[0] * arr_p[lq[ist[_LQH]]]
 
 
+@numba.njit(cache=True)
+def _arrive(t_a, cfg, fcfg, arr_t, arr_p, arr_d, u, ri, rf, res, n, inflight, work, rcnt, assign, prefill_done,
+            ready, lq, ist, fst):
+    """The next arrival: routed to the first pool, or (disaggregated, no prompt) straight to the link."""
+    q, r0, disagg = ist[_NEXT], cfg[0], cfg[1] > 0
+    if disagg and arr_p[q] == 0:
+        ist[_NEXT] += 1
+        prefill_done[q] = t_a
+        ready[0] = q
+        _hand_over(ready, 1, t_a, cfg, fcfg, arr_p, arr_d, u, n, inflight, work, assign, rcnt, lq, ist, fst)
+        return _DONE
+    for r in range(r0):  # room first: a router (round robin) changes state when it decides
+        if n[r] >= res.shape[1]:
+            return _GROW_ROWS
+    r = _route(0, 0, r0, cfg[2], u[q, 0], u[q, 1], n, inflight, work, ist)
+    ist[_NEXT] += 1
+    assign[q, 0] = r
+    rcnt[r, _RROUTED] += 1
+    work[r] += arr_p[q] if disagg else arr_p[q] + arr_d[q]
+    _append(r, q, ri, rf, res, n, arr_t, arr_p[q], arr_d[q])
+    return _CROWDED if n[r] > cfg[4] else _DONE
+
+
+@numba.njit(cache=True)
+def _transfer_done(now, fcfg, arr_p, lq, dq, dtime, ist, fst):
+    """The link finishes the head transfer (delivery ``ms_fixed`` later) and starts the next one."""
+    q = lq[ist[_LQH]]
+    ist[_LQH] += 1
+    dq[ist[_DQT]], dtime[ist[_DQT]] = q, now + fcfg[1]
+    ist[_DQT] += 1
+    fst[_TL] = now + fcfg[0] * arr_p[lq[ist[_LQH]]] if ist[_LQH] < ist[_LQT] else np.inf
+
+
+@numba.njit(cache=True)
+def _deliver(now, cfg, arr_t, arr_p, arr_d, ri, rf, res, n, inflight, assign, delivered, dq, ist):
+    """The head of the delivery queue joins its decode replica (its prompt is in the KV cache)."""
+    q = dq[ist[_DQH]]
+    rd = assign[q, 1]
+    if n[rd] >= res.shape[1]:
+        return _GROW_ROWS
+    ist[_DQH] += 1
+    delivered[q] = now
+    inflight[rd] -= 1
+    _append(rd, q, ri, rf, res, n, arr_t, 0, arr_d[q])
+    ri[rd, n[rd] - 1, PROMPT] = arr_p[q]
+    return _CROWDED if n[rd] > cfg[4] else _DONE
+
+
 @numba.njit(types.int64(KERNEL_TYPE, KERNEL_TYPE, _f8a, _f8a, _i8m, _f8m, _i8a, _i8a, _i8a, _f8a,
                         _f8a, _i8a, _i8a, _i8a, _f8m,
                         _i83, _f83, _i83, _i8m, _i8m, _f8m,
@@ -242,7 +290,7 @@ def _cluster_loop(kern_p, kern_d, params_p, params_d, memory, batch_s, b_max, k_
                   first_tok, finish, last_tok, max_gap, prefill_done, delivered, assign,
                   lq, dq, dtime, ready,
                   rec_t, rec_tok, rec_req, ist, fst):
-    r0, n_rep, rows = cfg[0], n.size, res.shape[1]
+    r0, n_rep = cfg[0], n.size
     disagg = cfg[1] > 0
     t_end, rec_dt, n_arr = fcfg[2], fcfg[3], arr_t.size
     while True:
@@ -280,44 +328,16 @@ def _cluster_loop(kern_p, kern_d, params_p, params_d, memory, batch_s, b_max, k_
                 return _INVALID
             _hand_over(ready, n_ready, t_b, cfg, fcfg, arr_p, arr_d, u, n, inflight, work, assign, rcnt, lq, ist, fst)
         elif fst[_TL] == t_next:  # a transfer ends; its latency follows
-            q = lq[ist[_LQH]]
-            ist[_LQH] += 1
-            dq[ist[_DQT]], dtime[ist[_DQT]] = q, t_next + fcfg[1]
-            ist[_DQT] += 1
-            fst[_TL] = t_next + fcfg[0] * arr_p[lq[ist[_LQH]]] if ist[_LQH] < ist[_LQT] else np.inf
+            _transfer_done(t_next, fcfg, arr_p, lq, dq, dtime, ist, fst)
         elif t_d == t_next:  # a request reaches its decode replica
-            q = dq[ist[_DQH]]
-            rd = assign[q, 1]
-            if n[rd] >= rows:
-                return _GROW_ROWS
-            ist[_DQH] += 1
-            delivered[q] = t_next
-            inflight[rd] -= 1
-            _append(rd, q, ri, rf, res, n, arr_t, 0, arr_d[q])
-            ri[rd, n[rd] - 1, PROMPT] = arr_p[q]
-            if n[rd] > cfg[4]:
-                return _CROWDED
+            status = _deliver(t_next, cfg, arr_t, arr_p, arr_d, ri, rf, res, n, inflight, assign, delivered, dq, ist)
+            if status != _DONE:
+                return status
         else:  # an arrival
-            q = ist[_NEXT]
-            if disagg and arr_p[q] == 0:  # nothing to prefill: straight to the link
-                ist[_NEXT] += 1
-                prefill_done[q] = t_a
-                assign[q, 0] = -1
-                ready[0] = q
-                _hand_over(ready, 1, t_a, cfg, fcfg, arr_p, arr_d, u, n, inflight, work, assign, rcnt, lq, ist, fst)
-                fst[_NOW] = t_a
-                continue
-            for r in range(r0):  # room first: a router (round robin) changes state when it decides
-                if n[r] >= rows:
-                    return _GROW_ROWS
-            r = _route(0, 0, r0, cfg[2], u[q, 0], u[q, 1], n, inflight, work, ist)
-            ist[_NEXT] += 1
-            assign[q, 0] = r
-            rcnt[r, _RROUTED] += 1
-            work[r] += arr_p[q] if disagg else arr_p[q] + arr_d[q]
-            _append(r, q, ri, rf, res, n, arr_t, arr_p[q], arr_d[q])
-            if n[r] > cfg[4]:
-                return _CROWDED
+            status = _arrive(t_a, cfg, fcfg, arr_t, arr_p, arr_d, u, ri, rf, res, n, inflight, work, rcnt, assign,
+                             prefill_done, ready, lq, ist, fst)
+            if status != _DONE:
+                return status
         fst[_NOW] = t_next
 
 
