@@ -40,9 +40,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 import sympy
-from scipy.special import stdtrit
 
 from llmstab.fluid_models.batch_time import exact_number
 from llmstab.fluid_models.simulation.simulator import SimulationResult
@@ -60,6 +61,42 @@ def fluid_prediction(workload: Workload, capacity_tokens_per_s: object) -> sympy
     500
     """
     return sympy.Max(0, workload.token_rate - exact_number(capacity_tokens_per_s))
+
+
+def _two_sided_mass(theta: float, nu: int) -> float:
+    """``P(|T| <= sqrt(nu) tan(theta))`` for Student's t with ``nu`` degrees of freedom.
+
+    The closed forms for integer ``nu`` (Abramowitz and Stegun 26.7.3-4): a finite
+    series in ``cos(theta)``, with ``theta`` itself added for odd ``nu``.
+    """
+    c2, s = math.cos(theta) ** 2, math.sin(theta)
+    term, total = (1.0, 1.0) if nu % 2 == 0 else (math.cos(theta), math.cos(theta))
+    for k in range(2 if nu % 2 == 0 else 3, nu - 1, 2):  # each term is the previous times (k-1)/k cos^2
+        term *= (k - 1) / k * c2
+        total += term
+    if nu % 2 == 0:
+        return s * total
+    return 2 / math.pi * (theta + (s * total if nu > 1 else 0.0))
+
+
+def t_quantile(nu: int, confidence: float) -> float:
+    """The two-sided Student-t quantile: ``t`` with ``P(|T| <= t) = confidence``, ``nu`` degrees of freedom.
+
+    Exact closed-form distribution, inverted by bisection (to double precision).
+
+    >>> round(t_quantile(1, 0.5), 12), round(t_quantile(19, 0.95), 4), round(t_quantile(2, 0.9), 4)
+    (1.0, 2.093, 2.92)
+    """
+    lo, hi = 0.0, math.pi / 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        if _two_sided_mass(mid, nu) < confidence:
+            lo = mid
+        else:
+            hi = mid
+    return math.sqrt(nu) * math.tan((lo + hi) / 2)
 
 
 def _plain(x: float, digits: int) -> str:
@@ -171,7 +208,7 @@ def estimate_growth(result: SimulationResult, *, windows: int = 20, confidence: 
     increments = np.diff(result.backlog_tokens[at].astype(float)) / np.diff(result.times[at])
     slope = float(increments.mean())
     se = float(increments.std(ddof=1) / np.sqrt(windows))
-    half = float(stdtrit(windows - 1, 0.5 + confidence / 2)) * se
+    half = t_quantile(windows - 1, confidence) * se
     offered = result.offered_token_rate
     if offered is None and end > 0:
         arrived = result.trace.times <= end

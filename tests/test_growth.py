@@ -12,6 +12,7 @@ Short horizons (a few thousand simulated seconds, well under a second of CPU eac
 import re
 
 import pytest
+from hypothesis import given, settings, strategies as st
 import sympy
 
 from llmstab.checkers.simulation_check import empirical_capacity, run_until_settled, settle_load
@@ -106,3 +107,22 @@ def test_too_short_a_trajectory_is_refused():
     r = simulate(ENGINE, make_policy("sarathi"), CHAT, horizon_s=10.0, record_every=1.0)
     with pytest.raises(ValueError, match="record_every"):
         estimate_growth(r)
+
+
+@settings(max_examples=200, deadline=None)
+@given(nu=st.integers(1, 400), confidence=st.floats(0.01, 0.9999))
+def test_t_quantile_matches_scipy(nu, confidence):
+    """The closed-form Student-t quantile agrees with scipy's (used only here, not at run time)."""
+    from scipy.special import stdtrit
+
+    from llmstab.checkers.growth import t_quantile
+
+    assert t_quantile(nu, confidence) == pytest.approx(float(stdtrit(nu, 0.5 + confidence / 2)), rel=1e-9)
+
+
+def test_growth_estimate_does_not_import_scipy_special():
+    import subprocess
+    import sys
+
+    code = "import sys, llmstab.checkers.growth; assert 'scipy.special' not in sys.modules, 'scipy.special'"
+    subprocess.run([sys.executable, "-c", code], check=True)
