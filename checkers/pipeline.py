@@ -54,7 +54,6 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Hashable, Iterable, Mapping, TypeVar
 
@@ -138,10 +137,9 @@ class CheckContext:
 
     def certificate(self, load: Iterable[Any]) -> "LoadCertificate":
         """The exact certificate of ``load`` (tokens/ms) against :attr:`region`, computed once per load."""
-        from .region_check import certify_load
+        from .region_check import certifier
 
-        key = tuple(Fraction(v) for v in load)
-        return self.memo(("certificate", key), lambda: certify_load(self.region, key))
+        return self.memo("certifier", lambda: certifier(self.region))(load)
 
     def report(self) -> CheckReport:
         """The verdicts and numbers gathered so far, as a report."""

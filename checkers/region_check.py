@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from llmstab.theory.exact_lp import CheckResult, check_dual, check_primal
 
 from .verdict import Evidence, Verdict
 
-__all__ = ["LoadCertificate", "certify_load", "region_for", "check_load_region", "region_summary", "SECTION_6"]
+__all__ = ["LoadCertificate", "certify_load", "certifier", "region_for", "check_load_region", "region_summary", "SECTION_6"]
 
 SECTION_6 = "Li-Dai-Peng (arXiv 2504.07347) Section 6"
 
@@ -189,6 +189,26 @@ def certify_load(region: CapacityRegion, load: Sequence[Fraction]) -> LoadCertif
     witness = {table.batch_type(k): f for k, f in best_theta.items() if f > 0}
     return LoadCertificate(load, position, witness, best_w, best_primal, best_dual, margin, (low, high),
                            sol.value, sol.seconds, reasons)
+
+
+def certifier(region: CapacityRegion) -> Callable[[Sequence[Fraction]], LoadCertificate]:
+    """:func:`certify_load` against ``region``, each load certified once (later calls reuse the certificate).
+
+    >>> from llmstab.fluid_models.batch_time import Staircase
+    >>> from llmstab.fluid_models.region import capacity_region
+    >>> certify = certifier(capacity_region(Staircase("11.28", "35.47", 128), b_max=128, k_max=100))
+    >>> certify((Fraction(1), Fraction(2))) is certify([1, 2])
+    True
+    """
+    memo: dict[tuple[Fraction, ...], LoadCertificate] = {}
+
+    def certify(load: Sequence[Fraction]) -> LoadCertificate:
+        key = tuple(Fraction(v) for v in load)
+        if key not in memo:
+            memo[key] = certify_load(region, key)
+        return memo[key]
+
+    return certify
 
 
 class _AllPoints:

@@ -47,7 +47,9 @@ def test_import_llmstab_is_cheap(tmp_path):
     ("network_fork_join.yaml", ("cvxpy", "hypothesis")),
 ])
 def test_a_check_imports_only_what_its_path_needs(name, absent, tmp_path):
+    """Theory steps, and the modules the simulating steps import (checked without running a long simulation)."""
     code = (f"import sys, llmstab; llmstab.check({str(EXAMPLES / name)!r}, simulate=False); "
+            "import llmstab.checkers.simulation_check; "
             f"print([m for m in {absent!r} if m in sys.modules])")
     run = _python(code, tmp_path)
     assert run.returncode == 0, run.stderr

@@ -94,3 +94,22 @@ def test_check_on_a_tiled_engine_uses_theorem_2(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["policy_verdict"] == "not-maximally-stable"
     assert any("optimal tiling" in e["summary"] for e in out["evidence"])
+
+
+def test_the_region_command_certifies_each_load_once(monkeypatch):
+    from fractions import Fraction
+
+    from llmstab.checkers import region_check
+    from llmstab.checkers.cli.region import load_region_spec, region_report
+
+    calls = []
+    real = region_check.certify_load
+
+    def counting(region, load):
+        calls.append(tuple(Fraction(v) for v in load))
+        return real(region, load)
+
+    monkeypatch.setattr(region_check, "certify_load", counting)
+    report = region_report(load_region_spec(EXAMPLES / "pointC_inside.yaml"), simulate=False)
+    assert report["position"] == "inside" and report["load_verdict"].verdict == "stable"
+    assert len(calls) == 1

@@ -34,7 +34,7 @@ from llmstab.fluid_models.region import load_vector
 from llmstab.fluid_models.workload import Workload
 
 from ..errors import InputError
-from ..region_check import certify_load, check_load_region, region_for, region_summary
+from ..region_check import certifier, check_load_region, region_for, region_summary
 from ..region_policy import check_policy_region, empirical_boundary
 from ..spec import load_document, parse_engine, parse_policy, parse_workload, require_single_engine
 from ..verdict import Evidence, Verdict, jsonable
@@ -138,8 +138,9 @@ def region_report(spec: RegionSpec, simulate: bool = True) -> dict:
         workload = workload.scaled(f"1/{spec.nodes}")
     region = region_for(engine, workload)
     load = load_vector(workload)
-    cert = certify_load(region, load)
-    load_verdict = check_load_region(engine, workload, region)
+    certify = certifier(region)  # each load certified once, whichever verdict needs it
+    cert = certify(load)
+    load_verdict = check_load_region(engine, workload, region, cert=cert)
     report: dict = {
         "subject": f"one engine (b_max = {engine.token_budget}, k_max = {engine.max_batch_requests})"
                    + (f", one of {spec.nodes} behind a random planner (its share lambda/{spec.nodes})" if spec.nodes > 1 else ""),
@@ -162,7 +163,8 @@ def region_report(spec: RegionSpec, simulate: bool = True) -> dict:
             report["policy_verdict"] = tiled_policy
         elif simulate:
             report["policy_verdict"] = check_policy_region(engine, spec.policy, workload, region,
-                                                           horizon_s=spec.horizon_s, arrivals=spec.arrivals)
+                                                           horizon_s=spec.horizon_s, arrivals=spec.arrivals,
+                                                           certify=certify)
         else:
             report["policy_verdict"] = Verdict("inconclusive", [Evidence("note", "simulation skipped", {})])
     if simulate and spec.simulate:
