@@ -1,6 +1,6 @@
 """CLI: ``llmstab profile``, ``llmstab fit`` and ``llmstab presets``.
 
-``llmstab profile --model CONFIG --device cuda --out profile.csv`` times real
+``llmstab profile --model CONFIG --out profile.csv`` (on the GPU when PyTorch sees one) times real
 iterations (see :mod:`llmstab.fluid_models.profiling.profiler`) and writes the CSV and a sidecar
 ``profile.sidecar.json``; ``llmstab fit profile.csv --out model.yaml`` fits the
 batch-time families and writes the model file that
@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("profile", help="time real iterations of a decoder model (random weights)")
     p.add_argument("--model", required=True, help="shipped config name (mistral-7b, llama-2-7b, codellama-34b, "
                    "llama-3-8b, tiny-llama) or a Hugging Face config.json")
-    p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto (default: cuda when PyTorch sees a CUDA device, else cpu), cpu or cuda")
     p.add_argument("--out", required=True, type=Path, help="profile CSV to write")
     p.add_argument("--dtype", default="auto", help="auto (float16 on cuda, float32 on cpu), float16, bfloat16, float32")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations before each grid point (default 3)")
@@ -123,11 +124,22 @@ def _command_line(args: argparse.Namespace) -> list[str]:
     return line
 
 
+def _cuda_or_cpu() -> str:
+    """``cuda`` when PyTorch is installed and sees a CUDA device, else ``cpu``."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"  # the profiler then says that it needs PyTorch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     """Run the profiler and write the CSV and its sidecar."""
     from llmstab.fluid_models.profiling.profiler import default_grid, load_config, run_profile, sidecar
 
     cfg = load_config(args.model)
+    if args.device == "auto":
+        args.device = _cuda_or_cpu()
     grid = default_grid(args.max_prefill, args.tile, args.fine_step, args.decode_batches, args.contexts,
                         args.mixed_budget, args.mixed_decodes, args.mixed_context, args.kinds,
                         args.prefill_contexts, args.context_chunks)
@@ -196,8 +208,30 @@ def _print_fit(report, attention: bool, structure: dict | None, args: argparse.N
         print(f"wrote {args.out}")
 
 
+#: Largest profile ``fit`` reads: rows per CSV and bytes per file (public profiles have at most about 15,000 rows).
+MAX_PROFILE_ROWS, MAX_PROFILE_BYTES = 50_000, 64 * 2**20
+
+
+def check_profile_size(path: Path) -> None:
+    """Refuse, before parsing, a profile CSV (or a folder's CSVs) beyond :data:`MAX_PROFILE_ROWS` rows or
+    :data:`MAX_PROFILE_BYTES` bytes: fitting a million rows runs for many minutes and then fails in the solver.
+
+    >>> check_profile_size(Path("no-such-profile.csv"))  # a missing file is reported by the reader
+    """
+    for csv_path in (sorted(path.glob("*.csv")) if path.is_dir() else [path] if path.is_file() else []):
+        size = csv_path.stat().st_size
+        if size > MAX_PROFILE_BYTES:
+            raise ProfileError(str(csv_path), f"{size:,} bytes exceed the limit of {MAX_PROFILE_BYTES:,} for a profile")
+        with open(csv_path, "rb") as handle:
+            rows = sum(1 for _ in handle) - 1
+        if rows > MAX_PROFILE_ROWS:
+            raise ProfileError(str(csv_path), f"{rows:,} rows exceed the limit of {MAX_PROFILE_ROWS:,} for a "
+                                              "profile (fit a subsample of its rows)")
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit the families (with attention when the profile has contexts), print them, write the model file."""
+    check_profile_size(args.profile)
     fmt = detect_format(args.profile) if args.format == "auto" else args.format
     profile = read_any(args.profile, fmt, args.layers)
     report, attention, points = _fit(args, profile)
