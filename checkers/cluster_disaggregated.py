@@ -141,6 +141,57 @@ def _theory(u: dict) -> Verdict:
         "proved here for batch engines, so the load is settled by simulation", data)])
 
 
+def _latency(result, workload: Workload) -> dict:
+    """Per class: throughput, TTFT and TBT percentiles and, when the class has an SLO, whether it is met.
+
+    TBT here is each request's mean gap between tokens (the simulators' convention), not a per-token percentile.
+    """
+    import numpy as np
+
+    tr, out = result.trace, {}
+    span = result.end_time
+    for k, c in enumerate(workload.classes):
+        done = (tr.cls == k) & np.isfinite(result.finish)
+        multi = done & (tr.decode > 1)
+        ttft = result.first_token[done] - tr.times[done]
+        tbt = (result.finish[multi] - result.first_token[multi]) / (tr.decode[multi] - 1)
+        slo = c.slo
+        q_ttft, q_tbt = (50.0, 99.0) if slo is None else (slo.ttft_percentile, slo.tbt_percentile)
+        row = {"throughput_requests_per_s": float(done.sum() / span),
+               f"ttft_p{q_ttft:g}_s": float(np.percentile(ttft, q_ttft)) if ttft.size else None,
+               f"tbt_p{q_tbt:g}_s": float(np.percentile(tbt, q_tbt)) if tbt.size else None}
+        if slo is not None:
+            row["slo_met"] = slo.met(ttft_s=row[f"ttft_p{q_ttft:g}_s"], tbt_s=row[f"tbt_p{q_tbt:g}_s"])
+        out[c.name] = row
+    return out
+
+
+def compare_colocated(spec: ClusterSpec, disaggregated_run, *, seed: int = 0) -> dict:
+    """The same GPUs colocated (the prefill pool's engine, policy and router) on the same requests, side by side."""
+    from llmstab.fluid_models.cluster import Cluster
+    from llmstab.fluid_models.simulation.cluster import simulate_cluster
+
+    pf = spec.cluster.pools[0]
+    colocated = Cluster((Pool(pf.engine, pf.policy, spec.cluster.replicas),), (spec.cluster.routers[0],))
+    run = simulate_cluster(colocated, spec.workload, horizon_s=disaggregated_run.end_time, seed=seed,
+                           max_backlog_requests=5_000)
+    return {"replicas": spec.cluster.replicas, "horizon_s": run.end_time, "seed": seed,
+            "tbt_convention": "each request's mean gap between tokens",
+            "colocated": _latency(run, spec.workload), "disaggregated": _latency(disaggregated_run, spec.workload)}
+
+
+def _comparison_evidence(comparison: dict) -> Evidence:
+    parts = []
+    for name in ("colocated", "disaggregated"):
+        for cls, row in comparison[name].items():
+            numbers = ", ".join(f"{k} {v:.3g}" for k, v in row.items() if isinstance(v, float))
+            slo = "" if "slo_met" not in row else (", SLO met" if row["slo_met"] else ", SLO MISSED")
+            parts.append(f"{name} [{cls}]: {numbers}{slo}")
+    return Evidence("simulation", f"the same {comparison['replicas']} GPUs colocated and disaggregated on the same "
+                    f"requests ({comparison['horizon_s']:.6g} s, seed {comparison['seed']}; TBT = "
+                    f"{comparison['tbt_convention']}): " + "; ".join(parts), comparison)
+
+
 def check_disaggregated(spec: ClusterSpec, *, simulate: bool = True, seed: int = 0) -> CheckReport:
     """Capacity (for this mix), the binding resource, the load verdict and the comparison with colocation."""
     u, resources = _utilisation(spec)
@@ -156,14 +207,18 @@ def check_disaggregated(spec: ClusterSpec, *, simulate: bool = True, seed: int =
                 "note", "the simulator does not model KV memory yet: the kv_memory condition rests on the bound alone",
                 {})])
         extra["simulation"] = run.summary
+        if not run.growth.diverging:
+            extra["colocated_comparison"] = compare_colocated(spec, run.result, seed=seed)
     elif not simulate and load_v.verdict == "inconclusive":
         load_v = Verdict("inconclusive", [*load_v.evidence, Evidence("note", "simulation skipped (--no-simulate)", {})])
     col = capacity["colocated_same_gpus"]
     policy_v = Verdict("inconclusive", [Evidence(
         "note", f"disaggregation fixes the split of GPUs between prefill and decode: this mix reaches at most "
-        f"{float(capacity['requests_per_s']):.4g} requests/s ({capacity['binding']} binds), the same "
+        f"{float(capacity['requests_per_s']):.4g} requests/s (the {NAMES[capacity['binding']]} binds), the same "
         f"{col['replicas']} GPUs colocated {float(col['requests_per_s']):.4g} requests/s "
         f"({float(col['disaggregated_over_colocated']):.1%}); no theorem decides maximal stability here", col)])
+    if "colocated_comparison" in extra:
+        policy_v = Verdict("inconclusive", [*policy_v.evidence, _comparison_evidence(extra["colocated_comparison"])])
     (pf, dc), routers = spec.cluster.pools, spec.cluster.routers
     subject = (f"disaggregated: {pf.replicas} x {pf.policy.label} prefill ({routers[0]}) + {dc.replicas} x "
                f"{dc.policy.label} decode ({routers[1]}) replicas, KV-transfer link")

@@ -104,6 +104,20 @@ def test_disaggregated_names_the_binding_resource(name, resource, verdict):
     assert r.extra["simulation"]["cluster"]["lost"] == 0
 
 
+def test_disaggregated_is_compared_with_the_same_gpus_colocated_against_the_slo():
+    doc = load_document(EXAMPLES / "cluster_disaggregated_decode_binds.yaml")
+    doc["workload"]["classes"][0]["slo"] = {"ttft_s": 0.5, "tbt_s": 0.1}
+    r = check_cluster_document(doc, seed=3)
+    comparison = r.extra["colocated_comparison"]
+    assert comparison["replicas"] == 4
+    for name in ("colocated", "disaggregated"):
+        row = comparison[name]["chat"]
+        assert row["slo_met"] == (row["ttft_p50_s"] <= 0.5 and row["tbt_p99_s"] <= 0.1)
+        assert row["throughput_requests_per_s"] == pytest.approx(25, rel=0.05)
+    assert any(e.kind == "simulation" and "colocated" in e.summary for e in r.policy_verdict.evidence)
+    assert "the decode pool binds" in r.policy_verdict.evidence[0].summary
+
+
 def test_disaggregated_link_utilisation_is_exact():
     doc = load_document(EXAMPLES / "cluster_disaggregated_link_binds.yaml")
     u = check_cluster_document(doc, simulate=False).load["per_resource"]
