@@ -187,3 +187,11 @@ def test_cli_bad_cluster_is_one_line_exit_2(tmp_path):
     out = _cli("check", str(path))
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip().count("\n") == 0 and "cluster.replicas" in out.stderr
+
+
+def test_public_api_checks_a_cluster_file():
+    import llmstab
+
+    report = llmstab.check(EXAMPLES / "cluster_disaggregated_link_binds.yaml", simulate=False)
+    assert report.capacity["binding"] == "link" and report.extra["steps"] == ["cluster-disaggregated"]
+    assert {e.step for e in report.load_verdict.evidence} == {"cluster"}
