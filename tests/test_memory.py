@@ -1,0 +1,196 @@
+"""KV-cache memory and context-dependent batch time: theory, verdicts, simulator laws, input errors."""
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import sympy
+from hypothesis import given, settings, strategies as st
+
+from llmstab.checkers.memory_check import check_memory, memory_numbers
+from llmstab.checkers.spec import load_engine_spec
+from llmstab.fluid_models.batch_time import Attention, Staircase
+from llmstab.fluid_models.distributions import Deterministic, Empirical, Uniform
+from llmstab.fluid_models.engine import Engine, KVCache
+from llmstab.fluid_models.policies import POLICIES, make_policy
+from llmstab.fluid_models.simulation.arrivals import SimulationInputError, Trace
+from llmstab.fluid_models.simulation.simulator import simulate
+from llmstab.fluid_models.workload import RequestClass, Workload
+from llmstab.theory import work
+
+from .conftest import ROOT
+
+TIME_AWARE = {"slai"}  # its batches depend on per-request deadlines, not only on lengths
+
+
+def _llmstab(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "llmstab.checkers.cli.main", *args], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+# --- theory -----------------------------------------------------------------------------------
+
+
+@given(st.integers(0, 300), st.integers(1, 300))
+def test_decode_attention_sum_is_the_sum_of_contexts(p, d):
+    assert work.decode_attention_sum().subs({work.p: p, work.d: d}) == sum(p + k for k in range(d))
+
+
+@given(st.lists(st.integers(1, 500), min_size=1, max_size=20))
+def test_prefill_attention_is_half_the_square_of_the_prompt_however_chunked(chunks):
+    total, start = Fraction(0), 0
+    for c in chunks:
+        total += c * (start + Fraction(c, 2))
+        start += c
+    assert work.prefill_chunks_telescope() and total == Fraction(start * start, 2)
+    assert Attention(prefill=1).exact(prefill_chunks=list(zip(np.cumsum([0] + chunks[:-1]), chunks))) == total
+
+
+@settings(max_examples=50)
+@given(st.lists(st.tuples(st.integers(1, 400), st.integers(1, 400)), min_size=1, max_size=12),
+       st.fractions(0, 1), st.fractions(0, Fraction(1, 1000)), st.fractions(0, Fraction(1, 1000)))
+def test_expected_work_from_moments_equals_the_mean_of_w_over_paired_rows(rows, tau, k_pf, k_dec):
+    """E[W] evaluated from moments agrees with W averaged over the rows themselves (paired lengths)."""
+    p = Empirical(np.array([a for a, _ in rows]), source="trace:t")
+    d = Empirical(np.array([b for _, b in rows]), source="trace:t")
+    w = RequestClass("c", 1, p, d)
+    engine = Engine(Staircase(1, 0, 1), 1, attention=Attention(decode=str(k_dec), prefill=str(k_pf)))
+    direct = sum(Fraction(a + b) * tau + k_pf * Fraction(a * a, 2) + k_dec * sum(a + k for k in range(b))
+                 for a, b in rows) / len(rows)
+    from llmstab.checkers.memory_check import _class_work
+
+    assert _class_work(engine, w, sympy.Rational(tau.numerator, tau.denominator))[0] == sympy.Rational(
+        direct.numerator, direct.denominator)
+
+
+def test_memory_bound_example_numbers_are_reproduced_by_hand():
+    spec = load_engine_spec(ROOT / "examples" / "memory_bound.yaml")
+    n = memory_numbers(spec.engine, spec.workload)
+    e_d = e_p = 1000
+    e_d2 = sympy.Rational(1001 ** 2 - 1, 12) + 1000 ** 2  # uniform on 500..1500
+    kv_batches = e_p * e_d + (e_d2 - e_d) / 2
+    assert n.t_min_ms == sympy.Rational("46.75")
+    assert n.kv_need_tokens == sympy.Rational(3, 5) * kv_batches * sympy.Rational("46.75") / 1000 > 32000
+    tau = sympy.Rational("153.16") / 512
+    e_w = 2000 * tau + sympy.Rational("2e-5") * e_d2 / 2 + sympy.Rational("1.4e-4") * kv_batches
+    assert n.work_ms["long-chat"] == e_w and n.compute_load == sympy.Rational(3, 5) * e_w / 1000
+    assert n.binding() == "memory"
+
+
+# --- verdicts through the CLI -------------------------------------------------------------------
+
+
+def test_check_memory_bound_is_unstable_with_the_memory_certificate_and_the_roomy_twin_is_stable():
+    bound = json.loads(_llmstab("check", "examples/memory_bound.yaml", "--json", "--no-simulate").stdout)
+    assert bound["load_verdict"] == "unstable"
+    cert = next(e for e in bound["evidence"] if e["step"] == "memory")
+    assert cert["kind"] == "certificate" and cert["data"]["binding"] == "memory"
+    assert cert["exact"]["kv_need_tokens"] == "691713/16" and cert["data"]["kv_tokens"] == 32000
+    roomy = json.loads(_llmstab("check", "examples/memory_roomy.yaml", "--json", "--no-simulate").stdout)
+    assert roomy["load_verdict"] == "stable"
+    assert roomy["capacity"]["memory"]["binding"] == "compute" and roomy["capacity"]["memory"]["compute_load"] < 0.5
+
+
+def test_a_request_larger_than_the_cache_is_an_unstable_verdict_and_stops_a_simulation(tmp_path):
+    engine = Engine(Staircase(1, 1, 4), 4, kv_cache=KVCache(blocks=4, block_size=4))
+    load = Workload((RequestClass("big", 1, Deterministic(10), Deterministic(10)),))
+    verdict = check_memory(engine, make_policy("sarathi"), load)
+    assert verdict.verdict == "unstable" and verdict.evidence[0].data["largest_request"]["fits"] is False
+    with pytest.raises(SimulationInputError, match="engine.kv_cache"):
+        simulate(engine, make_policy("sarathi"), load, n_requests=3, seed=0)
+
+
+@pytest.mark.parametrize("engine_extra, batch_extra, field", [
+    ({}, {"attention": {"decode": -1}}, "engine.batch_time.attention.decode"),
+    ({}, {"attention": {"prefil": 1}}, "engine.batch_time.attention.prefil"),
+    ({"kv_cache": {"blocks": 10, "watermark": 1}}, {}, "engine.kv_cache.watermark"),
+    ({"kv_cache": {"tokens": 8, "block_size": 16}}, {}, "engine.kv_cache.tokens"),
+    ({"kv_cache": {"blocks": 0}}, {}, "engine.kv_cache.blocks"),
+    ({"kv_cache": {"blocks": 4, "tokens": 64}}, {}, "engine.kv_cache"),
+    ({"max_active_requests": 0}, {}, "engine.max_active_requests"),
+])
+def test_bad_memory_input_is_one_line_naming_the_field(tmp_path, engine_extra, batch_extra, field):
+    doc = {"engine": {"batch_time": {"kind": "staircase", "c": 1, "a": 1, "b0": 4, **batch_extra}, "token_budget": 4,
+                      **engine_extra},
+           "policy": "sarathi",
+           "workload": {"classes": [{"rate": 1, "prompt": {"dist": "deterministic", "mean": 4},
+                                     "decode": {"dist": "deterministic", "mean": 4}}]}}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    out = _llmstab("check", str(path))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and field in out.stderr
+
+
+# --- simulator ----------------------------------------------------------------------------------
+
+
+def test_batch_time_follows_composition_and_contexts():
+    """One request, prompt 4 then 3 decodes: each batch is t(n) plus its attention, exactly."""
+    att = Attention(decode="0.5", prefill="0.25")
+    engine = Engine(Staircase(1, 1, 4), 4, attention=att)
+    r = simulate(engine, make_policy("sarathi"), None, arrivals="trace", trace=Trace([0.0], [4], [3]),
+                 record_batches=True)
+    t = Staircase(1, 1, 4)
+    expected = [t.exact(4) + att.exact(prefill_chunks=[(0, 4)])] + [t.exact(1) + att.exact(decode_contexts=[c])
+                                                                     for c in (4, 5, 6)]
+    assert r.finish[0] == pytest.approx(float(sum(expected)) / 1000, rel=1e-12)
+    assert np.diff(np.append(r.batches.start, r.finish[0])) == pytest.approx([float(x) / 1000 for x in expected])
+
+
+small_traces = st.lists(st.tuples(st.floats(0, 3), st.integers(1, 24), st.integers(1, 16)), min_size=1, max_size=25)
+
+
+@settings(max_examples=40, deadline=None)
+@given(small_traces, st.integers(12, 40), st.sampled_from([1, 2, 4]), st.sampled_from(sorted(set(POLICIES) - TIME_AWARE)),
+       st.one_of(st.none(), st.integers(1, 6)))
+def test_preemption_loses_no_request_and_keeps_kv_within_the_cache(rows, blocks, block_size, name, active):
+    """Laws under KV pressure: every request leaves once, decodes are served exactly d times, the tokens
+    served are the tokens demanded plus the recomputed ones, and blocks in use never exceed the cache."""
+    rows = sorted(rows)
+    blocks = max(blocks, -(-40 // block_size) + 1)  # the largest request (24 + 16 tokens) fits alone
+    tr = Trace([t for t, _, _ in rows], [p for _, p, _ in rows], [d for _, _, d in rows])
+    engine = Engine(Staircase(1, 1, 8), 16, kv_cache=KVCache(blocks, block_size), max_active_requests=active)
+    policy = make_policy(name) if name != "rad" else make_policy("rad", b_col=4, b_lcm=8)
+    r = simulate(engine, policy, None, arrivals="trace", trace=tr, record_batches=True, record_every=0.01)
+    assert r.finished.all()
+    decodes, prefills = np.zeros(tr.size, int), np.zeros(tr.size, int)
+    for batch in r.batches.members:
+        ids = [i for i, _, _ in batch]
+        assert len(ids) == len(set(ids))
+        for i, p, d in batch:
+            prefills[i] += p
+            decodes[i] += d
+    assert (decodes == tr.decode).all() and (prefills >= tr.prompt).all()
+    m = r.memory
+    assert r.tokens_served == int((tr.prompt + tr.decode).sum()) + m.recomputed_tokens == int(r.batches.tokens.sum())
+    assert prefills.sum() - tr.prompt.sum() == m.recomputed_tokens
+    assert m.peak_blocks <= blocks and r.batches.kv_blocks.max() <= blocks and m.kv_blocks.max() <= blocks
+    assert m.kv_blocks[-1] == 0  # everything finished: every block returned
+
+
+def test_memory_bound_engine_preempts_and_stalls_while_the_roomy_twin_never_does():
+    bound, roomy = (load_engine_spec(ROOT / "examples" / f) for f in ("memory_bound.yaml", "memory_roomy.yaml"))
+    a = simulate(bound.engine, bound.policy, bound.workload, horizon_s=300, seed=2)
+    b = simulate(roomy.engine, roomy.policy, roomy.workload, horizon_s=300, seed=2)
+    assert a.memory.preemptions > 0 and a.memory.admission_stalls_memory > 100
+    assert a.memory.peak_blocks == 2000 and a.backlog_requests[-1] > 2 * b.backlog_requests[-1]
+    assert b.memory.preemptions == 0 and b.memory.admission_stalls_memory == 0
+
+
+def test_exact_capacity_with_attention_matches_simulated_throughput_within_its_ci():
+    """At 1.3x the exact capacity 1/E[W] (attention included) Sarathi keeps every batch full, so requests
+    complete at 1000/E[W] per second: the batch-means 95% interval of the simulated rate covers it."""
+    att = Attention(decode="2e-4", prefill="5e-5")
+    engine = Engine(Staircase("11.28", "35.47", 128), 512, attention=att)
+    base = Workload((RequestClass("u", 1, Uniform(100, 300), Uniform(20, 80)),))
+    n = memory_numbers(engine, base)
+    capacity = 1000 / n.work_ms["u"]  # requests per second
+    r = simulate(engine, make_policy("sarathi"), base.scaled(sympy.Rational(13, 10) * capacity), horizon_s=2000, seed=5)
+    done = np.sort(r.finish[r.finished])
+    edges = np.linspace(500, 2000, 16)
+    rates = np.diff(np.searchsorted(done, edges)) / np.diff(edges)
+    half = 2.145 * rates.std(ddof=1) / np.sqrt(rates.size)  # t(0.975, 14)
+    assert abs(rates.mean() - float(capacity)) <= half and half < 0.03 * float(capacity)
