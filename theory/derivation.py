@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import sympy
 
 from .capacity import b, b_max, efficiency, engine_capacity, piecewise_linear_full_batch_condition, staircase_full_batch_condition
+from .exact_linalg import to_rational
 from .theorems import foster_drift, lam, m_d, m_p, t_bmax, theorem_2a_condition, theorem_2b_condition
 
 __all__ = ["Step", "single_engine_derivation", "render"]
@@ -86,7 +87,7 @@ def single_engine_derivation(batch_time: sympy.Expr, token_budget: int, family: 
     ]
     if token_load_per_ms is not None:
         load = sympy.Symbol("L")  # lambda (m_p + m_d)
-        t_full = sympy.Rational(batch_time.subs(b, token_budget))
+        t_full = to_rational(batch_time.subs(b, token_budget))
         values = {lam * (m_p + m_d): load}
         numbers = {load: token_load_per_ms, b_max: token_budget, t_bmax: t_full}
         steps += [

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import sympy
 
+from .exact_linalg import to_rational
+
 __all__ = ["per_token_time", "tiled_time", "theorem1_condition", "Theorem1Bound", "theorem1",
            "Assumption", "theorem2_assumptions", "fixed_chunk_efficiency"]
 
@@ -52,7 +54,7 @@ def tiled_time() -> sympy.Expr:
 
 def per_token_time(t_lin: object, b_col: int, t_nl: object = 0, attention_per_token: object = 0) -> sympy.Rational:
     """``tau = t_lin / b_col + t_nl + attention``: ms per token when every batch fills whole tiles."""
-    return sympy.Rational(t_lin) / b_col + sympy.Rational(t_nl) + sympy.Rational(attention_per_token)
+    return to_rational(t_lin) / b_col + to_rational(t_nl) + to_rational(attention_per_token)
 
 
 def theorem1_condition() -> sympy.Relational:
@@ -87,8 +89,8 @@ def theorem1(rate_per_s: object, mean_tokens: object, per_token_ms: object, node
     """
     if nodes < 1:
         raise ValueError("nodes must be at least 1")
-    d_a = sympy.Rational(mean_tokens) * sympy.Rational(per_token_ms)
-    load = sympy.Rational(rate_per_s) * d_a / 1000
+    d_a = to_rational(mean_tokens) * to_rational(per_token_ms)
+    load = to_rational(rate_per_s) * d_a / 1000
     return Theorem1Bound(d_a, load, nodes, bool(load > nodes))
 
 
@@ -125,7 +127,7 @@ def theorem2_assumptions(*, b_col: int, b_lcm: int, b_max: int, k_max: int | Non
                    "prompt lengths unbounded or unknown" if bad_prompts is None else
                    (f"every prompt length is a multiple of {b_lcm}" if not bad_prompts else
                     f"prompt lengths {bad_prompts[:3]} are not multiples of {b_lcm}")),
-        Assumption("no fixed per-batch overhead", sympy.Rational(overhead) == 0, f"c = {overhead} ms"),
+        Assumption("no fixed per-batch overhead", to_rational(overhead) == 0, f"c = {overhead} ms"),
     ]
 
 
@@ -135,5 +137,5 @@ def fixed_chunk_efficiency(chunk: int, b_col: int, t_lin: object, t_nl: object =
     >>> fixed_chunk_efficiency(96, 64, 1)
     3/4
     """
-    t = sympy.Rational(t_lin) * (-(-chunk // b_col)) + sympy.Rational(t_nl) * chunk
+    t = to_rational(t_lin) * (-(-chunk // b_col)) + to_rational(t_nl) * chunk
     return chunk / t * per_token_time(t_lin, b_col, t_nl)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import sympy
 
+from llmstab.theory.exact_linalg import to_rational
+
 from ..batch_time import Staircase
 from ..distributions import Deterministic, LengthDistribution, Poisson
 from ..engine import Engine
@@ -43,7 +45,7 @@ def rybko_stolyar(bad: bool = True, load: object = sympy.Rational(9, 10), b_max:
     Each type arrives at ``load * b_max / 608`` per s, so each engine is at ``load``.
     ``bad=True`` gives priority to the step about to leave (``A2``, ``B2``).
     """
-    rate = sympy.nsimplify(load) * b_max / 608
+    rate = to_rational(load) * b_max / 608
     short, long_, out = Poisson(32), Poisson(512), Poisson(32)
     a = NetworkClass("A", rate, (_step("A1", "e1", short, out), _step("A2", "e2", long_, out)))
     b = NetworkClass("B", rate, (_step("B1", "e2", short, out), _step("B2", "e1", long_, out)))
