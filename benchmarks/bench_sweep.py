@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds-points", type=int, default=24)
-    parser.add_argument("--horizon", type=float, default=20_000.0, help="simulated seconds per point")
+    parser.add_argument("--horizon", type=float, default=10_000.0, help="simulated seconds per point")
     parser.add_argument("--fast-points", type=int, default=1200)
     args = parser.parse_args()
 

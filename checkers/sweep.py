@@ -64,7 +64,7 @@ MAX_POINTS = 1_000_000
 RECORD_FIELDS = (
     "policy", "preset", "load", "load_exact", "seed", "kind", "verdict", "verdict_evidence",
     "capacity_tokens_per_s", "offered_tokens_per_s", "growth", "growth_rate_tokens_per_s",
-    "growth_half_width_tokens_per_s", "growth_confidence", "horizon_s", "requests", "finished",
+    "growth_half_width_tokens_per_s", "growth_confidence", "horizon_s", "stopped_early", "requests", "finished",
     "throughput_tokens_per_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tbt_p50_s", "tbt_p90_s", "tbt_p99_s",
     "e2e_p50_s", "e2e_p99_s", "llmstab_version",
 )
@@ -209,18 +209,21 @@ def _simulated_fields(spec: Any, workload: Any, capacity: Any, seed: int, horizo
     from llmstab.fluid_models.simulation.simulator import simulate
 
     from .growth import estimate_growth, fluid_prediction
+    from .simulation_check import CROWD_LIMIT
 
     if horizon_s is None:
         t_full = float(spec.engine.batch_time.exact(spec.engine.token_budget)) / 1000.0
         horizon_s = max(2500 * t_full, 2000 / float(workload.rate))
-    result = simulate(spec.engine, spec.policy, workload, horizon_s=horizon_s, seed=seed)
+    result = simulate(spec.engine, spec.policy, workload, horizon_s=horizon_s, seed=seed,
+                      max_backlog_requests=CROWD_LIMIT)
     try:
         growth = estimate_growth(result, fluid_rate=fluid_prediction(workload, capacity.tokens_per_s))
     except ValueError as err:
         raise InputError("--horizon", f"too short for a growth estimate: {err}") from None
     return {"growth": "diverging" if growth.diverging else "bounded", "growth_rate_tokens_per_s": growth.rate,
             "growth_half_width_tokens_per_s": growth.half_width, "growth_confidence": growth.confidence,
-            "horizon_s": result.end_time, "requests": int(result.trace.size),
+            "horizon_s": result.end_time, "stopped_early": result.stopped_at_backlog is not None,
+            "requests": int(result.trace.size),
             "throughput_tokens_per_s": result.throughput_tokens, **_latency_fields(result)}
 
 
@@ -233,9 +236,11 @@ def evaluate_point(document: dict, point: SweepPoint, *, kind: str = "simulate",
     ``verdict`` is the exact Theorem-2 load verdict (``verdict_evidence`` names
     the kinds of its evidence); ``kind="simulate"`` adds a simulation of
     ``horizon_s`` seconds (default ``max(2500 t(b_max), 2000/lambda)``) seeded
-    with ``point.seed``: the backlog's growth with its interval (``growth`` is
-    ``diverging`` or ``bounded``, statistical evidence, never a proof),
-    throughput and latency percentiles.
+    with ``point.seed``, stopped early (``stopped_early``, ``horizon_s`` then the
+    time it stopped) once more than 5,000 requests are present, as in
+    :func:`~llmstab.checkers.simulation_check.run_until_settled`: the backlog's
+    growth with its interval (``growth`` is ``diverging`` or ``bounded``,
+    statistical evidence, never a proof), throughput and latency percentiles.
 
     >>> doc = {"engine": {"batch_time": {"kind": "staircase", "c": 11.28, "a": 35.47, "b0": 128},
     ...                   "token_budget": 512}, "policy": "orca",
@@ -266,25 +271,24 @@ def evaluate_point(document: dict, point: SweepPoint, *, kind: str = "simulate",
     return record
 
 
+def validate_grid(document: dict, policies: Sequence[str | None], presets: Sequence[str | None],
+                  base_dir: str = ".") -> list:
+    """Parse the document once per (policy, preset), so bad input fails here, before any work is sent;
+    the parsed specs, in grid order."""
+    text = json.dumps(document, sort_keys=True, default=str)
+    return [_prepared(text, policy, preset, base_dir)[0] for preset in presets for policy in policies]
+
+
 def _warm_up(document: dict, policies: Sequence[str | None], presets: Sequence[str | None], base_dir: str) -> None:
     """Load every policy's compiled kernel and fill the per-process caches (run once per worker)."""
     from llmstab.fluid_models.simulation.simulator import simulate
 
-    for preset in presets:
-        for policy in policies:
-            spec, _, _ = _prepared(json.dumps(document, sort_keys=True, default=str), policy, preset, base_dir)
-            simulate(spec.engine, spec.policy, spec.workload, n_requests=20, seed=0)
+    for spec in validate_grid(document, policies, presets, base_dir):
+        simulate(spec.engine, spec.policy, spec.workload, n_requests=20, seed=0)
 
 
 def _point_task(document: dict, kind: str, horizon_s: float | None, base_dir: str, point: SweepPoint) -> dict:
     return evaluate_point(document, point, kind=kind, horizon_s=horizon_s, base_dir=base_dir)
-
-
-def validate_grid(document: dict, policies: Sequence[str | None], presets: Sequence[str | None], base_dir: str = ".") -> None:
-    """Parse the document once per (policy, preset), so bad input fails here, before any work is sent."""
-    for preset in presets:
-        for policy in policies:
-            _prepared(json.dumps(document, sort_keys=True, default=str), policy, preset, base_dir)
 
 
 def sweep(document: dict, points: Sequence[SweepPoint], executor: "SweepExecutor", *, kind: str = "simulate",
@@ -323,6 +327,42 @@ def _unpack(results: Iterable[list]) -> list:
                 raise InputError(entry[1], entry[2])
             out.append(entry[1])
     return out
+
+
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Fail fast, with one line, on a malformed address or one where no Dask scheduler answers.
+
+    One ``identity`` call over Dask's own comm layer, before any ``Client`` exists
+    (a failed ``Client`` leaves warnings behind at exit).
+
+    >>> _probe_scheduler("localhost", 1.0)
+    Traceback (most recent call last):
+    ...
+    llmstab.fluid_models.errors.InputError: --scheduler: not a Dask scheduler address: 'localhost' (expected tcp://HOST:PORT)
+    """
+    import asyncio
+
+    from distributed.comm import parse_address, parse_host_port
+
+    try:
+        _, location = parse_address(address)
+        parse_host_port(location)
+    except (ValueError, TypeError):
+        raise InputError("--scheduler", f"not a Dask scheduler address: {address!r} (expected tcp://HOST:PORT)") from None
+    try:
+        identity = asyncio.run(asyncio.wait_for(_identity(address, timeout), timeout))
+    except Exception as err:  # refused, timed out, or something that is not a Dask scheduler answered
+        raise InputError("--scheduler", f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
+                                        f"({getattr(err, 'strerror', None) or err.__class__.__name__})") from None
+    if not isinstance(identity, dict) or identity.get("type") != "Scheduler":
+        raise InputError("--scheduler", f"{address!r} answered, but not as a Dask scheduler")
+
+
+async def _identity(address: str, timeout: float) -> dict:
+    from distributed.core import rpc
+
+    async with rpc(address, timeout=timeout) as scheduler:
+        return await scheduler.identity()
 
 
 class SweepExecutor:
@@ -373,6 +413,7 @@ class SweepExecutor:
     def _connect(self, address: str, timeout: float) -> None:
         from distributed import Client
 
+        _probe_scheduler(address, timeout)
         try:
             self.client = Client(address, timeout=timeout)
         except (OSError, TimeoutError, ValueError) as err:

@@ -238,3 +238,28 @@ def test_cli_presets_plot_and_csv_in_process(tmp_path, capsys):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = table.read_text().splitlines()
     assert lines[0].split(",") == list(RECORD_FIELDS) and len(lines) == 3
+
+
+def test_a_port_that_is_not_a_dask_scheduler_is_bad_input():
+    """Something listens on 127.0.0.1 but speaks no Dask: one InputError, no Client left behind."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer_garbage() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + b"\xff" * 64)
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    try:
+        start = time.perf_counter()
+        with pytest.raises(InputError) as err:
+            SweepExecutor(scheduler=f"tcp://127.0.0.1:{server.getsockname()[1]}", connect_timeout=2)
+        assert err.value.field == "--scheduler" and time.perf_counter() - start < 10
+    finally:
+        server.close()
+    with pytest.raises(InputError, match="not a Dask scheduler address"):
+        SweepExecutor(scheduler="localhost")
