@@ -19,10 +19,15 @@
   and its unstable variant: wall time and peak memory (the child's max RSS),
   next to a baseline process that only imports numpy, sympy, numba, networkx
   and yaml.
+* **Network simulator** (``--simulator``): the compiled network simulator on
+  the 4-engine fork-join workflow over the check's 4000 s horizon, cost per
+  batch against the compiled single-engine simulator running the planner
+  engine alone (baseline, same run).
 
 Times are medians of ``--runs``.
 
     python benchmarks/bench_network.py --runs 5
+    python benchmarks/bench_network.py --simulator --runs 5   # the network simulator alone
     python benchmarks/bench_network.py --large --runs 3
 """
 
@@ -135,13 +140,39 @@ def large_networks(runs: int) -> None:
               f"peak {max(m for _, m, _ in costs):5.0f} MiB")
 
 
+def network_simulator(runs: int) -> None:
+    """Cost per batch of the compiled network simulator, against the single-engine simulator in the same run."""
+    from llmstab.fluid_models.networks.examples import fork_join
+    from llmstab.fluid_models.networks.simulator import simulate_network
+    from llmstab.fluid_models.simulation.simulator import simulate
+    from llmstab.fluid_models.workload import RequestClass, Workload
+
+    net, horizon = fork_join(rate=2, tool_tokens=40), 4000.0
+    first = net.classes[0].steps[0]
+    one = net.engines[first.engine]
+    work = Workload((RequestClass("planner", net.classes[0].rate, first.prompt, first.decode),))
+    simulate_network(net, 10.0)  # load the compiled loops from numba's cache
+    simulate(one.engine, one.policy, work, horizon_s=10.0)
+    t_net, sim = median_time(lambda: simulate_network(net, horizon, seed=1), runs)
+    t_one, single = median_time(lambda: simulate(one.engine, one.policy, work, horizon_s=horizon, seed=1), runs)
+    per_net, per_one = t_net / sum(sim.batches.values()), t_one / single.n_batches
+    print(f"Network simulator: fork-join workflow, {len(net.engines)} engines, {horizon:.0f} s, "
+          f"{sum(sim.batches.values())} batches: median {t_net:.3f} s, {per_net * 1e6:.2f} us per batch")
+    print(f"  baseline (single-engine simulator, the planner engine alone, {single.n_batches} batches): median "
+          f"{t_one:.3f} s, {per_one * 1e6:.2f} us per batch ({per_net / per_one:.2f} x baseline per batch)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--large", action="store_true", help="only the whole-process runs on the large examples")
+    parser.add_argument("--simulator", action="store_true", help="only the network simulator")
     args = parser.parse_args()
     if args.large:
         large_networks(args.runs)
+        return
+    if args.simulator:
+        network_simulator(args.runs)
         return
 
     doc = dag_document()
