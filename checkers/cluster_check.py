@@ -60,6 +60,7 @@ import sympy
 
 from llmstab.fluid_models.policies import RAD
 
+from .cluster_disaggregated import _unsupported_note, check_disaggregated, unsupported_features
 from .cluster_spec import ClusterSpec, cluster_spec_from_document
 from .report import CheckReport
 from .verdict import Evidence, Verdict
@@ -90,8 +91,6 @@ def check_cluster_document(document: Mapping, source: str = "<document>", base_d
 def check_cluster(spec: ClusterSpec, *, simulate: bool = True, seed: int = 0) -> CheckReport:
     """The capacity, load and both verdicts with evidence for a validated cluster."""
     if spec.cluster.disaggregated:
-        from .cluster_disaggregated import check_disaggregated
-
         return check_disaggregated(spec, simulate=simulate, seed=seed)
     return _check_replicas(spec, simulate=simulate, seed=seed)
 
@@ -199,7 +198,10 @@ def _check_replicas(spec: ClusterSpec, *, simulate: bool, seed: int) -> CheckRep
     extra: dict = {"cluster": {"replicas": g, "router": router}}
     if not simulate and load_v.verdict == "inconclusive":
         load_v = Verdict("inconclusive", [*load_v.evidence, Evidence("note", "simulation skipped (--no-simulate)", {})])
-    if simulate and rate < capacity["tokens_per_ms"]:
+    unsupported = unsupported_features(spec.cluster)
+    if unsupported:
+        load_v = Verdict(load_v.verdict, [*load_v.evidence, _unsupported_note(unsupported)])
+    if simulate and rate < capacity["tokens_per_ms"] and not unsupported:
         from .cluster_simulation import settle_cluster
 
         run = settle_cluster(spec.cluster, spec.workload, seed=seed, capacity_tokens_per_s=capacity["tokens_per_s"])

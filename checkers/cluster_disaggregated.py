@@ -22,7 +22,7 @@ from __future__ import annotations
 import sympy
 
 from llmstab.fluid_models.cluster import Pool
-from llmstab.fluid_models.distributions import Empirical
+from llmstab.fluid_models.distributions import product_moment
 from llmstab.fluid_models.workload import Workload
 from llmstab.theory.capacity import EngineCapacity, b, engine_capacity
 from llmstab.theory.cluster import binding, kv_token_seconds, utilisations
@@ -62,11 +62,7 @@ def prompt_decode_moments(workload: Workload) -> tuple[sympy.Rational, sympy.Rat
     pd, d2 = sympy.Integer(0), sympy.Integer(0)
     for c in workload.classes:
         share = c.rate / workload.rate
-        paired = isinstance(c.prompt, Empirical) and isinstance(c.decode, Empirical) and \
-            c.prompt.source.startswith("trace:") and c.prompt.source == c.decode.source
-        joint = sympy.Rational(int((c.prompt.values * c.decode.values).sum()), c.prompt.values.size) if paired \
-            else c.prompt.mean * c.decode.mean
-        pd += share * joint
+        pd += share * product_moment(c.prompt, c.decode)
         d2 += share * c.decode.second_moment
     return pd, d2
 
@@ -141,6 +137,19 @@ def _theory(u: dict) -> Verdict:
         "proved here for batch engines, so the load is settled by simulation", data)])
 
 
+def unsupported_features(cluster) -> list[str]:
+    """Engine features the cluster simulator and these capacities do not model yet (attention, KV cache, cap)."""
+    names = [("attention", "attention"), ("kv_cache", "KV cache"), ("max_active_requests", "max_active_requests")]
+    return sorted({label for p in cluster.pools for attr, label in names if getattr(p.engine, attr, None) is not None})
+
+
+def _unsupported_note(features: list[str]) -> Evidence:
+    return Evidence("note", f"the engines set {', '.join(features)}, which the pooled capacities and the cluster "
+                    "simulator do not model yet: the capacities are upper bounds (attention and memory only slow an "
+                    "engine), so an 'unstable' stays proved, and no simulation is run or 'stable' claimed from it",
+                    {"unmodelled": features})
+
+
 def _latency(result, workload: Workload) -> dict:
     """Per class: throughput, TTFT and TBT percentiles and, when the class has an SLO, whether it is met.
 
@@ -197,7 +206,10 @@ def check_disaggregated(spec: ClusterSpec, *, simulate: bool = True, seed: int =
     u, resources = _utilisation(spec)
     capacity, load = _numbers(spec, u, resources)
     load_v, extra = _theory(u), {}
-    if simulate and max(u.values()) < 1:
+    unsupported = unsupported_features(spec.cluster)
+    if unsupported:
+        load_v = Verdict(load_v.verdict, [*load_v.evidence, _unsupported_note(unsupported)])
+    if simulate and max(u.values()) < 1 and not unsupported:
         from .cluster_simulation import settle_cluster
 
         run = settle_cluster(spec.cluster, spec.workload, seed=seed)

@@ -12,8 +12,9 @@ Disaggregated (each pool's ``engine`` / ``policy`` default to the top-level ones
       kv_transfer: {ms_per_token: 0.002, ms_fixed: 1.0}   # or {gb_per_s: 25, bytes_per_token: 131072, ms_fixed: 1}
       router: {prefill: jsq, decode: least_outstanding}    # or one router name for both
 
-``kv_tokens`` (optional) is the usable KV-cache size of one decode replica in
-tokens; the check then bounds the decode pool's memory by Little's law.
+``kv_tokens`` (optional; default: the decode engine's ``kv_cache`` size, if it has
+one) is the usable KV-cache size of one decode replica in tokens; the check then
+bounds the decode pool's memory by Little's law.
 Engines, policies and the workload are parsed by :mod:`llmstab.checkers.spec`.
 
 Examples
@@ -82,6 +83,8 @@ def _pool(node: Any, where: str, document: dict, base_dir: Path) -> tuple[Pool, 
     engine = parse_engine(engine_node, where_engine, base_dir)
     kv = node.get("kv_tokens")
     kv = None if kv is None else _integer(kv, f"{where}.kv_tokens")
+    if kv is None and getattr(engine, "kv_cache", None) is not None:
+        kv = engine.kv_cache.tokens  # the engine's own KV cache
     return Pool(engine, parse_policy(policy_node, where_policy), replicas), kv
 
 

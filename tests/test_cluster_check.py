@@ -195,3 +195,20 @@ def test_public_api_checks_a_cluster_file():
     report = llmstab.check(EXAMPLES / "cluster_disaggregated_link_binds.yaml", simulate=False)
     assert report.capacity["binding"] == "link" and report.extra["steps"] == ["cluster-disaggregated"]
     assert {e.step for e in report.load_verdict.evidence} == {"cluster"}
+
+
+def test_engines_with_kv_memory_are_not_simulated_and_not_claimed_stable():
+    doc = _doc(50, 4, "jsq")
+    doc["engine"]["kv_cache"] = {"tokens": 50000, "block_size": 16}
+    r = check_cluster_document(doc)
+    assert r.load_verdict.verdict == "inconclusive" and "simulation" not in r.extra
+    assert any(e.data.get("unmodelled") == ["KV cache"] for e in r.load_verdict.evidence)
+    over = check_cluster_document(_doc(56, 4, "jsq") | {"engine": doc["engine"]})
+    assert over.load_verdict.verdict == "unstable"  # capacity ignoring memory is an upper bound
+
+
+def test_decode_kv_tokens_default_to_the_engines_kv_cache():
+    doc = load_document(EXAMPLES / "cluster_disaggregated_decode_binds.yaml")
+    del doc["cluster"]["decode"]["kv_tokens"]
+    doc["cluster"]["decode"]["engine"] = {**ENGINE, "kv_cache": {"tokens": 50000, "block_size": 16}}
+    assert cluster_spec_from_document(doc).kv_tokens == 50000

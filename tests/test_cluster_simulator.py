@@ -182,3 +182,11 @@ def test_a_request_with_nothing_to_prefill_goes_straight_to_the_link():
     assert run.assignment[[0, 2], 0].tolist() == [-1, -1] and run.assignment[1, 0] >= 0
     assert np.array_equal(run.prefill_done[[0, 2]], tr.times[[0, 2]])
     assert run.delivered[0] == pytest.approx(0.001)  # 0 prompt tokens on the link, then 1 ms
+
+
+def test_engine_features_the_cluster_simulator_does_not_model_are_refused():
+    from llmstab.fluid_models.engine import KVCache
+
+    kv_engine = Engine(ENGINE.batch_time, 512, kv_cache=KVCache.from_tokens(50000))
+    with pytest.raises(InputError, match="engine.kv_cache"):
+        simulate_cluster(Cluster((Pool(kv_engine, Sarathi(), 2),), ("jsq",)), CHAT, horizon_s=1.0)

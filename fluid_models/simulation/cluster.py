@@ -552,6 +552,11 @@ def simulate_cluster(cluster: Cluster, workload: Workload | None, *, n_requests:
         raise SimulationInputError("seed", f"must be a non-negative integer, got {seed!r}")
     if horizon_s is not None and not (isinstance(horizon_s, (int, float)) and math.isfinite(horizon_s) and horizon_s > 0):
         raise SimulationInputError("horizon", f"must be a positive number of seconds, got {horizon_s!r}")
+    for pool in cluster.pools:
+        for attr in ("attention", "kv_cache", "max_active_requests"):
+            if getattr(pool.engine, attr, None) is not None:
+                raise SimulationInputError(f"engine.{attr}", "not modelled by the cluster simulator yet (it runs "
+                                           "the batch time of the token count, memory unlimited)")
     rng = np.random.default_rng(int(seed))
     tr, offered = _trace_for(cluster, workload, rng, n_requests, horizon_s, arrivals, trace)
     uniforms = rng.random((tr.size, 4))
