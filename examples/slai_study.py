@@ -2,7 +2,7 @@
 
 Reads ``slai_sharegpt_slo.yaml``, then for each decode-attention coefficient
 (ms per decode token x context token: none, and Mistral-7B's K/V bytes per
-context token over 100 %, 90 %, 70 % and 50 % of the RTX 6000 Ada's 960 GB/s,
+context token over 100 %, 90 % and 50 % of the RTX 6000 Ada's 960 GB/s,
 :func:`~llmstab.fluid_models.profiling.attention.decode_attention_bound`)
 finds the SLO capacity of Sarathi-Serve (FCFS), Sarathi-Serve (SPF) and SLAI,
 and SLAI's median TTFT at Sarathi-Serve FCFS's capacity. Writes
@@ -26,7 +26,7 @@ from llmstab.fluid_models.policies import Sarathi
 from llmstab.fluid_models.profiling.attention import decode_attention_bound
 
 HERE = Path(__file__).parent
-EFFICIENCIES = (1.0, 0.9, 0.7, 0.5)
+EFFICIENCIES = (1.0, 0.9, 0.5)
 
 
 def coefficients() -> list[float]:
@@ -45,8 +45,8 @@ def study(k_dec: float, n_requests: int, seed: int = 0) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    n = int(argv[0]) if argv else 4096
-    headline_n = int(argv[1]) if len(argv) > 1 else 16384
+    n = int(argv[0]) if argv else 2048
+    headline_n = int(argv[1]) if len(argv) > 1 else 8192
     ks = coefficients()
     out = {"efficiencies": list(EFFICIENCIES), "sensitivity": [], "headline": None}
     for k in ks:
