@@ -40,6 +40,7 @@ llmstab.fluid_models.errors.InputError: <document>: aliases expand to more than 
 from __future__ import annotations
 
 import json
+import math
 import re
 import reprlib
 from pathlib import Path
@@ -104,6 +105,15 @@ class _StrictLoader(_BASE_LOADER):  # type: ignore[misc, valid-type]
         return super().construct_mapping(node, deep=deep)
 
 
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        value = super().construct_yaml_float(node)
+        if math.isinf(value) and "inf" not in str(node.value).lower():
+            raise _Refused(f"the number {show(node.value)} at line {node.start_mark.line + 1} is too large "
+                           "for a float")
+        return value
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _StrictLoader.construct_yaml_float)
 _StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
 
 
