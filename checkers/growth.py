@@ -15,7 +15,10 @@ on the wide side.
 A run is reported as ``diverging at r ± e tokens/s`` when the whole interval
 lies above a small threshold (by default 1% of the offered token rate: growth
 below that is not distinguishable from a slow transient at these horizons),
-and as ``bounded`` otherwise, always with the horizon and the numbers.
+as ``bounded`` when the whole interval lies below it, and as ``undecided``
+when the interval straddles the threshold (a wide interval is no evidence of
+boundedness: run longer, or call the run inconclusive), always with the
+horizon and the numbers.
 
 The fluid model predicts the growth ``max(0, lambda (m_p + m_d) - capacity)``
 for a policy that fills every batch once the backlog is large
@@ -134,8 +137,17 @@ class GrowthEstimate:
 
     @property
     def bounded(self) -> bool:
-        """The complement of :attr:`diverging`: no growth above the threshold was detected."""
-        return not self.diverging
+        """Whether the whole confidence interval lies below the threshold (its upper end included)."""
+        return self.rate + self.half_width < self.threshold
+
+    @property
+    def trend(self) -> str:
+        """``diverging``, ``bounded``, or ``undecided`` when the interval straddles the threshold.
+
+        >>> GrowthEstimate(365.0, 410.0, 0.95, 500.0, 250.0, 20, 38.8, 3880.0).trend
+        'undecided'
+        """
+        return "diverging" if self.diverging else "bounded" if self.bounded else "undecided"
 
     @property
     def matches_fluid(self) -> bool | None:
@@ -153,12 +165,16 @@ class GrowthEstimate:
         fluid = "" if self.fluid_rate is None else f"; fluid prediction {_plain(self.fluid_rate, 4)} tokens/s"
         if self.diverging:
             return f"diverging at {ci} {where}{fluid}"
-        return (f"bounded: backlog growth {ci} {where}, not above the threshold "
-                f"{self.threshold:.3g} tokens/s{fluid}")
+        if self.bounded:
+            return (f"bounded: backlog growth {ci} {where}, the whole interval below the threshold "
+                    f"{_plain(self.threshold, 3)} tokens/s{fluid}")
+        return (f"undecided: backlog growth {ci} {where}; the interval straddles the threshold "
+                f"{_plain(self.threshold, 3)} tokens/s, so this run shows neither growth nor boundedness "
+                f"(a longer run narrows it){fluid}")
 
     def to_json(self) -> dict:
         """The numbers as a JSON-ready dict."""
-        return {"verdict": "diverging" if self.diverging else "bounded", "rate_tokens_per_s": self.rate,
+        return {"verdict": self.trend, "rate_tokens_per_s": self.rate,
                 "half_width_tokens_per_s": self.half_width, "confidence": self.confidence,
                 "horizon_s": self.horizon_s, "window_start_s": self.window_start, "batch_means": self.windows,
                 "threshold_tokens_per_s": self.threshold, "offered_tokens_per_s": self.offered_tokens_per_s,

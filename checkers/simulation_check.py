@@ -45,36 +45,90 @@ from .single_engine import capacity_of
 from .spec import EngineSpec
 from .verdict import Evidence, Verdict
 
-__all__ = ["SettleRun", "first_horizon", "run_until_settled", "settle_load", "empirical_capacity", "simulate_spec"]
+__all__ = ["SettleRun", "crowd_limit", "first_horizon", "run_until_settled", "settle_load", "empirical_capacity", "simulate_spec"]
 
 #: Horizons in units of the full-batch time ``t(b_max)``, and at least so many mean
 #: interarrival times: the first run, and the longest one.
 FIRST_HORIZON_BATCHES, FIRST_HORIZON_ARRIVALS = 2_500, 2_000
 LAST_HORIZON_BATCHES, LAST_HORIZON_ARRIVALS = 20_000, 16_000
-#: A run with more requests present than this is diverging beyond doubt: stop it there.
+#: A run still undecided at the longest horizon gets one run this many times longer.
+EXTENDED = 4
+#: The smallest crowd limit: a run stops once more requests than its limit are present.
 CROWD_LIMIT = 5_000
+#: The largest crowd limit (memory): a run stopped there is inconclusive.
+MAX_CROWD_LIMIT = 1_000_000
+
+
+def crowd_limit(engine: Engine, workload: Workload) -> int:
+    """The first crowd limit of a run: ``max(5000, 4 lambda W)``, with ``W = (m_p/b_max + 1 + m_d) t(b_max)``.
+
+    ``W`` is the time a request spends in a saturated engine that serves it a
+    chunk of prefill and then one decode token per full batch; by Little's law
+    ``lambda W`` is the scale of the crowd a *stable* run may hold, so a limit
+    at four times that scale does not stop a run in its ramp-up.
+
+    >>> from llmstab.fluid_models.batch_time import PiecewiseLinear
+    >>> from llmstab.fluid_models.distributions import Deterministic
+    >>> from llmstab.fluid_models.workload import RequestClass, Workload
+    >>> work = Workload((RequestClass("long", "42.4", Deterministic(10), Deterministic(2000)),))
+    >>> crowd_limit(Engine(PiecewiseLinear(100, "0.01", 8192), 32768), work)
+    117340
+    """
+    t_full = float(engine.batch_time.exact(engine.token_budget)) / 1000.0
+    per_request = float(workload.prefill_rate / workload.rate) / engine.token_budget + 1 + \
+        float(workload.decode_rate / workload.rate)
+    scale = float(workload.rate) * per_request * t_full
+    return int(min(MAX_CROWD_LIMIT, max(CROWD_LIMIT, 4 * scale)))
 
 
 @dataclass(frozen=True)
 class SettleRun:
-    """The last run of :func:`run_until_settled`: its growth estimate and how it was obtained."""
+    """The last run of :func:`run_until_settled`: its growth estimate and how it was obtained.
 
-    growth: GrowthEstimate
+    ``stopped_early`` says the run stopped at its crowd limit ``crowd_limit``
+    (requests present) before its horizon: such a run is evidence of nothing,
+    neither divergence nor boundedness (:attr:`outcome` is then ``inconclusive``).
+    """
+
+    growth: GrowthEstimate | None
     horizon_s: float
     requests: int
     batches: int
     seed: int
     stopped_early: bool
+    crowd_limit: int = CROWD_LIMIT
+
+    @property
+    def outcome(self) -> str:
+        """``diverging``, ``bounded`` or ``inconclusive`` (a run stopped at its limit, or an undecided interval)."""
+        if self.stopped_early or self.growth is None or self.growth.trend == "undecided":
+            return "inconclusive"
+        return self.growth.trend
 
     @property
     def diverging(self) -> bool:
-        """Whether the run's backlog diverges."""
-        return self.growth.diverging
+        """Whether the run reached its horizon with a backlog diverging."""
+        return self.outcome == "diverging"
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the run reached its horizon with the whole growth interval below the threshold."""
+        return self.outcome == "bounded"
+
+    @property
+    def statement(self) -> str:
+        """The growth statement, or why the run is no evidence."""
+        if self.stopped_early:
+            return (f"no evidence either way: the run stopped at {self.horizon_s:.6g} s, before its horizon, "
+                    f"when more than {self.crowd_limit:,} requests were present (a resource limit, not a "
+                    f"divergence" + ("" if self.growth is None else f"; up to there {self.growth.statement}") + ")")
+        return "no growth estimate" if self.growth is None else self.growth.statement
 
     def data(self) -> dict:
         """The numbers, for :class:`~llmstab.checkers.verdict.Evidence`."""
-        return {"growth": self.growth.to_json(), "horizon_s": self.horizon_s, "requests_simulated": self.requests,
-                "batches_simulated": self.batches, "seed": self.seed, "stopped_early": self.stopped_early}
+        return {"growth": None if self.growth is None else self.growth.to_json(), "outcome": self.outcome, "horizon_s": self.horizon_s,
+                "requests_simulated": self.requests, "batches_simulated": self.batches, "seed": self.seed,
+                "stopped_early": self.stopped_early, "crowd_limit": self.crowd_limit}
 
 
 def first_horizon(engine: Engine, workload: Workload) -> float:
@@ -92,43 +146,60 @@ def first_horizon(engine: Engine, workload: Workload) -> float:
 
 
 def run_until_settled(engine: Engine, policy: Policy, workload: Workload, *, seed: int = 0,
-                      fluid_rate: object = None) -> SettleRun:
-    """Simulate with growing horizons until the backlog diverges or the longest run stays bounded.
+                      fluid_rate: object = None, crowd: int | None = None) -> SettleRun:
+    """Simulate with growing horizons until the backlog diverges or the longest run settles.
 
     The first horizon is ``max(2500 t(b_max), 2000 / lambda)``; each further run
-    is 4 times longer, up to ``max(20000 t(b_max), 16000 / lambda)``. A run stops
-    early once more than 5,000 requests are present. A clear divergence is
-    caught by the first, short run; calling a run bounded takes the longest.
+    is 4 times longer, up to ``max(20000 t(b_max), 16000 / lambda)``. A clear
+    divergence is caught by the first, short run; calling a run bounded takes
+    the longest, and its whole growth interval below the threshold; a run still
+    undecided there is extended once, 4 times longer, and is ``inconclusive`` if
+    still undecided. A run stops early once more than ``crowd``
+    requests are present (default :func:`crowd_limit`); it is then rerun with
+    four times the limit, up to :data:`MAX_CROWD_LIMIT`, and a run stopped at
+    that limit is ``inconclusive``: a resource limit is never read as divergence.
     """
     t_full = float(engine.batch_time.exact(engine.token_budget)) / 1000.0
     last = max(LAST_HORIZON_BATCHES * t_full, LAST_HORIZON_ARRIVALS / float(workload.rate))
     horizon = first_horizon(engine, workload)
+    crowd = crowd_limit(engine, workload) if crowd is None else int(crowd)
     while True:
-        result = simulate(engine, policy, workload, horizon_s=horizon, seed=seed, max_backlog_requests=CROWD_LIMIT)
-        growth = estimate_growth(result, fluid_rate=fluid_rate)
-        if growth.diverging or horizon >= last:
-            return SettleRun(growth, result.end_time, result.trace.size, result.n_batches, seed,
-                             result.stopped_at_backlog is not None)
-        horizon = min(4 * horizon, last)
+        result = simulate(engine, policy, workload, horizon_s=horizon, seed=seed, max_backlog_requests=crowd)
+        stopped = result.stopped_at_backlog is not None
+        if stopped and crowd < MAX_CROWD_LIMIT:
+            crowd = min(4 * crowd, MAX_CROWD_LIMIT)  # a limit is not a verdict: rerun with room
+            continue
+        try:
+            growth = estimate_growth(result, fluid_rate=fluid_rate)
+        except ValueError:  # stopped too early for an estimate
+            growth = None
+        run = SettleRun(growth, result.end_time, result.trace.size, result.n_batches, seed, stopped, crowd)
+        if stopped or run.diverging or (horizon >= last and run.bounded) or horizon >= EXTENDED * last:
+            return run
+        horizon = min(4 * horizon, last) if horizon < last else EXTENDED * last  # undecided: one longer run
 
 
 def settle_load(engine: Engine, policy: Policy, workload: Workload, *, seed: int = 0,
-                capacity_tokens_per_s: object = None) -> Verdict:
-    """A load verdict from simulation: ``unstable`` if the backlog diverges, else ``stable``.
+                capacity_tokens_per_s: object = None, run: SettleRun | None = None) -> Verdict:
+    """A load verdict from simulation: ``unstable`` if the backlog diverges, ``stable`` if it is bounded.
 
-    The evidence (kind ``simulation``) states the growth estimate with its
-    interval and horizon, and, when the capacity is given, the fluid prediction.
+    ``inconclusive`` when the longest run's growth interval straddles the
+    threshold or a run stopped at the crowd limit. The evidence (kind
+    ``simulation``) states the growth estimate with its interval and horizon,
+    and, when the capacity is given, the fluid prediction. ``run`` reuses a
+    :func:`run_until_settled` result of this very load (the check pipeline's memo).
     """
     fluid = None if capacity_tokens_per_s is None else fluid_prediction(workload, capacity_tokens_per_s)
-    run = run_until_settled(engine, policy, workload, seed=seed, fluid_rate=fluid)
-    how = (f"simulated {policy.label} with its own batch kernel on {run.requests} requests "
-           f"({run.batches} batches, seed {seed})" + (", stopped once the backlog passed "
-                                                       f"{CROWD_LIMIT} requests" if run.stopped_early else ""))
+    run = run or run_until_settled(engine, policy, workload, seed=seed, fluid_rate=fluid)
+    how = (f"simulated {policy.label} with its own batch kernel on {run.requests:,} requests "
+           f"({run.batches:,} batches, seed {seed}, crowd limit {run.crowd_limit:,} requests)")
     if run.diverging:
-        return Verdict("unstable", [Evidence("simulation", f"{how}: the backlog is {run.growth.statement}",
+        return Verdict("unstable", [Evidence("simulation", f"{how}: the backlog is {run.statement}", run.data())])
+    if run.bounded:
+        return Verdict("stable", [Evidence("simulation", f"{how}: the backlog is {run.statement} "
+                                           "(statistical evidence from a finite run, not a proof)", run.data())])
+    return Verdict("inconclusive", [Evidence("simulation", f"{how}: {run.statement}; the load is left undecided",
                                              run.data())])
-    return Verdict("stable", [Evidence("simulation", f"{how}: the backlog is {run.growth.statement} "
-                                       "(statistical evidence from a finite run, not a proof)", run.data())])
 
 
 def empirical_capacity(engine: Engine, policy: Policy, workload: Workload, capacity_tokens_per_s: object, *,
@@ -165,21 +236,25 @@ def empirical_capacity(engine: Engine, policy: Policy, workload: Workload, capac
     def probe(rho: sympy.Rational) -> SettleRun:
         scaled = workload.scaled(rho * capacity / per_unit)
         run = run_until_settled(engine, policy, scaled, seed=seed, fluid_rate=fluid_prediction(scaled, capacity))
-        tried.append((float(rho), "diverging" if run.diverging else "bounded"))
+        tried.append((float(rho), run.outcome))
         return run
 
     high = exact_number(top)
     high_run = probe(high)
     if not high_run.diverging:
-        return Evidence("simulation", f"no divergence of {policy.label} found up to {float(high):.0%} of capacity "
-                        f"(there: {high_run.growth.statement})",
-                        {"bounded_fraction": high, "runs": tried, "capacity_tokens_per_s": capacity,
-                         "empirical_capacity_fraction": float(high)})
+        found = "no divergence" if high_run.bounded else "no evidence either way"
+        return Evidence("simulation", f"{found} of {policy.label} at {float(high):.0%} of capacity "
+                        f"(there: {high_run.statement})",
+                        {"bounded_fraction": high if high_run.bounded else None, "runs": tried,
+                         "capacity_tokens_per_s": capacity,
+                         "empirical_capacity_fraction": float(high) if high_run.bounded else None})
     low = sympy.Integer(0)
     for _ in range(10):
         run = probe(high / 2)
-        if not run.diverging:
+        if run.bounded:
             low = high / 2
+            break
+        if not run.diverging:  # no evidence at this load: stop narrowing
             break
         high, high_run = high / 2, run
     for _ in range(steps if low > 0 else 0):
@@ -187,16 +262,22 @@ def empirical_capacity(engine: Engine, policy: Policy, workload: Workload, capac
         run = probe(mid)
         if run.diverging:
             high, high_run = mid, run
-        else:
+        elif run.bounded:
             low = mid
-    frac = float((low + high) / 2)
+        else:
+            break
     load = float(high * capacity)
+    if low > 0:
+        frac = float((low + high) / 2)
+        tail = (f"bounded at {float(low):.1%}, so its empirical capacity is about {frac:.1%} of the true capacity "
+                f"(between {float(low):.1%} and {float(high):.1%}, by simulation)")
+    else:
+        frac = None
+        tail = "no bounded run was seen below it, so its empirical capacity is below that (not narrowed further)"
     return Evidence(
         "counterexample",
         f"{policy.label} diverges at {float(high):.1%} of capacity ({load:.6g} of {float(capacity):.6g} tokens/s, "
-        f"a load inside the capacity region): its backlog is {high_run.growth.statement}; bounded at "
-        f"{float(low):.1%}, so its empirical capacity is about {frac:.1%} of the true capacity "
-        f"(between {float(low):.1%} and {float(high):.1%}, by simulation)",
+        f"a load inside the capacity region): its backlog is {high_run.statement}; {tail}",
         {"diverging_fraction": high, "bounded_fraction": low, "empirical_capacity_fraction": frac,
          "diverging_load_tokens_per_s": high * capacity, "capacity_tokens_per_s": capacity,
          "diverging_run": high_run.data(), "runs": tried})
