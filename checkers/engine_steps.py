@@ -11,7 +11,7 @@ imports the simulator.
 Examples
 --------
 >>> [(s.order, s.name, s.simulates) for s in ENGINE_STEPS][:3]
-[(100, 'capacity', False), (200, 'theorem-2', False), (300, 'region', False)]
+[(50, 'k-max', False), (100, 'capacity', False), (200, 'theorem-2', False)]
 """
 
 from __future__ import annotations
@@ -25,11 +25,33 @@ from .pipeline import CheckContext, Step
 from .verdict import Evidence, Verdict
 
 __all__ = ["CapacityStep", "Theorem2Step", "RegionStep", "RegionPolicyStep", "TilingStep", "SettleLoadStep",
-           "EmpiricalCapacityStep", "ENGINE_STEPS"]
+           "EmpiricalCapacityStep", "NonBindingKMaxStep", "ConsistencyStep", "ENGINE_STEPS"]
 
 
 def _has_k_max(ctx: CheckContext) -> bool:
     return ctx.spec.engine.max_batch_requests is not None
+
+
+class NonBindingKMaxStep(Step):
+    """A ``k_max`` that can never bind (``k_max >= b_max``: every request in a batch brings a token) is dropped.
+
+    The check then runs as without it (Theorem 2 instead of the region), and
+    :class:`ConsistencyStep` says so in the evidence of both verdicts.
+    """
+
+    name, order = "k-max", 50
+
+    def applies(self, ctx: CheckContext) -> bool:
+        k_max = ctx.spec.engine.max_batch_requests
+        return k_max is not None and k_max >= ctx.spec.engine.token_budget
+
+    def run(self, ctx: CheckContext) -> None:
+        from dataclasses import replace
+
+        engine = ctx.spec.engine
+        ctx.extra = {**ctx.extra, "k_max_not_binding": {"k_max": engine.max_batch_requests,
+                                                        "b_max": engine.token_budget}}
+        ctx.spec = replace(ctx.spec, engine=replace(engine, max_batch_requests=None))
 
 
 class CapacityStep(Step):
@@ -165,6 +187,12 @@ class SettleLoadStep(Step):
         from .simulation_check import settle_load
 
         spec = ctx.spec
+        seen = _diverging_run_at_the_load(ctx.policy_verdict)
+        if seen is not None:  # the policy step already saw this very load diverge: the same run decides it
+            ctx.load_verdict = Verdict("unstable", [seen, Evidence(
+                "note", "theory left this load undecided; the policy step's simulation of this very load diverged",
+                {"theory": [e.to_json() for e in ctx.load_verdict.evidence]})])
+            return
         scalar = None if _has_k_max(ctx) else ctx.capacity.get("tokens_per_s")  # with k_max: a region
         settled = settle_load(spec.engine, spec.policy, spec.workload, seed=ctx.seed, capacity_tokens_per_s=scalar)
         note = Evidence("note", "theory left this load undecided, so it was settled by simulation",
@@ -192,6 +220,50 @@ class EmpiricalCapacityStep(Step):
         ctx.policy_verdict = Verdict(ctx.policy_verdict.verdict, [*ctx.policy_verdict.evidence, found])
 
 
+def _diverging_run_at_the_load(verdict: Verdict) -> Evidence | None:
+    """The policy verdict's simulation of the load itself (scale 1) when it diverged, else ``None``."""
+    for e in verdict.evidence:
+        if e.kind == "simulation" and e.data.get("load_scale") == 1 and e.data.get("trend") == "diverging":
+            return e
+    return None
+
+
+def _strictly_inside(ctx: CheckContext) -> bool:
+    """Whether the load lies strictly inside the capacity (the region's interior when ``k_max`` binds)."""
+    capacity = ctx.capacity.get("tokens_per_s")
+    below = capacity is not None and ctx.spec.workload.token_rate < capacity
+    return below and (not _has_k_max(ctx) or ctx.capacity.get("position") == "inside")
+
+
+class ConsistencyStep(Step):
+    """The two verdicts agree: a load seen to diverge strictly inside capacity makes the policy not maximally stable.
+
+    Also names a ``k_max`` dropped by :class:`NonBindingKMaxStep` in both verdicts.
+    """
+
+    name, order = "consistency", 990
+
+    def applies(self, ctx: CheckContext) -> bool:
+        return bool(ctx.extra.get("k_max_not_binding")) or (
+            ctx.load_verdict.verdict == "unstable" and ctx.policy_verdict.verdict == "inconclusive")
+
+    def run(self, ctx: CheckContext) -> None:
+        load, policy = ctx.load_verdict, ctx.policy_verdict
+        runs = [e for e in load.evidence if e.kind == "simulation"]
+        if load.verdict == "unstable" and runs and policy.verdict == "inconclusive" and _strictly_inside(ctx):
+            ctx.policy_verdict = Verdict("not-maximally-stable", [*policy.evidence, Evidence(
+                "counterexample", f"{ctx.spec.policy.label} diverges at this load, which lies strictly inside "
+                "the capacity region (some scheduler carries it): the load verdict's run is the counterexample",
+                {"run": runs[0].data})])
+        dropped = ctx.extra.get("k_max_not_binding")
+        if dropped:
+            note = Evidence("note", f"k_max = {dropped['k_max']} is not binding: a batch of at most b_max = "
+                            f"{dropped['b_max']} tokens never holds more than {dropped['b_max']} requests, so the "
+                            "engine was checked as without k_max", dict(dropped))
+            ctx.load_verdict = Verdict(ctx.load_verdict.verdict, [*ctx.load_verdict.evidence, note])
+            ctx.policy_verdict = Verdict(ctx.policy_verdict.verdict, [*ctx.policy_verdict.evidence, note])
+
+
 #: The standard chain, run by :func:`llmstab.checkers.pipeline.run_steps` in ``order``.
-ENGINE_STEPS: list[Step] = [CapacityStep(), Theorem2Step(), RegionStep(), RegionPolicyStep(), TilingStep(),
-                            MemoryStep(), SettleLoadStep(), EmpiricalCapacityStep()]
+ENGINE_STEPS: list[Step] = [NonBindingKMaxStep(), CapacityStep(), Theorem2Step(), RegionStep(), RegionPolicyStep(), TilingStep(),
+                            MemoryStep(), SettleLoadStep(), EmpiricalCapacityStep(), ConsistencyStep()]

@@ -130,7 +130,8 @@ class DivergenceTest:
     """A simulation at ``load_scale`` times the load, judged by :func:`llmstab.checkers.growth.estimate_growth`.
 
     ``trend`` is ``diverging`` when the growth rate's whole confidence interval
-    lies above the estimate's threshold, else ``bounded``.
+    lies above the estimate's threshold, ``bounded`` when it lies below, else
+    ``undecided`` (a wide interval is no evidence of boundedness).
     """
 
     policy: str
@@ -139,8 +140,10 @@ class DivergenceTest:
 
     @property
     def trend(self) -> str:
-        """``diverging`` or ``bounded``."""
-        return "diverging" if self.growth.diverging else "bounded"
+        """``diverging``, ``bounded`` or ``undecided``."""
+        if self.growth.diverging:
+            return "diverging"
+        return "bounded" if getattr(self.growth, "bounded", False) else "undecided"
 
     @property
     def growth_tokens_per_s(self) -> float:
@@ -196,14 +199,18 @@ def check_policy_region(engine: Engine, policy: Policy, workload: Workload, regi
     test_load = workload.scaled(sympy.Rational(scale.numerator, scale.denominator))
     trend = simulate_trend(engine, policy, test_load, horizon_s=horizon_s, seed=seed, arrivals=arrivals,
                            load_scale=scale)
+    if trend.trend == "undecided" and horizon_s is None:  # a wide interval: one run 4 times longer
+        trend = simulate_trend(engine, policy, test_load, horizon_s=12_000 / float(test_load.rate), seed=seed,
+                               arrivals=arrivals, load_scale=scale)
     tested = Evidence("note", f"test load: {float(scale):.4g} x the given load, strictly inside the region "
                       f"(margin there {float(bound / scale) if bound else float('nan'):.4g})" if scale != 1 else
                       "test load: the given load, strictly inside the region", {"load_scale": scale})
     if trend.trend == "diverging":
         return Verdict("not-maximally-stable", [tested, trend.evidence(),
                                                 explain_policy(policy, engine, test_load, region, certify)])
+    seen = "no divergence seen" if trend.trend == "bounded" else "neither divergence nor boundedness shown"
     return Verdict("inconclusive", [tested, trend.evidence(), Evidence(
-        "note", "no divergence seen at a load inside the region; with a request limit no theorem makes a "
+        "note", f"{seen} at a load inside the region; with a request limit no theorem makes a "
         "work-conserving policy maximally stable, so maximal stability is not claimed", {"k_max": engine.max_batch_requests})])
 
 
