@@ -106,7 +106,7 @@ def test_a_million_tied_batch_sizes_cost_a_few_exact_evaluations():
     # evaluation per tied size); the largest tied batch is the full one.
     import signal
 
-    _alarm(120)  # a guard against the old behaviour, not a speed measurement (benchmarks/capacity_ties.py)
+    _alarm(120)  # a guard against the old behaviour, not a speed measurement (benchmarks/bench_hostile_input.py)
     try:
         cap = engine_capacity(PiecewiseLinear(8, 2, 4).expression(b), 10**6)
         tiled = engine_capacity(Tiled(t_lin=sympy.Rational(1, 3), b_col=3, t_nl=sympy.Rational(1, 7), c=0)
