@@ -49,7 +49,8 @@ batch, ``params`` (float64) the policy's options, ``memory`` (int64) any state t
 policy keeps between batches. The kernel writes ``take`` (int64, ``rows x 3``):
 ``take[i, TAKE_P]`` prefill tokens and ``take[i, TAKE_D]`` decode tokens (0 or 1)
 for request ``i``, and ``take[i, EVICT]`` = ``k > 0`` to preempt it, as the
-``k``-th eviction of this batch. It returns the batch's token count.
+``k``-th eviction of this batch. It returns the batch's token count. A kernel
+reads ``ri`` and ``rf`` and writes only ``take``, ``memory`` and ``rf[:, SCRATCH]``.
 
 What a kernel decides, and what the engine then does:
 
@@ -182,7 +183,7 @@ def run_on_lengths(kernel, pf, dc, n, b_max, k_max, params, memory, take_p, take
     return tokens
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def admission_blocks(prompt, block_size):
     """KV blocks a request needs to be admitted: its whole prompt, at least one block.
 
@@ -221,7 +222,7 @@ def tokens_taken(b_max, room):
     return b_max - room[_BUDGET]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def admit(ri, i, room):
     """Admit waiting request ``i`` if memory allows (its whole prompt, the watermark left free); True if admitted."""
     need = admission_blocks(ri[i, PROMPT], room[_BS])
@@ -232,7 +233,7 @@ def admit(ri, i, room):
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _untouched(take, j):
     return take[j, TAKE_P] == 0 and take[j, TAKE_D] == 0 and take[j, EVICT] == 0
 
@@ -264,12 +265,8 @@ def evict(ri, j, room, take):
 
 
 @numba.njit(cache=True)
-def secure_decode(ri, rf, n, i, room, take):
-    """Make room for one decode token of ``i`` (admit it, or find a block); False if ``i`` cannot decode now."""
-    if ri[i, BLOCKS] == 0:
-        return admit(ri, i, room)
-    if ri[i, CTX] + 1 <= ri[i, BLOCKS] * room[_BS]:
-        return True
+def _preempt_for_block(ri, rf, n, i, room, take):
+    """No block is free: preempt victims until one is (or ``i`` itself); True if ``i`` got its block."""
     while room[_FREE] <= 0:
         victim = latest_arrived_victim(ri, rf, n, i, take)
         if victim < 0:
@@ -278,6 +275,23 @@ def secure_decode(ri, rf, n, i, room, take):
         evict(ri, victim, room, take)
     room[_FREE] -= 1
     return True
+
+
+@numba.njit(cache=True)
+def secure_decode(ri, rf, n, i, room, take):
+    """Make room for one decode token of ``i`` (admit it, or find a block); False if ``i`` cannot decode now.
+
+    Callers in a loop check the common cases first (see :func:`add_decodes`): a call per request costs
+    more than the check.
+    """
+    if ri[i, BLOCKS] == 0:
+        return admit(ri, i, room)
+    if ri[i, CTX] + 1 <= ri[i, BLOCKS] * room[_BS]:
+        return True
+    if room[_FREE] > 0:
+        room[_FREE] -= 1
+        return True
+    return _preempt_for_block(ri, rf, n, i, room, take)
 
 
 @numba.njit(cache=True)
@@ -293,7 +307,12 @@ def add_decodes(ri, rf, n, room, take, cap):
         if room[_BUDGET] <= 0 or room[_SLOTS] <= 0 or added >= cap:
             break
         if ri[i, PF] == 0 and ri[i, DC] > 0 and _untouched(take, i):
-            if not secure_decode(ri, rf, n, i, room, take):
+            blocks = ri[i, BLOCKS]
+            if blocks > 0 and ri[i, CTX] + 1 <= blocks * room[_BS]:
+                pass  # its last block has room
+            elif blocks > 0 and room[_FREE] > 0:
+                room[_FREE] -= 1  # a free block
+            elif not secure_decode(ri, rf, n, i, room, take):
                 continue
             take[i, TAKE_D] = 1
             room[_BUDGET] -= 1

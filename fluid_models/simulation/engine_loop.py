@@ -80,7 +80,7 @@ def _fill_window(ri, rf, nr, w, wq, ist, arr_t, arr_d, arr_c, gen, prompt_now, s
 
 
 @numba.njit(cache=True)
-def _check_batch(ri, n, nr, take, pf0, tok, k_max, kv, ist, evicted):
+def _check_batch(ri, n, nr, take, tok, k_max, kv, ist, evicted):
     """Whether the batch obeys the batch constraints and the KV rules; fills ``evicted`` (rows by eviction order).
 
     Returns the number of evictions, or -1 when the batch breaks a rule.
@@ -90,7 +90,7 @@ def _check_batch(ri, n, nr, take, pf0, tok, k_max, kv, ist, evicted):
     active = nr
     for i in range(n):
         p, d, e = take[i, TAKE_P], take[i, TAKE_D], take[i, EVICT]
-        if p < 0 or p > pf0[i] or d < 0 or d > 1 or (d == 1 and pf0[i] > 0) or e < 0:
+        if p < 0 or p > ri[i, PF] or d < 0 or d > 1 or (d == 1 and ri[i, PF] > 0) or e < 0:
             return -1
         if e > 0:
             if i >= nr or p > 0 or d > 0 or e > n or evicted[e - 1] >= 0:
@@ -174,7 +174,7 @@ def _record(ist, rec_t, rec_tok, rec_req, rec_kv, rec_dt, limit, arr_t, cum_tok)
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _serve(ri, rf, i, p, d, t_e, first_tok, finish, last_tok, max_gap, ist, bs):
     """Apply request row ``i``'s tokens; True if it finished."""
     r = ri[i, ID]
@@ -194,28 +194,29 @@ def _serve(ri, rf, i, p, d, t_e, first_tok, finish, last_tok, max_gap, ist, bs):
     ri[i, DC] -= d
     ri[i, GEN] += d
     ri[i, CTX] += p + d
-    if ri[i, DC] == 0:
+    done = ri[i, DC] == 0
+    if done:
         finish[r] = t_e
         ist[I_FINISHED] += 1
         ist[I_USED] -= ri[i, BLOCKS]
-        return True
-    return False
+    return done
 
 
 @numba.njit(cache=True)
 def _apply(ri, rf, n, nr, take, t_e, kv, ist, arr_p, gen, prompt_now, scratch,
-           first_tok, finish, last_tok, max_gap):
+           first_tok, finish, last_tok, max_gap, evicted, n_ev):
     """Evict, admit, serve and release; compacts the running rows and returns their new count."""
     bs = kv[1]
-    for i in range(nr):
-        if take[i, EVICT] > 0:  # preemption by recomputation
-            r = ri[i, ID]
-            ist[I_USED] -= ri[i, BLOCKS]
-            ist[I_RECOMP] += ri[i, CTX]
-            ist[I_PREEMPT] += 1
-            gen[r] = ri[i, GEN]
-            prompt_now[r] = arr_p[r] + gen[r]
-            scratch[r] = rf[i, SCRATCH]
+    for k in range(n_ev):  # preemption by recomputation
+        i = evicted[k]
+        evicted[k] = -1
+        r = ri[i, ID]
+        ist[I_USED] -= ri[i, BLOCKS]
+        ist[I_RECOMP] += ri[i, CTX]
+        ist[I_PREEMPT] += 1
+        gen[r] = ri[i, GEN]
+        prompt_now[r] = arr_p[r] + gen[r]
+        scratch[r] = rf[i, SCRATCH]
     m = 0
     for i in range(n):
         p, d = take[i, TAKE_P], take[i, TAKE_D]
@@ -229,13 +230,21 @@ def _apply(ri, rf, n, nr, take, t_e, kv, ist, arr_p, gen, prompt_now, scratch,
         if _serve(ri, rf, i, p, d, t_e, first_tok, finish, last_tok, max_gap, ist, bs):
             continue
         if m != i:
-            ri[m, :] = ri[i, :]
-            rf[m, :] = rf[i, :]
+            _copy_row(ri, rf, i, m)
         m += 1
     if ist[I_USED] > ist[I_PEAK]:
         ist[I_PEAK] = ist[I_USED]
     _sort_by_arrival(ri, rf, m)
     return m
+
+
+@numba.njit(cache=True, inline="always")
+def _copy_row(ri, rf, src, dst):
+    """Row ``src`` of both request matrices to row ``dst`` (element by element: cheaper than slices)."""
+    for c in range(ri.shape[1]):
+        ri[dst, c] = ri[src, c]
+    for c in range(rf.shape[1]):
+        rf[dst, c] = rf[src, c]
 
 
 @numba.njit(cache=True)
@@ -247,11 +256,10 @@ def _sort_by_arrival(ri, rf, m):
         row_i, row_f = ri[i, :].copy(), rf[i, :].copy()
         j = i
         while j > 0 and ri[j - 1, ID] > row_i[ID]:
-            ri[j, :] = ri[j - 1, :]
-            rf[j, :] = rf[j - 1, :]
+            _copy_row(ri, rf, j - 1, j)
             j -= 1
-        ri[j, :] = row_i
-        rf[j, :] = row_f
+        ri[j] = row_i
+        rf[j] = row_f
 
 
 @numba.njit(cache=True)
@@ -292,14 +300,14 @@ def _set_context(eng, kv, ist, fst, t):
 
 
 @numba.njit(cache=True)
-def _log_batch(ri, n, nr, take, res_log, comp_off, comp_req, comp_p, comp_d, ist, pf0, t, tok):
+def _log_batch(ri, n, nr, take, res_log, comp_off, comp_req, comp_p, comp_d, ist, t, tok):
     """Per-batch records: start, tokens, demand, resident, KV blocks in use, composition."""
     log_start, log_tokens, log_demand, log_resident, log_kv = res_log
     nb = ist[I_BATCHES]
     if log_start.size > 0:
         demand = 0
         for i in range(n):
-            demand += pf0[i] if pf0[i] > 0 else 1
+            demand += ri[i, PF] if ri[i, PF] > 0 else 1
         log_start[nb], log_tokens[nb], log_demand[nb] = t, tok, demand
         log_resident[nb], log_kv[nb] = nr + ist[I_QLEN], ist[I_USED]
     if comp_off.size > 0:
@@ -346,7 +354,7 @@ def _idle_batch(ri, n_ev, nr, w, evicted, ist):
 _LOOP_SIGNATURE = types.int64(
     KERNEL_TYPE, _f8a, _i8a, _f8a, _f8a, _i8a, _i8, _i8,
     _f8a, _i8a, _i8a, _i8a, _i8a, _f8, _f8, _i8, _i8,
-    _i8m, _f8m, _f8a, _i8m, _i8a, _i8a, _i8a, _i8a, _i8a, _i8a, _f8a,
+    _i8m, _f8m, _f8a, _i8m, _i8a, _i8a, _i8a, _i8a, _i8a, _f8a,
     _f8a, _f8a, _f8a, _f8a,
     types.Tuple((_f8a, _i8a, _i8a, _i8a)), types.Tuple((_f8a, _i8a, _i8a, _i8a, _i8a)), types.UniTuple(_i8a, 4),
     _i8a, _f8a)
@@ -355,7 +363,7 @@ _LOOP_SIGNATURE = types.int64(
 @numba.njit(_LOOP_SIGNATURE, cache=True)
 def engine_loop(kernel, params, memory, batch_s, att, kv, b_max, k_max,
                 arr_t, arr_p, arr_d, arr_c, cum_tok, t_end, rec_dt, pause_at, max_resident,
-                ri, rf, eng, take, pf0, evicted, mem0, wq, gen, prompt_now, scratch,
+                ri, rf, eng, take, evicted, mem0, wq, gen, prompt_now, scratch,
                 first_tok, finish, last_tok, max_gap, rec, res_log, comp, ist, fst):
     """Run batches until the horizon, the end of the trace, or a status that needs Python (see the codes above).
 
@@ -393,15 +401,12 @@ def engine_loop(kernel, params, memory, batch_s, att, kv, b_max, k_max,
             return FULL_COMP
         _fill_window(ri, rf, nr, w, wq, ist, arr_t, arr_d, arr_c, gen, prompt_now, scratch, last_tok)
         n = nr + w
-        for i in range(n):
-            pf0[i] = ri[i, PF]
         _set_context(eng, kv, ist, fst, t)
         mem0[:] = memory
         tok = kernel(ri, rf, n, eng, b_max, k_max, params, memory, take)
         if tok < 0 or tok > b_max:
             return STALLED
-        evicted[:n] = -1
-        n_ev = _check_batch(ri, n, nr, take, pf0, tok, k_max, kv, ist, evicted)
+        n_ev = _check_batch(ri, n, nr, take, tok, k_max, kv, ist, evicted)
         if n_ev < 0:
             return INVALID
         if tok == 0:
@@ -411,7 +416,7 @@ def engine_loop(kernel, params, memory, batch_s, att, kv, b_max, k_max,
             # evictions only: no time passes, the next batch is formed at once
             _requeue(wq, ist, nr, n, take, evicted, n_ev, ri)
             ist[I_NR] = _apply(ri, rf, n, nr, take, t, kv, ist, arr_p, gen, prompt_now, scratch,
-                               first_tok, finish, last_tok, max_gap)
+                               first_tok, finish, last_tok, max_gap, evicted, n_ev)
             continue
         t_e = t + _duration(ri, n, take, tok, batch_s, att)
         if t_e > t_end:
@@ -420,11 +425,11 @@ def engine_loop(kernel, params, memory, batch_s, att, kv, b_max, k_max,
             memory[:] = mem0  # the batch is formed again once the records have grown
             return FULL_REC
         _record(ist, rec_t, rec_tok, rec_req, rec_kv, rec_dt, t_e, arr_t, cum_tok)
-        _log_batch(ri, n, nr, take, res_log, comp_off, comp_req, comp_p, comp_d, ist, pf0, t, tok)
+        _log_batch(ri, n, nr, take, res_log, comp_off, comp_req, comp_p, comp_d, ist, t, tok)
         _stall(ri, n, nr, take, tok, b_max, kv, ist)
         _requeue(wq, ist, nr, n, take, evicted, n_ev, ri)
         ist[I_NR] = _apply(ri, rf, n, nr, take, t_e, kv, ist, arr_p, gen, prompt_now, scratch,
-                           first_tok, finish, last_tok, max_gap)
+                           first_tok, finish, last_tok, max_gap, evicted, n_ev)
         ist[I_SERVED] += tok
         ist[I_BATCHES] += 1
         fst[F_BUSY] += t_e - t

@@ -345,8 +345,8 @@ class _Buffers:
         np.cumsum(tr.prompt + tr.decode, out=self.cum_tok[1:])
         rows = n + 1
         self.rows = [np.zeros((rows, NI), np.int64), np.zeros((rows, NF)), np.zeros(16),
-                     np.zeros((rows, TAKE_COLUMNS), np.int64), np.zeros(rows, np.int64), np.zeros(rows, np.int64),
-                     self.memory.copy(), np.zeros(rows, np.int64)]
+                     np.zeros((rows, TAKE_COLUMNS), np.int64), np.full(rows, -1, np.int64), self.memory.copy(),
+                     np.zeros(rows, np.int64)]
         self.per_request = [np.zeros(n, np.int64), tr.prompt.astype(np.int64).copy(), np.full(n, np.nan)]
         self.times = [np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), np.zeros(n)]
         size = int(span_guess / rec_dt) + 64
