@@ -237,10 +237,13 @@ def _per_batch_cost(engine: Engine, waiting: int, seed: int) -> float:
     prompt, decode = (trace_distribution("sharegpt", c).sample(rng, waiting + 128) for c in ("prompt", "decode"))
     trace = Trace(np.zeros(prompt.size), prompt, decode)
     runs = []
-    for horizon in (50.0, 500.0):
-        start = time.process_time()
-        r = simulate(engine, Sarathi(), None, arrivals="trace", trace=trace, horizon_s=horizon)
-        runs.append((time.process_time() - start, r.n_batches))
+    for horizon in (50.0, 500.0):  # the least of three CPU times: the least disturbed run
+        best = np.inf
+        for _ in range(3):
+            start = time.process_time()
+            r = simulate(engine, Sarathi(), None, arrivals="trace", trace=trace, horizon_s=horizon)
+            best = min(best, time.process_time() - start)
+        runs.append((best, r.n_batches))
     return (runs[1][0] - runs[0][0]) / (runs[1][1] - runs[0][1])
 
 
