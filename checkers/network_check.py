@@ -211,7 +211,33 @@ def check_network(net: Network, subject: str = "<network>", simulate: bool = Tru
             "theorem", f"{THEOREM_DAG}. The engine graph is acyclic and every engine is work-conserving with "
             f"load/full-batch rate below 1 (largest: {net.bottleneck()} at {float(max(rho.values())):.4g}, exact "
             "comparisons)", {"theorem": THEOREM_DAG, "rho": rho, "work_conserving": {e: True for e in net.engines}})]))
-    return report(_cyclic_verdict(net, rho, simulate, horizon_s, seed))
+    verdict = _cyclic_verdict(net, rho, simulate, horizon_s, seed)
+    return NetworkReport(subject, verdict, policy_from_load(policy, verdict, rho), capacity, loads)
+
+
+def policy_from_load(policy: Verdict, load: Verdict, rho: dict) -> Verdict:
+    """The policy verdict made consistent with the load verdict of the same report.
+
+    A load shown unstable (a diverging fluid path, an overloaded virtual station
+    or a simulation) while every engine's load is below its full-batch rate
+    (``rho < 1``) is a load inside the capacity region where this policy
+    diverges: an ``inconclusive`` policy verdict becomes ``not-maximally-stable``
+    with that evidence.
+
+    >>> from fractions import Fraction
+    >>> path = Evidence("counterexample", "a diverging fluid path")
+    >>> policy_from_load(Verdict("inconclusive"), Verdict("unstable", [path]), {"e1": Fraction(9, 10)}).verdict
+    'not-maximally-stable'
+    >>> policy_from_load(Verdict("inconclusive"), Verdict("unstable", [path]), {"e1": Fraction(1)}).verdict
+    'inconclusive'
+    """
+    if policy.verdict != "inconclusive" or load.verdict != "unstable" or not all(r < 1 for r in rho.values()):
+        return policy
+    worst = max(rho, key=lambda e: rho[e])
+    return Verdict("not-maximally-stable", [*policy.evidence, Evidence(
+        "counterexample", f"the load verdict's own evidence shows the network diverging although every engine is "
+        f"below its full-batch rate (largest: {worst} at {float(rho[worst]):.4g}): a load inside the capacity region "
+        "that these schedulers do not carry", {"rho": rho, "load_evidence": [e.to_json() for e in load.evidence]})])
 
 
 def _region_verdict(net: Network, e: str) -> Verdict:

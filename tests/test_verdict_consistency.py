@@ -78,3 +78,19 @@ def test_orca_128_at_90_percent_of_point_c_agrees_with_itself(tmp_path):
     load_run = [e for e in report.load_verdict.evidence if e.kind == "simulation"]
     policy_run = [e for e in report.policy_verdict.evidence if e.kind == "simulation"]
     assert load_run[0].data == policy_run[0].data  # one run of one load decides both
+
+
+def test_a_network_diverging_below_capacity_is_not_maximally_stable():
+    """Issue 10: a report whose own fluid path diverges at per-engine loads below 1 said policy ``inconclusive``."""
+    from fractions import Fraction
+
+    from llmstab.checkers.network_check import policy_from_load
+
+    path = Evidence("counterexample", "an exact diverging fluid path", {"ratio": Fraction(3, 2)})
+    unstable = Verdict("unstable", [path])
+    fixed = policy_from_load(Verdict("inconclusive", [Evidence("note", "cyclic routing")]), unstable,
+                             {"e1": Fraction(9, 10), "e2": Fraction(4, 5)})
+    assert fixed.verdict == "not-maximally-stable" and fixed.evidence[-1].kind == "counterexample"
+    assert fixed.evidence[-1].data["load_evidence"][0]["summary"] == "an exact diverging fluid path"
+    assert policy_from_load(Verdict("inconclusive"), unstable, {"e1": Fraction(1)}).verdict == "inconclusive"
+    assert policy_from_load(Verdict("inconclusive"), Verdict("stable"), {"e1": Fraction(1, 2)}).verdict == "inconclusive"
