@@ -5,7 +5,9 @@ process) and on a ``LocalCluster`` of ``--workers`` processes (one thread
 each), with identical records checked point for point:
 
 1. seconds-scale points: ``--seconds-points`` simulations (loads x {sarathi, vllm}
-   x seeds) of ``--horizon`` simulated seconds each, one per task;
+   x seeds) of ``--horizon`` simulated seconds each, one per task, in
+   ``--rounds`` rounds that alternate serial and parallel (so both see the same
+   background load), with the CPU seconds each point took where it ran;
 2. millisecond-scale points: ``--fast-points`` exact Theorem-2 verdicts
    (``kind="theory"``), sent in chunks (about four tasks per worker), and, for
    contrast, one per task.
@@ -13,7 +15,8 @@ each), with identical records checked point for point:
 Timings exclude the cluster's start-up (printed separately) and each worker's
 one-time warm-up; the serial executor is warmed up the same way first. The
 load average is printed too: on a shared machine other processes take cores
-from both runs, and the ratio is what to compare.
+from both runs, so compare the ratios, and the task CPU seconds (the same
+work on both sides means the speed-up is the cores' to give).
 
     python benchmarks/bench_sweep.py --workers 2
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -36,49 +40,77 @@ def _timed(function, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - start, out
 
 
-def _grid(n_points: int, policies: list[str], loads: list[str]):
+def _with_cpu(task, point):
+    """``task(point)`` and the CPU seconds it took in the process that ran it."""
+    start = time.process_time()
+    record = task(point)
+    return record, time.process_time() - start
+
+
+def _grid(n_points: int, policies: list[str], loads: list[str], first_seed: int = 0):
     from llmstab.checkers.sweep import grid_points, parse_loads
 
-    seeds = list(range(-(-n_points // (len(policies) * len(loads)))))
-    return grid_points(parse_loads(",".join(loads)), policies, seeds)
+    per_seed = len(policies) * len(loads)
+    return grid_points(parse_loads(",".join(loads)), policies, list(range(first_seed, first_seed - (-n_points // per_seed))))
+
+
+def _simulations(doc, serial, cluster, args) -> None:
+    """Serial and parallel rounds interleaved, so both see the same background load."""
+    from llmstab.checkers.sweep import _point_task
+
+    task = functools.partial(_with_cpu, functools.partial(_point_task, doc, "simulate", args.horizon, "."))
+    rounds = []
+    for r in range(args.rounds):
+        points = _grid(args.seconds_points // args.rounds, ["sarathi", "vllm"], ["0.6", "0.8", "1.0", "1.1"], 10 * r)
+        t_serial, serial_out = _timed(serial.map, task, points)
+        t_par, par_out = _timed(cluster.map, task, points)
+        assert [x for x, _ in par_out] == [x for x, _ in serial_out], "parallel records differ from serial ones"
+        rounds.append((len(points), t_serial, t_par, sum(c for _, c in serial_out), sum(c for _, c in par_out)))
+        print(f"  round {r + 1}: {len(points)} simulations of {args.horizon:g} s: serial {t_serial:7.2f} s, "
+              f"parallel {t_par:7.2f} s, speed-up {t_serial / t_par:5.2f}; task CPU serial {rounds[-1][3]:6.2f} s, "
+              f"parallel {rounds[-1][4]:6.2f} s; load average {os.getloadavg()[0]:.1f}")
+    n, ts, tp, cs, cp = (sum(x) for x in zip(*rounds))
+    print(f"{n} simulations, one per task: serial {ts:.2f} s, parallel {tp:.2f} s, speed-up {ts / tp:.2f} "
+          f"(median round {statistics.median(r[1] / r[2] for r in rounds):.2f}); task CPU {cs:.2f} s serial vs "
+          f"{cp:.2f} s on the workers (ratio {cp / cs:.2f}: the per-point work is the same)")
+
+
+def _verdicts(doc, serial, cluster, args) -> None:
+    from llmstab.checkers.sweep import _point_task, sweep
+
+    fast = _grid(args.fast_points, ["sarathi", "orca", "vllm"], [f"{k / 100}" for k in range(5, 125, 5)])
+    sweep(doc, fast[:3], serial, kind="theory")  # the per-process caches, on both sides
+    sweep(doc, fast[:3] * cluster.n_workers * 4, cluster, kind="theory")
+    t_serial, expected = _timed(sweep, doc, fast, serial, kind="theory")
+    t_par, got = _timed(sweep, doc, fast, cluster, kind="theory")
+    one_per_task = functools.partial(_point_task, doc, "theory", None, ".")
+    t_single, _ = _timed(cluster.map, one_per_task, fast, chunk_size=1)
+    assert got == expected, "parallel records differ from serial ones"
+    print(f"{len(fast)} exact verdicts: serial {t_serial:.2f} s; parallel, chunked {t_par:.2f} s "
+          f"(speed-up {t_serial / t_par:.2f}); one per task {t_single:.2f} s (speed-up {t_serial / t_single:.2f})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds-points", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved serial/parallel rounds")
     parser.add_argument("--horizon", type=float, default=10_000.0, help="simulated seconds per point")
     parser.add_argument("--fast-points", type=int, default=1200)
     args = parser.parse_args()
 
     from llmstab.checkers.spec import load_document
-    from llmstab.checkers.sweep import SweepExecutor, _point_task, sweep, warm_up_for
+    from llmstab.checkers.sweep import SweepExecutor, warm_up_for
 
     doc = load_document(EXAMPLE)
-    policies = ["sarathi", "vllm"]
-    warm = warm_up_for(doc, policies, [None], str(EXAMPLE.parent))
-    slow = _grid(args.seconds_points, policies, ["0.6", "0.7", "0.8", "0.9", "1.0", "1.1"])
-    fast = _grid(args.fast_points, ["sarathi", "orca", "vllm"], [f"{k / 100}" for k in range(5, 125, 5)])
+    warm = warm_up_for(doc, ["sarathi", "vllm", "orca"], [None], ".")
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     with SweepExecutor(warm_up=warm) as serial:
-        t_slow_serial, slow_serial = _timed(sweep, doc, slow, serial, horizon_s=args.horizon)
-        t_fast_serial, fast_serial = _timed(sweep, doc, fast, serial, kind="theory")
-    t_start, cluster = _timed(SweepExecutor, workers=args.workers, warm_up=warm)
-    with cluster:
-        t_slow_par, slow_par = _timed(sweep, doc, slow, cluster, horizon_s=args.horizon)
-        t_fast_par, fast_par = _timed(sweep, doc, fast, cluster, kind="theory")
-        one_per_task = functools.partial(_point_task, doc, "theory", None, ".")
-        t_fast_single, _ = _timed(cluster.map, one_per_task, fast, chunk_size=1)
-    assert slow_par == slow_serial and fast_par == fast_serial, "parallel records differ from serial ones"
-    print(f"cluster start-up ({args.workers} workers, warm-up included): {t_start:.2f} s")
-    print(f"{'sweep':52s} {'serial s':>9s} {'parallel s':>10s} {'speed-up':>9s}")
-    print(f"{f'{len(slow)} simulations of {args.horizon:g} s, one per task':52s} {t_slow_serial:9.2f} "
-          f"{t_slow_par:10.2f} {t_slow_serial / t_slow_par:9.2f}")
-    print(f"{f'{len(fast)} exact verdicts, chunked':52s} {t_fast_serial:9.2f} {t_fast_par:10.2f} "
-          f"{t_fast_serial / t_fast_par:9.2f}")
-    print(f"{f'{len(fast)} exact verdicts, one per task (contrast)':52s} {t_fast_serial:9.2f} {t_fast_single:10.2f} "
-          f"{t_fast_serial / t_fast_single:9.2f}")
-    print(f"records identical to the serial run: yes ({len(slow) + len(fast)} points)")
+        t_start, cluster = _timed(SweepExecutor, workers=args.workers, warm_up=warm)
+        print(f"cluster start-up ({args.workers} workers, warm-up included): {t_start:.2f} s")
+        with cluster:
+            _simulations(doc, serial, cluster, args)
+            _verdicts(doc, serial, cluster, args)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -295,13 +295,14 @@ def sweep(document: dict, points: Sequence[SweepPoint], executor: "SweepExecutor
           horizon_s: float | None = None, base_dir: str = ".", progress: bool = False) -> list[dict]:
     """Evaluate ``points`` on ``executor``; the records in the order of ``points``.
 
-    Simulations go one per task; exact-verdict points in chunks of about a
-    quarter of the points per worker (so each worker gets about four tasks).
+    Simulations go one per task; exact-verdict points in chunks of half the
+    points per worker (each worker gets two tasks: few round trips, and a
+    worker that finishes first can take the last one).
     """
     if not points:
         raise InputError("grid", "empty grid: no point to evaluate")
     task = functools.partial(_point_task, document, kind, horizon_s, base_dir)
-    chunk = 1 if kind == "simulate" else max(1, math.ceil(len(points) / (4 * executor.n_workers)))
+    chunk = 1 if kind == "simulate" else max(1, math.ceil(len(points) / (2 * executor.n_workers)))
     return executor.map(task, points, chunk_size=chunk, progress=progress)
 
 
@@ -407,7 +408,7 @@ class SweepExecutor:
         from distributed import Client, LocalCluster
 
         self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                    dashboard_address=None, silence_logs=logging.ERROR)
+                                    dashboard_address=None, silence_logs=logging.CRITICAL)
         self.client = Client(self.cluster)
 
     def _connect(self, address: str, timeout: float) -> None:

@@ -178,13 +178,19 @@ def test_cli_bad_input_is_one_line_exit_2(args, field, capsys):
     assert time.perf_counter() - start < 5
 
 
-def test_cli_unreachable_scheduler_is_one_line_exit_2_within_seconds():
-    start = time.perf_counter()
+def test_cli_unreachable_scheduler_is_one_line_exit_2():
     out = _cli(str(EXAMPLE), "--loads", "0.5", "--scheduler", f"tcp://127.0.0.1:{_free_port()}",
                "--connect-timeout", "2", "--no-progress")
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert out.stderr.startswith("llmstab: error: --scheduler: cannot reach the Dask scheduler")
-    assert time.perf_counter() - start < 60
+
+
+def test_unreachable_scheduler_fails_within_the_connect_timeout():
+    """Timed in-process: a subprocess's wall time is mostly the import floor, which a busy machine stretches."""
+    start = time.perf_counter()
+    with pytest.raises(InputError, match="cannot reach"):
+        SweepExecutor(scheduler=f"tcp://127.0.0.1:{_free_port()}", connect_timeout=2)
+    assert time.perf_counter() - start < 10
 
 
 @contextmanager
