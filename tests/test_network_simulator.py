@@ -103,3 +103,12 @@ def test_each_engine_runs_its_own_kernel():
     assert sim.completed > 0
     assert sim.served_tokens["x"] <= 8 * sim.batches["x"]
     assert sim.served_tokens["y"] > 8 * sim.batches["y"]
+
+
+def test_simulation_prints_no_numba_warning():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        simulate_network(fork_join(), horizon_s=20, seed=0)
+    assert not [w for w in caught if "numba" in type(w.message).__module__]

@@ -26,9 +26,11 @@ True
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from numba.core.errors import NumbaExperimentalFeatureWarning
 
 from ..policies.base import NO_LIMIT
 from . import event_loop as L
@@ -211,9 +213,11 @@ def simulate_network(net: Network, horizon_s: float, seed: int = 0, record_every
     n_rec = int(np.floor(horizon_s / record_every)) + 2
     rec_b, rec_tok, count = np.zeros((len(net.engines), n_rec), np.int64), np.zeros(n_rec, np.int64), np.zeros(5, np.int64)
     sinks_left = np.zeros(draw.times.size, np.int64)
-    L.run_loop(kernels, station, steps, succ, roots, root_ptr, draw.times, draw.classes, draw.local, sinks,
-               sinks_left, res, plen, dlen, np.zeros(plen.size, np.int64), batch_s, params, memory,
-               float(horizon_s), record_every, rec_b, rec_tok, count)
+    with warnings.catch_warnings():  # numba flags passing kernels as first-class functions as experimental
+        warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
+        L.run_loop(kernels, station, steps, succ, roots, root_ptr, draw.times, draw.classes, draw.local, sinks,
+                   sinks_left, res, plen, dlen, np.zeros(plen.size, np.int64), batch_s, params, memory,
+                   float(horizon_s), record_every, rec_b, rec_tok, count)
     k = int(count[L.REC])
     names = list(net.engines)
     arrived, completed = int(count[L.ARRIVED]), int(count[L.COMPLETED])
