@@ -196,9 +196,33 @@ class MemoryStep(Step):
         if verdict.verdict == "unstable" or verdict.verdict == "stable":
             ctx.load_verdict = verdict
             return
+        assumption = _bari_assumption_4(spec)
+        if assumption is not None and assumption.data.get("holds") and spec.engine.attention is None \
+                and ctx.load_verdict.verdict == "stable":  # Bari's Theorem 2 stands: its memory assumption holds
+            ctx.load_verdict = Verdict("stable", [*ctx.load_verdict.evidence, assumption])
+            return
+        if assumption is not None:
+            verdict = Verdict(verdict.verdict, [*verdict.evidence, assumption])
         if ctx.load_verdict.verdict == "stable":  # Theorem 2 ignored attention and memory: not enough any more
             ctx.load_verdict = Verdict("inconclusive", [*verdict.evidence, Evidence(
                 "note", "Theorem 2's verdict counted tokens only; with attention or memory it does not decide",
                 {"theorem-2": [e.to_json() for e in ctx.load_verdict.evidence]})])
         else:
             ctx.load_verdict = Verdict(ctx.load_verdict.verdict, [*ctx.load_verdict.evidence, *verdict.evidence])
+
+
+def _bari_assumption_4(spec) -> Evidence | None:
+    """RAD with a KV cache: Bari-Hegde-de Veciana's Assumption 4 (memory holds ``b_col`` requests of the largest size)."""
+    engine, policy, workload = spec.engine, spec.policy, spec.workload
+    if policy.name != "rad" or engine.kv_cache is None:
+        return None
+    kv = engine.kv_cache
+    if not workload.bounded:
+        return Evidence("note", "Bari-Hegde-de Veciana's Assumption 4 cannot hold with unbounded lengths (no largest "
+                        "request), so their Theorem 2 is not cited", {"holds": False, "bounded": False})
+    largest = max(c.prompt.max + c.decode.max for c in workload.classes)
+    found = mem.bari_assumption_4(policy.b_col, largest, kv.blocks, kv.block_size)
+    return Evidence("theorem" if found["holds"] else "note",
+                    f"Bari-Hegde-de Veciana Assumption 4 {'holds' if found['holds'] else 'fails'}: b_col = "
+                    f"{found['b_col']} requests of {largest} tokens need {found['blocks_needed']} of {kv.blocks} blocks",
+                    {**found, "largest_request_tokens": largest}, reference="Bari-Hegde-de Veciana Assumption 4")

@@ -194,3 +194,23 @@ def test_exact_capacity_with_attention_matches_simulated_throughput_within_its_c
     rates = np.diff(np.searchsorted(done, edges)) / np.diff(edges)
     half = 2.145 * rates.std(ddof=1) / np.sqrt(rates.size)  # t(0.975, 14)
     assert abs(rates.mean() - float(capacity)) <= half and half < 0.03 * float(capacity)
+
+
+def test_rad_with_a_kv_cache_cites_bari_theorem_2_only_when_assumption_4_holds(tmp_path):
+    """RAD below Theorem 1's bound is stable by Bari's Theorem 2 when memory holds b_col largest requests."""
+    def check(blocks):
+        doc = {"engine": {"batch_time": {"kind": "tiled", "t_lin": 2, "b_col": 64, "t_nl": 0.001}, "token_budget": 512,
+                          "kv_cache": {"blocks": blocks, "block_size": 16}},
+               "policy": {"name": "rad", "b_col": 64, "b_lcm": 128},
+               "workload": {"classes": [{"rate": 70, "prompt": {"dist": "deterministic", "mean": 256},
+                                         "decode": {"dist": "uniform", "low": 1, "high": 256}}]}}
+        path = tmp_path / f"rad{blocks}.json"
+        path.write_text(json.dumps(doc))
+        return json.loads(_llmstab("check", str(path), "--json", "--no-simulate").stdout)
+
+    roomy, tight = check(64 * 32), check(64 * 32 - 1)  # 64 requests of 512 tokens need 64 * 32 blocks
+    found = [e for e in roomy["evidence"] if e["reference"] == "Bari-Hegde-de Veciana Assumption 4"]
+    assert roomy["load_verdict"] == "stable" and found and found[0]["data"]["holds"]
+    assert tight["load_verdict"] == "inconclusive"
+    assert any(e["reference"] == "Bari-Hegde-de Veciana Assumption 4" and not e["data"]["holds"]
+               for e in tight["evidence"])
