@@ -58,9 +58,7 @@ class NetworkError(InputError):
     """An inconsistent network; ``field`` names the offending part (dotted path)."""
 
     def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}")
+        super().__init__(field, problem)
 
 
 @dataclass(frozen=True)
