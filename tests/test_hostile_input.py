@@ -170,3 +170,9 @@ def test_simulate_replays_a_one_request_trace_without_a_horizon(tmp_path, capsys
         code = main(["simulate", str(VLLM), "--trace", str(trace), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["requests"] == 1 and out["finished"] == 1
+
+
+def test_fit_on_a_vidur_csv_without_format_answers_in_one_short_line(shared_data, capsys):
+    # it used to print a 1,711-character line; now the format is detected and the missing option named
+    code, err = _run(capsys, "fit", str(shared_data / "gpu_profiles/vidur/h100/Llama-2-7b-hf_mlp.csv"), "--json")
+    assert code == 2 and len(err) == 1 and len(err[0]) < 200 and "--layers" in err[0], err
