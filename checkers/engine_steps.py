@@ -163,6 +163,13 @@ class TilingStep(Step):
                 *ctx.policy_verdict.evidence, Evidence("note", f"optimal tiling not checked: {exc}", {})])
             return
         ctx.extra = {**ctx.extra, "tiling": found.numbers}
+        if found.policy.verdict == "inconclusive" and ctx.policy_verdict.verdict == "not-maximally-stable" and \
+                getattr(spec.policy, "name", "") == "rad":  # RAD idles on purpose: that refutes nothing
+            ctx.policy_verdict = Verdict("inconclusive", [*ctx.policy_verdict.evidence, *found.policy.evidence, Evidence(
+                "note", "work conservation is sufficient for Li-Dai-Peng's Theorem 2(b), not necessary: RAD leaves "
+                "budget unused to keep whole tiles by design; with Bari's Theorem 2 assumptions not all met, maximal "
+                "stability is neither shown nor refuted here", {})])
+            return
         if found.policy.verdict != "maximally-stable":
             ctx.policy_verdict = Verdict(ctx.policy_verdict.verdict, [*ctx.policy_verdict.evidence,
                                                                       *found.policy.evidence])

@@ -36,7 +36,7 @@ from llmstab.fluid_models.policies import RAD, Policy
 from llmstab.fluid_models.state import Batch, EngineState
 from llmstab.fluid_models.workload import Workload
 from llmstab.theory.capacity import b as B, engine_capacity
-from llmstab.theory.tiling import theorem1, theorem2_assumptions
+from llmstab.theory.tiling import Assumption, theorem1, theorem2_assumptions
 
 from .errors import InputError
 from .verdict import Evidence, Verdict
@@ -167,12 +167,38 @@ def _theorem1_verdict(bound, nodes: int, numbers: dict) -> Verdict:
                                        {**numbers, "theorem": THEOREM_1})])
 
 
+def _assumption_4(engine: Engine, workload: Workload, b_col: int) -> Assumption:
+    """Bari's Assumption 4: memory for ``b_col`` active requests of the largest size, so lengths are bounded.
+
+    Without a bounded largest request the assumption cannot hold, and Theorem 2 is no evidence
+    (``specs/BARI_RAD.md`` section 5). With a KV cache the blocks are counted
+    (:func:`llmstab.theory.memory.bari_assumption_4`).
+    """
+    name = "Assumption 4: memory holds b_col active requests of the largest size"
+    sizes = [(c.prompt.max, c.decode.max) for c in workload.classes]
+    if not workload.bounded or any(p is None or d is None for p, d in sizes):
+        unbounded = [c.name for c in workload.classes if not (c.prompt.bounded and c.decode.bounded)]
+        return Assumption(name, False, f"lengths are unbounded (classes {', '.join(unbounded)}), so no memory "
+                          "holds b_col requests of the largest size")
+    largest = max(p + d for p, d in sizes)
+    kv = getattr(engine, "kv_cache", None)
+    if kv is None:
+        return Assumption(name, True, f"lengths bounded (largest request {largest} tokens); no KV cache is "
+                          "modelled, so memory is taken as ample")
+    from llmstab.theory.memory import bari_assumption_4
+
+    held = bari_assumption_4(b_col, largest, kv.blocks, kv.block_size)
+    return Assumption(name, bool(held["holds"]), f"{b_col} requests of {largest} tokens need "
+                      f"{held['blocks_needed']} KV blocks of {kv.blocks}")
+
+
 def _rad_findings(engine: Engine, policy: RAD, workload: Workload, b_col: int, b_lcm: int,
                   tiling: TilingResult) -> tuple[Verdict, Evidence | None]:
     hypotheses = theorem2_assumptions(b_col=b_col, b_lcm=b_lcm, b_max=engine.token_budget,
                                       k_max=engine.max_batch_requests,
                                       overhead=getattr(engine.batch_time, "c_exact", 0),
                                       prompt_lengths=_prompt_support(workload))
+    hypotheses.append(_assumption_4(engine, workload, b_col))
     failed = [a for a in hypotheses if not a.holds]
     evidence = [tiling.evidence(), Evidence(
         "theorem" if not failed else "note",
@@ -182,7 +208,10 @@ def _rad_findings(engine: Engine, policy: RAD, workload: Workload, b_col: int, b
     if failed or not tiling.optimal:
         return Verdict("inconclusive", evidence), None
     decisive = Evidence("theorem", f"{THEOREM_2}: RAD is stable for every load with lambda d_a < g, "
-                        f"which is Theorem 1's bound: maximally stable", {"theorem": THEOREM_2})
+                        f"which is Theorem 1's bound: maximally stable (RAD's cycle parameter N = "
+                        f"{policy.cycle or 'infinity'} is llmstab's reading of a paper it cannot read in full: after N "
+                        "batches in one mode the other mode gets a turn; another reproduction reads N as 'finish "
+                        "the active requests')", {"theorem": THEOREM_2, "cycle_N": policy.cycle})
     return Verdict("maximally-stable", [*evidence, decisive]), decisive
 
 

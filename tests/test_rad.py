@@ -92,3 +92,25 @@ def test_check_decides_rads_load_by_theorem_2_without_simulation():
     assert any("Theorem 2" in e.summary for e in rad.load_verdict.evidence)
     chunked = check(EXAMPLES / "fixed_chunk_tiled.yaml", simulate=False)
     assert chunked.load_verdict.verdict == "inconclusive"
+
+
+def test_theorem_2_is_no_evidence_with_unbounded_lengths(tmp_path):
+    """Issue 10: RAD was called maximally stable with geometric (unbounded) output lengths.
+
+    Bari's Assumption 4 (memory for b_col active requests of the largest size) needs bounded lengths.
+    """
+    import yaml
+
+    from llmstab import check
+    from tests.conftest import EXAMPLES
+
+    doc = yaml.safe_load((EXAMPLES / "rad_tiled.yaml").read_text())
+    doc["workload"]["classes"][0]["decode"] = {"dist": "geometric", "mean": 128}
+    path = tmp_path / "rad_geometric.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    report = check(path, simulate=False)
+    assert report.policy_verdict.verdict == "inconclusive"
+    assert any("Assumption 4" in e.summary and "FAILS" in e.summary for e in report.policy_verdict.evidence)
+    bounded = check(EXAMPLES / "rad_tiled.yaml", simulate=False)
+    assert bounded.policy_verdict.verdict == "maximally-stable"
+    assert any("cycle parameter N" in e.summary and "reading" in e.summary for e in bounded.policy_verdict.evidence)
