@@ -80,7 +80,7 @@ def single_engine_derivation(batch_time: sympy.Expr, token_budget: int, family: 
         Step("batch time (ms)", sympy.Eq(sympy.Symbol("t_b"), batch_time)),
         Step("tokens per ms of back-to-back b-token batches", efficiency(batch_time)),
         *_family_steps(family, params or {}, token_budget),
-        Step(f"capacity max_b b/t_b (exact search, {cap.candidates_checked} candidates compared in rationals), "
+        Step(f"capacity max_b b/t_b (exact search, {cap.candidates_checked} candidate{'s' if cap.candidates_checked != 1 else ''} compared in rationals), "
              f"reached at b = {cap.best_batch}", cap.tokens_per_ms),
         Step("full-batch rate b_max/t_(b_max)", cap.full_batch_rate),
         Step("full batch is the most efficient", sympy.sympify(cap.full_batch_is_best)),

@@ -4,21 +4,56 @@ from __future__ import annotations
 
 import argparse
 
+import sympy
+
 from llmstab.theory.capacity import b
-from llmstab.theory.derivation import render, single_engine_derivation
+from llmstab.theory.derivation import Step, render, single_engine_derivation
 
 from ..spec import load_engine_spec
 
 __all__ = ["register"]
 
 
+def k_max_caveat(token_budget: int, k_max: int | None) -> str | None:
+    """Why the derivation answers a different question than ``llmstab check`` when ``k_max`` can bind.
+
+    >>> k_max_caveat(128, None) is None, k_max_caveat(128, 128) is None
+    (True, True)
+    >>> k_max_caveat(128, 100).split(":")[0]
+    'note'
+    """
+    if k_max is None or k_max >= token_budget:  # a batch of b_max tokens never holds more than b_max requests
+        return None
+    return (f"note: this is Li-Dai-Peng Theorem 2 for the engine without its request limit; with k_max = {k_max} "
+            "the capacity is a region (Section 6) and Theorem 2(b) does not apply, so the load is not evaluated "
+            "here: `llmstab check` decides it against the region, `llmstab region` derives the region")
+
+
+def render_text(steps: list[Step]) -> str:
+    """Numbered lines; an equation is written ``lhs = rhs`` (no ``Eq(...)``).
+
+    >>> print(render_text([Step("batch time (ms)", sympy.Eq(sympy.Symbol("t_b"), 2 * b + 1))]))
+    1. batch time (ms):
+         t_b = 2*b + 1
+    """
+    def text(expr: sympy.Basic) -> str:
+        if isinstance(expr, sympy.Equality):
+            return f"{sympy.sstr(expr.lhs)} = {sympy.sstr(expr.rhs)}"
+        return sympy.sstr(expr)
+
+    return "\n".join(f"{i}. {s.title}:\n     {text(s.expr)}" for i, s in enumerate(steps, 1))
+
+
 def run(args: argparse.Namespace) -> int:
     spec = load_engine_spec(args.file)
     model = spec.engine.batch_time
     params = {"c": getattr(model, "c_exact", None), "a": getattr(model, "a_exact", None), "b0": getattr(model, "b0", None)}
+    caveat = k_max_caveat(spec.engine.token_budget, spec.engine.max_batch_requests)
     steps = single_engine_derivation(model.expression(b), spec.engine.token_budget, model.kind, params,
-                                     token_load_per_ms=spec.workload.token_rate / 1000)
-    print(render(steps, latex=args.latex))
+                                     token_load_per_ms=None if caveat else spec.workload.token_rate / 1000)
+    if caveat:
+        print(("% " if args.latex else "") + caveat)
+    print(render(steps, latex=True) if args.latex else render_text(steps))
     return 0
 
 
