@@ -94,7 +94,14 @@ def to_text(result: SimulationResult, growth: GrowthEstimate) -> str:
 
 
 def to_json(result: SimulationResult, growth: GrowthEstimate) -> dict:
-    """The run as one JSON-ready object."""
+    """The run as one JSON-ready object (``memory``: KV use, preemptions, recomputed tokens, admission stalls).
+
+    >>> from pathlib import Path
+    >>> example = Path(__file__).resolve().parents[2] / "examples" / "memory_bound.yaml"
+    >>> out = to_json(*simulate_file(example, horizon_s=120, seed=0))
+    >>> out["memory"]["total_blocks"], out["memory"]["peak_use_fraction"], out["memory"]["preemptions"] > 0
+    (2000, 1.0, True)
+    """
     return {"policy": result.policy, "token_budget": result.token_budget, "seed": result.seed,
             "arrivals": result.arrivals, "horizon_s": result.end_time, "requests": result.trace.size,
             "finished": int(result.finished.sum()), "batches": result.n_batches, "busy_s": result.busy_time,
