@@ -162,7 +162,8 @@ class GrowthEstimate:
         ci = f"{_plain(self.rate, 4)} ± {_plain(self.half_width, 2)} tokens/s ({self.confidence:.0%} CI)"
         where = (f"over [{self.window_start:.6g}, {self.horizon_s:.6g}] s, the second half of a "
                  f"{self.horizon_s:.6g} s horizon ({self.windows} batch means)")
-        fluid = "" if self.fluid_rate is None else f"; fluid prediction {_plain(self.fluid_rate, 4)} tokens/s"
+        fluid = "" if self.fluid_rate is None else (f"; fluid prediction {_plain(self.fluid_rate, 4)} tokens/s "
+                                                    "(for a policy that fills every batch once backlogged)")
         if self.diverging:
             return f"diverging at {ci} {where}{fluid}"
         if self.bounded:

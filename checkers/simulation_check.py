@@ -292,6 +292,11 @@ def simulate_spec(spec: EngineSpec, *, horizon_s: float | None = None, n_request
     ``max(2500 t(b_max), 2000 / lambda)`` seconds (the first run of
     :func:`run_until_settled`). A run that serves a number of requests (or a
     trace) and then drains is judged for growth over its arrival period only.
+    The fluid prediction ``max(0, lambda (m_p + m_d) - capacity)`` is given only
+    without a binding ``k_max`` (with one the capacity is a region, and the
+    scalar prediction would say 0 where policies diverge); it is the growth of a
+    policy that fills every batch, which a policy that is not work-conserving
+    exceeds.
     A run too short for a growth estimate raises :class:`InputError`.
 
     Examples
@@ -305,7 +310,10 @@ def simulate_spec(spec: EngineSpec, *, horizon_s: float | None = None, n_request
         arrivals = "trace"
     elif horizon_s is None and n_requests is None:
         horizon_s = first_horizon(spec.engine, spec.workload)
-    fluid = None if trace is not None else fluid_prediction(spec.workload, capacity_of(spec.engine).tokens_per_s)
+    k_max = spec.engine.max_batch_requests
+    binding = k_max is not None and k_max < spec.engine.token_budget  # the scalar capacity is then not the limit
+    fluid = None if trace is not None or binding else \
+        fluid_prediction(spec.workload, capacity_of(spec.engine).tokens_per_s)
     try:
         result = simulate(spec.engine, spec.policy, spec.workload, n_requests=n_requests, horizon_s=horizon_s,
                           seed=seed, arrivals=arrivals, trace=trace, progress=progress)

@@ -131,7 +131,7 @@ def write_plot(result: SimulationResult, growth: GrowthEstimate, path: str) -> N
     right = ax.twinx()
     right.plot(result.times, result.backlog_requests, lw=0.6, color="C1", alpha=0.6)
     right.set_ylabel("backlog (requests)", color="C1")
-    ax.set_title(f"{result.policy}: {'diverging' if growth.diverging else 'bounded'} "
+    ax.set_title(f"{result.policy}: {growth.trend} "
                  f"({growth.rate:.4g} ± {growth.half_width:.2g} tokens/s)", fontsize=10)
     fig.tight_layout()
     try:
