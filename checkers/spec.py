@@ -156,6 +156,9 @@ def _kind_of(value: Any) -> str:
 
 def _only(node: dict, where: str, allowed: set[str]) -> None:
     for key in node:
+        if key == "region" and not where and key not in allowed:  # e.g. examples/pointC_boundary.yaml
+            raise InputError("region", "this file is for `llmstab region FILE` (its region: section sets the load "
+                             "and the policies to simulate); other commands take a file without it")
         if key not in allowed:
             raise InputError(f"{where}.{key}" if where else str(key), f"unknown field (expected one of: {', '.join(sorted(allowed))})")
 
