@@ -113,3 +113,27 @@ def test_the_region_command_certifies_each_load_once(monkeypatch):
     report = region_report(load_region_spec(EXAMPLES / "pointC_inside.yaml"), simulate=False)
     assert report["position"] == "inside" and report["load_verdict"].verdict == "stable"
     assert len(calls) == 1
+
+
+def test_region_plot_has_a_title_per_policy_and_complete_legend(tmp_path, monkeypatch):
+    """Issue 10: no title, identical for every policy, a legend entry "bounded up to" with nothing after it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from llmstab.checkers.cli.region import plot_region
+
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    base = {"subject": "one engine (b_max = 128, k_max = 100)", "margin": 1.02, "position": "inside",
+            "load_verdict": "stable", "policy_verdict": "inconclusive",
+            "capacity": {"vertices_tokens_per_ms": [[0, 2.1], [0.6, 2.1], [2.7, 0]],
+                         "vertex_batch_types": ["0p+100d", "29p+99d", "128p+0d"]},
+            "load": {"prefill_tokens_per_ms": 0.6, "decode_tokens_per_ms": 2.0},
+            "simulated": [{"policy": "sarathi", "token_budget": 128, "bounded_up_to_tokens_per_ms": [0.59, 2.03]}]}
+    for label in ("orca", "sarathi"):
+        plot_region({**base, "policy_label": label}, tmp_path / f"{label}.png")
+    titles = [f.axes[0].get_title() for f in figures]
+    assert titles[0] != titles[1] and "policy orca: inconclusive" in titles[0] and "Capacity region" in titles[0]
+    legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    assert any(t.startswith("sarathi (b_max 128): bounded up to (0.59, 2.03)") for t in legend), legend

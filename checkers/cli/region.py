@@ -154,6 +154,7 @@ def region_report(spec: RegionSpec, simulate: bool = True) -> dict:
         "policy_verdict": None,
     }
     if spec.policy is not None:
+        report["policy_label"] = spec.policy.label
         if isinstance(engine.batch_time, Tiled):
             from ..tiling import check_tiled_engine
 
@@ -244,7 +245,16 @@ def plot_region(report: dict, path: str | Path) -> None:
         if point is None:  # listed, so that a policy simulated is never silently left out of the picture
             ax.plot([], [], " ", label=f"{name}: diverged even at half the margin")
         else:
-            ax.plot([float(point[0])], [float(point[1])], "x", markersize=9, label=f"{name} bounded up to")
+            ax.plot([float(point[0])], [float(point[1])], "x", markersize=9,
+                    label=f"{name}: bounded up to ({float(point[0]):.3g}, {float(point[1]):.3g}) tokens/ms")
+    def word(v: object) -> str:
+        return str(getattr(v, "verdict", v))
+
+    verdicts = (f"load {report.get('position', '?')} the region (margin {float(report.get('margin') or 0):.3g}: "
+                f"{word(report.get('load_verdict'))} for some scheduler)")
+    if report.get("policy_verdict") is not None:
+        verdicts += f"\npolicy {report.get('policy_label', '')}: {word(report['policy_verdict'])}"
+    ax.set_title(f"Capacity region of {report.get('subject', 'one engine')}\n{verdicts}", fontsize=9)
     ax.set_xlabel("prefill tokens per ms")
     ax.set_ylabel("decode tokens per ms")
     ax.set_xlim(left=0)
