@@ -28,6 +28,8 @@ Examples
 
 from __future__ import annotations
 
+import sympy
+
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -89,13 +91,32 @@ def diverging_path(fn: FluidNetwork, amount: int = 100, tries: int | None = None
     return None
 
 
+def _state_text(state: dict, shown: int = 4) -> str:
+    """A fluid state for a person: ``A1.p = 100, B2.d = 7.5`` (at most ``shown`` buffers, then a count).
+
+    >>> _state_text({"A1.p": "100", "B2.d": "15/2"})
+    'A1.p = 100, B2.d = 7.5 tokens'
+    >>> _state_text({f"b{i}": "1" for i in range(6)}, shown=2)
+    'b0 = 1, b1 = 1 tokens and 4 more buffers'
+    """
+    items = [f"{k} = {float(sympy.Rational(v)):.6g}" for k, v in list(state.items())[:shown]]
+    more = len(state) - shown
+    return ", ".join(items) + " tokens" + (f" and {more} more buffer{'s' if more != 1 else ''}" if more > 0 else "")
+
+
+def _ratio_text(ratio: object) -> str:
+    """An exact ratio, written exactly only when short: ``3/2 = 1.5``, else ``about 17.1``."""
+    text = str(ratio)
+    return f"{text} = {float(sympy.Rational(text)):.4g}" if len(text) <= 12 else f"about {float(sympy.Rational(text)):.4g}"
+
+
 def _path_evidence(path: FluidPath) -> Evidence:
     c = path.certificate
     start = {lab: str(x) for lab, x in zip(path.labels, c["state0"]) if x}
     return Evidence(
         "counterexample",
-        f"an exact piecewise-linear fluid path from {start} returns at t = {float(c['t1']):.6g} s to "
-        f"{c['ratio']} = {float(c['ratio']):.4g} times its state at t = {float(c['t0']):.6g} s; the fluid model is "
+        f"an exact piecewise-linear fluid path from {_state_text(start)} returns at t = {float(c['t1']):.6g} s to "
+        f"{_ratio_text(c['ratio'])} times its state at t = {float(c['t0']):.6g} s; the fluid model is "
         "invariant under (q, t) -> (r q, r t), so the path repeats at growing scale and its total grows without bound",
         {"initial_state": start, "t0": str(c["t0"]), "t1": str(c["t1"]), "ratio": str(c["ratio"]),
          "state_at_t1": {lab: str(x) for lab, x in zip(path.labels, c["state1"]) if x},
