@@ -66,12 +66,25 @@ class TilingResult:
                             f"{self.states_examined} states examined (prompts multiples of b_lcm)",
                             {"states_examined": self.states_examined, "b_col": self.b_col})
         s, bt = self.counterexample, self.batch
-        return Evidence("counterexample", f"{self.policy} breaks optimal tiling: in the state with remaining prefill "
-                        f"{list(s.prefill_left)} and decode {list(s.decode_left)} it forms a batch of {bt.tokens} tokens, "
-                        f"not a multiple of b_col = {self.b_col} ({bt.tokens % self.b_col} tokens in a partial tile)",
+        partial = bt.tokens % self.b_col
+        return Evidence("counterexample", f"a counterexample to optimal tiling (Bari-Hegde-de Veciana's first "
+                        f"principle; by itself not to stability): {self.policy}, in the state with remaining prefill "
+                        f"{_short(s.prefill_left)} and decode {_short(s.decode_left)}, forms a batch of {bt.tokens} "
+                        f"tokens, not a multiple of b_col = {self.b_col} ({partial} token{'s' if partial != 1 else ''} "
+                        "in a partial tile)",
                         {"prefill_left": list(s.prefill_left), "decode_left": list(s.decode_left),
                          "batch_prefill": list(bt.prefill), "batch_decode": list(bt.decode), "tokens": bt.tokens,
                          "b_col": self.b_col, "states_examined": self.states_examined})
+
+
+def _short(values: tuple[int, ...], shown: int = 6) -> str:
+    """A state vector for a person: the list when short, else its first entries and a count.
+
+    >>> _short((0, 64)), _short(tuple(range(129)))
+    ('[0, 64]', '[0, 1, 2, 3, 4, 5, ... 123 more]')
+    """
+    head = ", ".join(str(v) for v in values[:shown])
+    return f"[{head}]" if len(values) <= shown else f"[{head}, ... {len(values) - shown} more]"
 
 
 def _states(b_col: int, b_lcm: int, b_max: int, limit: int) -> list[EngineState]:

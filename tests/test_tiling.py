@@ -104,3 +104,21 @@ def test_tiled_with_attention_from_a_file_round_trips():
     load, policy, numbers = check_tiled_engine(engine, RAD(b_col=64, b_lcm=128), light)
     assert numbers["per_token_ms"] == per_token_time(2, 64, sympy.Rational(1, 1000), sympy.Rational(1, 100))
     assert policy.verdict == "maximally-stable"
+
+
+def test_a_tiling_counterexample_says_what_it_counter_exemplifies(tmp_path):
+    """Issue 10: a MAXIMALLY-STABLE verdict listed a [counterexample] (tiling) without saying of what; "1 tokens"."""
+    import yaml
+
+    from llmstab import check
+    from tests.conftest import EXAMPLES
+
+    doc = yaml.safe_load((EXAMPLES / "rad_tiled.yaml").read_text())
+    doc["policy"] = "sarathi"
+    path = tmp_path / "sarathi_tiled.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    report = check(path, simulate=False)
+    assert report.policy_verdict.verdict == "maximally-stable"
+    tiling = [e for e in report.policy_verdict.evidence if e.kind == "counterexample"]
+    assert tiling and all(e.summary.startswith("a counterexample to optimal tiling") for e in tiling)
+    assert all("not to stability" in e.summary and "1 tokens" not in e.summary for e in tiling)
