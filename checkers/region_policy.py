@@ -162,13 +162,17 @@ def simulate_trend(engine: Engine, policy: Policy, workload: Workload, *, horizo
                    seed: int = 0, arrivals: str = "poisson", load_scale: Fraction = Fraction(1)) -> DivergenceTest:
     """Simulate (:func:`llmstab.fluid_models.simulation.simulator.simulate`) and estimate the backlog's growth.
 
-    The default horizon covers about 3000 arrivals.
+    The default horizon covers about 3000 arrivals, and at least the first
+    horizon of :func:`llmstab.checkers.simulation_check.first_horizon` (four
+    sojourn times: the ramp-up of a long-decode workload is not read as growth).
     """
     from llmstab.fluid_models.simulation.simulator import simulate
 
     from .growth import estimate_growth
+    from .simulation_check import first_horizon
 
-    horizon = horizon_s if horizon_s is not None else 3000 / float(workload.rate)
+    horizon = horizon_s if horizon_s is not None else max(3000 / float(workload.rate),
+                                                          first_horizon(engine, workload))
     run = simulate(engine, policy, workload, horizon_s=horizon, seed=seed, arrivals=arrivals)
     return DivergenceTest(policy.label, load_scale, estimate_growth(run))
 
@@ -184,6 +188,8 @@ def check_policy_region(engine: Engine, policy: Policy, workload: Workload, regi
     ``inconclusive`` (no theorem covers work-conserving policies with ``k_max``).
     ``certify`` as in :func:`explain_policy`.
     """
+    from .simulation_check import first_horizon
+
     region = region or region_for(engine, workload)
     certify = certify or partial(certify_load, region)
     load = load_vector(workload)
@@ -200,7 +206,8 @@ def check_policy_region(engine: Engine, policy: Policy, workload: Workload, regi
     trend = simulate_trend(engine, policy, test_load, horizon_s=horizon_s, seed=seed, arrivals=arrivals,
                            load_scale=scale)
     if trend.trend == "undecided" and horizon_s is None:  # a wide interval: one run 4 times longer
-        trend = simulate_trend(engine, policy, test_load, horizon_s=12_000 / float(test_load.rate), seed=seed,
+        longer = 4 * max(3000 / float(test_load.rate), first_horizon(engine, test_load))
+        trend = simulate_trend(engine, policy, test_load, horizon_s=longer, seed=seed,
                                arrivals=arrivals, load_scale=scale)
     tested = Evidence("note", f"test load: {float(scale):.4g} x the given load, strictly inside the region "
                       f"(margin there {float(bound / scale) if bound else float('nan'):.4g})" if scale != 1 else

@@ -51,6 +51,8 @@ __all__ = ["SettleRun", "crowd_limit", "first_horizon", "run_until_settled", "se
 #: interarrival times: the first run, and the longest one.
 FIRST_HORIZON_BATCHES, FIRST_HORIZON_ARRIVALS = 2_500, 2_000
 LAST_HORIZON_BATCHES, LAST_HORIZON_ARRIVALS = 20_000, 16_000
+#: The first run lasts at least this many sojourn times ``W`` (:func:`first_horizon`).
+RAMP_UP_SOJOURNS = 4
 #: A run still undecided at the longest horizon gets one run this many times longer.
 EXTENDED = 4
 #: The smallest crowd limit: a run stops once more requests than its limit are present.
@@ -74,10 +76,7 @@ def crowd_limit(engine: Engine, workload: Workload) -> int:
     >>> crowd_limit(Engine(PiecewiseLinear(100, "0.01", 8192), 32768), work)
     117340
     """
-    t_full = float(engine.batch_time.exact(engine.token_budget)) / 1000.0
-    per_request = float(workload.prefill_rate / workload.rate) / engine.token_budget + 1 + \
-        float(workload.decode_rate / workload.rate)
-    scale = float(workload.rate) * per_request * t_full
+    scale = float(workload.rate) * _sojourn_s(engine, workload)
     return int(min(MAX_CROWD_LIMIT, max(CROWD_LIMIT, 4 * scale)))
 
 
@@ -132,7 +131,11 @@ class SettleRun:
 
 
 def first_horizon(engine: Engine, workload: Workload) -> float:
-    """The first (shortest) run's horizon in seconds: ``max(2500 t(b_max), 2000 / lambda)``.
+    """The first (shortest) run's horizon in seconds: ``max(2500 t(b_max), 2000 / lambda, 4 W)``.
+
+    ``W = (m_p/b_max + 1 + m_d) t(b_max)`` is a request's time in a saturated
+    engine: the second half of the run, where growth is judged, starts after
+    the ramp-up (a backlog still filling up is not a divergence).
 
     >>> from llmstab.fluid_models.batch_time import Staircase
     >>> from llmstab.fluid_models.distributions import Deterministic
@@ -142,7 +145,15 @@ def first_horizon(engine: Engine, workload: Workload) -> float:
     382.9
     """
     t_full = float(engine.batch_time.exact(engine.token_budget)) / 1000.0
-    return max(FIRST_HORIZON_BATCHES * t_full, FIRST_HORIZON_ARRIVALS / float(workload.rate))
+    return max(FIRST_HORIZON_BATCHES * t_full, FIRST_HORIZON_ARRIVALS / float(workload.rate),
+               RAMP_UP_SOJOURNS * _sojourn_s(engine, workload))
+
+
+def _sojourn_s(engine: Engine, workload: Workload) -> float:
+    """``W = (m_p/b_max + 1 + m_d) t(b_max)``: a request's time in a saturated engine (s)."""
+    t_full = float(engine.batch_time.exact(engine.token_budget)) / 1000.0
+    return (float(workload.prefill_rate / workload.rate) / engine.token_budget + 1
+            + float(workload.decode_rate / workload.rate)) * t_full
 
 
 def run_until_settled(engine: Engine, policy: Policy, workload: Workload, *, seed: int = 0,
@@ -160,8 +171,8 @@ def run_until_settled(engine: Engine, policy: Policy, workload: Workload, *, see
     that limit is ``inconclusive``: a resource limit is never read as divergence.
     """
     t_full = float(engine.batch_time.exact(engine.token_budget)) / 1000.0
-    last = max(LAST_HORIZON_BATCHES * t_full, LAST_HORIZON_ARRIVALS / float(workload.rate))
     horizon = first_horizon(engine, workload)
+    last = max(LAST_HORIZON_BATCHES * t_full, LAST_HORIZON_ARRIVALS / float(workload.rate), horizon)
     crowd = crowd_limit(engine, workload) if crowd is None else int(crowd)
     while True:
         result = simulate(engine, policy, workload, horizon_s=horizon, seed=seed, max_backlog_requests=crowd)

@@ -179,3 +179,17 @@ def test_a_crowd_limit_that_stops_a_stable_run_is_raised(monkeypatch):
     monkeypatch.setattr(sc, "crowd_limit", lambda engine, workload: 20)
     run = sc.run_until_settled(ENGINE, make_policy("sarathi"), at("0.5"), seed=0)
     assert not run.stopped_early and run.crowd_limit > 20 and not run.diverging
+
+
+def test_first_horizon_outlasts_the_ramp_up_of_long_decodes():
+    """Issue 10 (Sarathi, 10-token prompts, 2000-token decodes): a 70 s run read the ramp-up as growth.
+
+    The first horizon covers four sojourn times W = (m_p/b_max + 1 + m_d) t(b_max).
+    """
+    from llmstab.checkers.simulation_check import first_horizon
+    from llmstab.fluid_models.batch_time import PiecewiseLinear
+
+    engine = Engine(PiecewiseLinear(100, "0.01", 8192), 32768)
+    work = Workload((RequestClass("long", "42.43", Deterministic(10), Deterministic(2000)),))
+    t_full = float(engine.batch_time.exact(32768)) / 1000
+    assert first_horizon(engine, work) >= 4 * 2000 * t_full
