@@ -29,7 +29,8 @@ def reference_engine(engine: Engine, policy, times, prompt, decode) -> tuple[np.
 
     Requests join at the first batch start at or after their arrival, in arrival
     order; each batch is ``policy.form_batch`` on the residents' remaining tokens
-    and lasts ``t(tokens)``; a request's first token is the end of its first decode.
+    and lasts ``t(tokens)``; a request's first token is the end of the batch that
+    completes its prefill (of its first decode when it has no prompt).
     """
     batch_s = engine.batch_time.table(engine.token_budget) / 1000.0
     n = len(times)
@@ -50,7 +51,7 @@ def reference_engine(engine: Engine, policy, times, prompt, decode) -> tuple[np.
         for q, p, d in zip(list(resident), batch.prefill, batch.decode):
             pf[q] -= p
             dc[q] -= d
-            if d and np.isnan(first[q]):
+            if (d or (p and pf[q] == 0)) and np.isnan(first[q]):
                 first[q] = t_e
             if dc[q] == 0:
                 finish[q] = t_e
@@ -99,7 +100,8 @@ def test_no_request_is_lost_between_pools(routers, gp, gd, per_token, fixed, see
     assert ((gp <= run.assignment[:, 1]) & (run.assignment[:, 1] < gp + gd)).all()
     link = float(fixed) / 1000 + float(per_token) / 1000 * tr.prompt
     assert (run.delivered - run.prefill_done >= link - 1e-12).all()
-    assert (run.first_token > run.delivered).all()
+    assert (run.first_token == run.prefill_done).all()  # the prefill's batch emits the first token
+    assert (run.worst_gap > link - 1e-12).all()  # the second comes from the decode pool, after the link
 
 
 def test_mid_run_state_loses_nothing():
@@ -109,18 +111,21 @@ def test_mid_run_state_loses_nothing():
     assert m["present_at_end"] + m["in_transfer_at_end"] > 0 and m["lost"] == 0
 
 
-def test_transfer_time_is_part_of_ttft():
-    """One request: TTFT = prefill batch + link (ms_per_token * p + ms_fixed) + first decode batch."""
+def test_transfer_time_is_part_of_the_first_token_gap():
+    """One request: TTFT = its prefill batches; the gap to the second token = link + first decode batch."""
     tr = Trace([0.0], [100], [3])
     base = Cluster((Pool(SMALL, Sarathi(), 1), Pool(SMALL, Sarathi(), 1)), ("random", "random"), KVTransfer(0, 0))
     slow = Cluster(base.pools, base.routers, KVTransfer("0.5", 7))
     fast_run = simulate_cluster(base, None, arrivals="trace", trace=tr)
     slow_run = simulate_cluster(slow, None, arrivals="trace", trace=tr)
     extra = (0.5 * 100 + 7) / 1000
-    assert slow_run.first_token[0] - fast_run.first_token[0] == pytest.approx(extra, abs=1e-12)
+    assert slow_run.first_token[0] == fast_run.first_token[0]
+    assert slow_run.worst_gap[0] - fast_run.worst_gap[0] == pytest.approx(extra, abs=1e-12)
+    assert slow_run.finish[0] - fast_run.finish[0] == pytest.approx(extra, abs=1e-12)
     assert slow_run.delivered[0] - slow_run.prefill_done[0] == pytest.approx(extra, abs=1e-12)
-    # t(b) = 1 + ceil(b/4) ms: the prompt takes 12 batches of 8 tokens (3 ms) and one of 4 (2 ms); one decode 2 ms
-    assert fast_run.first_token[0] == pytest.approx(12 * 0.003 + 0.002 + 0.002, abs=1e-12)
+    # t(b) = 1 + ceil(b/4) ms: the prompt takes 12 batches of 8 tokens (3 ms) and one of 4 (2 ms); a decode 2 ms
+    assert fast_run.first_token[0] == pytest.approx(12 * 0.003 + 0.002, abs=1e-12)
+    assert fast_run.worst_gap[0] == pytest.approx(0.002, abs=1e-12)
 
 
 def test_seeded_and_reproducible():

@@ -20,10 +20,11 @@ arriving exactly when a batch ends joins the next one, as on one engine).
   done (``prefill_done``), queues for the shared link, occupies it for
   ``ms_per_token * prompt``, and is *delivered* ``ms_fixed`` later to the
   decode replica chosen at prefill completion, which may schedule it from then
-  on (``delivered``). The decode replica produces all its output tokens, so
-  **the transfer time is part of TTFT**: first token = end of the first batch
-  that decodes it (the single engine's convention), which comes after
-  ``delivered``.
+  on (``delivered``). As on a single engine, the batch that completes the
+  prefill emits the first token (TTFT ends at ``prefill_done``, as DistServe
+  and Splitwise count it), so **the transfer time is part of the first
+  time-between-tokens gap**: the second token comes from the decode replica's
+  first batch after ``delivered``.
 
 Examples
 --------
@@ -164,6 +165,9 @@ def _end_batch(r, k, disagg, t_e, ri, rf, take, res, pf0, n, nb, te, tok, k_max,
             total += p + d
             if p > 0 or d > 0:
                 members += 1
+            if p > 0 and p == pf0[r, i] and first_tok[q] != first_tok[q]:
+                first_tok[q] = t_e  # the batch that completes the prefill emits the first token
+                last_tok[q] = t_e
             _deliver_tokens(r, i, q, t_e, d, first_tok, last_tok, max_gap, rf)
             ri[r, i, PF] -= p
             ri[r, i, DC] -= d
@@ -427,7 +431,8 @@ class ClusterResult:
         tr, span = self.trace, self.end_time if self.end_time > 0 else float("nan")
         arrived = tr.times <= self.end_time
         done = np.isfinite(self.finish)
-        multi = done & (tr.decode > 1)
+        gaps = tr.decode - (tr.prompt == 0)  # tokens after the first (the prefill's batch emits it)
+        multi = done & (gaps > 0)
         grid = np.linspace(0.0, self.end_time, 512)
         per_replica = self.replica_backlog(grid)
         present_end = int(self.replica_backlog(np.array([self.end_time])).sum())
@@ -440,7 +445,7 @@ class ClusterResult:
             "throughput_requests_per_s": float(done.sum() / span),
             "throughput_tokens_per_s": float((tr.prompt[done] + tr.decode[done]).sum() / span),
             "ttft_s": _summary(self.first_token[done] - tr.times[done]),
-            "tbt_s": _summary((self.finish[multi] - self.first_token[multi]) / (tr.decode[multi] - 1)),
+            "tbt_s": _summary((self.finish[multi] - self.first_token[multi]) / gaps[multi]),
             "worst_tbt_s": _summary(self.worst_gap[multi]),
             "e2e_s": _summary(self.finish[done] - tr.times[done]),
             "batches": self.n_batches,

@@ -178,6 +178,9 @@ def _record(ist, rec_t, rec_tok, rec_req, rec_kv, rec_dt, limit, arr_t, cum_tok)
 def _serve(ri, rf, i, p, d, t_e, first_tok, finish, last_tok, max_gap, ist, bs):
     """Apply request row ``i``'s tokens; True if it finished."""
     r = ri[i, ID]
+    if p > 0 and p == ri[i, PF] and first_tok[r] != first_tok[r]:
+        first_tok[r] = t_e  # the batch that completes the prefill emits the first token
+        last_tok[r] = t_e
     if d == 1:
         if first_tok[r] != first_tok[r]:
             first_tok[r] = t_e

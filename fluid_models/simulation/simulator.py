@@ -9,10 +9,12 @@ and requests with no decode token left leave. Requests that arrive during a
 batch join at its end. An empty engine idles until the next arrival.
 
 Conventions (Li-Dai-Peng's model): a request's ``v_d`` decode tokens are its
-output tokens, one per batch once its prefill is done. Its *first token* is the
-end of the first batch that decodes it (TTFT = first token - arrival); its
-*time between tokens* (TBT) is the mean gap between its successive output
-tokens, ``(finish - first token) / (v_d - 1)``; ``worst TBT`` the largest gap.
+output tokens, one per batch once its prefill is done. Its *first token* is
+emitted by the batch that completes its prefill, as Sarathi-Serve and vLLM
+count it (TTFT = that batch's end - arrival; a request with no prompt: its
+first decode); its *time between tokens* (TBT) is the mean gap between its
+successive output tokens, ``(finish - first token) / v_d`` (``v_d - 1`` gaps
+without a prompt); ``worst TBT`` the largest gap.
 
 Arrivals and lengths are drawn up front with ``numpy.random.default_rng(seed)``
 (:func:`llmstab.fluid_models.simulation.arrivals.sample_trace`), then one compiled loop runs the
@@ -205,8 +207,9 @@ class SimulationResult:
         for name, mask in groups.items():
             done = mask & self.finished
             ttft = self.first_token[done] - tr.times[done]
-            multi = done & (tr.decode > 1)
-            tbt = (self.finish[multi] - self.first_token[multi]) / (tr.decode[multi] - 1)
+            gaps = tr.decode - (tr.prompt == 0)  # tokens after the first (the prefill's batch emits it)
+            multi = done & (gaps > 0)
+            tbt = (self.finish[multi] - self.first_token[multi]) / gaps[multi]
             out[name] = {
                 "arrived": int(mask.sum()),
                 "finished": int(done.sum()),
