@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 import numba
 import numpy as np
 
-from .base import (ARRIVAL, BLOCKS, BLOCK_SIZE, CLASS, CLOCK, CTX, DC, EVICT, FREE_BLOCKS, LAST_BATCH_END, LAST_TOKEN,
+from .base import (ARRIVAL, BLOCKS, CLASS, CLOCK, CTX, DC, EVICT, FREE_BLOCKS, LAST_BATCH_END, LAST_TOKEN,
                    MEAN_BATCH, PF, PROMPT, SCRATCH, TAKE_D, TAKE_P, TOTAL_BLOCKS, Policy, admit, clear, evict,
                    open_room, tokens_taken)
 

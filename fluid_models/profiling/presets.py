@@ -150,8 +150,8 @@ def build_attention_preset(data_dir: str | Path) -> dict:
             "model": "CodeLlama-34B",
             "shape": _SHAPE_NOTE,
             "gpu": "NVIDIA A100 x 2 (tensor parallel 2), FlashAttention",
-            "note": profile.source["note"] + f"; decode batches 1..128 at the token counts mlp.csv measured "
-                    f"(1, 2, 4, 8, 16, ...), contexts 32..4032; prefill chunks 64..4096 after 0..4032 cached tokens",
+            "note": profile.source["note"] + "; decode batches 1..128 at the token counts mlp.csv measured "
+                    "(1, 2, 4, 8, 16, ...), contexts 32..4032; prefill chunks 64..4096 after 0..4032 cached tokens",
             "method": f"llmstab fit {_ATTENTION_DIR} --layers {_ATTENTION_LAYERS} (tensor parallel 2; minimax "
                       f"relative error over all rows, t(n) + decode x sum context + prefill x sum c(s + c/2); "
                       f"rule: {report.rule})",

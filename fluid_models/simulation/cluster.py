@@ -55,7 +55,7 @@ from numba import types
 from .arrivals import SimulationInputError, Trace, sample_trace
 from ..cluster import ROUTERS, Cluster
 from ..policies.base import (ARRIVAL, BATCHES, CLOCK, DC, EVICT, ID, KERNEL_TYPE, LAST_BATCH_END, LAST_TOKEN,
-                             MEAN_BATCH, NE, NF, NI, PF, PROMPT, SCRATCH, TAKE_COLUMNS, TAKE_D, TAKE_P,
+                             MEAN_BATCH, NF, NI, PF, PROMPT, SCRATCH, TAKE_COLUMNS, TAKE_D, TAKE_P,
                              unlimited_engine)
 from ..workload import Workload
 

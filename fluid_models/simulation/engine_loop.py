@@ -31,7 +31,6 @@ blocks and return to the queue's head with prompt := prompt + outputs
 from __future__ import annotations
 
 import numba
-import numpy as np
 from numba import types
 
 from ..policies.base import (ACTIVE, ARRIVAL, BATCHES, BLOCK_SIZE, BLOCKS, CLASS, CLOCK, CTX, DC, EVICT, FREE_BLOCKS,
