@@ -76,10 +76,22 @@ class ClusterRun:
                          "batches_simulated": r.n_batches, "seed": self.seed, "lost": c["lost"],
                          "router_imbalance": c["router_imbalance"]})
 
+    @property
+    def outcome(self) -> str:
+        """``unstable`` (diverging), else ``stable``; ``inconclusive`` for a run stopped at the crowd limit
+        without diverging: a run cut short by a resource limit is evidence of nothing."""
+        if self.growth.diverging:
+            return "unstable"
+        return "inconclusive" if self.result.stopped_at_backlog else "stable"
+
     def combine(self, verdict: Verdict) -> Verdict:
         """``verdict`` joined with this run, so that the two never contradict each other."""
-        sim = "unstable" if self.growth.diverging else "stable"
+        sim = self.outcome
         evidence = [*verdict.evidence, self.evidence()]
+        if sim == "inconclusive":
+            return Verdict(verdict.verdict, [*evidence, Evidence(
+                "note", "the cluster run stopped at its crowd limit without diverging, so it adds nothing to "
+                        "the verdict", {})])
         if verdict.verdict == "inconclusive":
             return Verdict(sim, [*evidence, Evidence("note", "theory left this load undecided, so it was "
                                                      "settled by simulating the cluster", {})])

@@ -220,7 +220,7 @@ def _simulated_fields(spec: Any, workload: Any, capacity: Any, seed: int, horizo
         growth = estimate_growth(result, fluid_rate=fluid_prediction(workload, capacity.tokens_per_s))
     except ValueError as err:
         raise InputError("--horizon", f"too short for a growth estimate: {err}") from None
-    return {"growth": "diverging" if growth.diverging else "bounded", "growth_rate_tokens_per_s": growth.rate,
+    return {"growth": growth.trend, "growth_rate_tokens_per_s": growth.rate,
             "growth_half_width_tokens_per_s": growth.half_width, "growth_confidence": growth.confidence,
             "horizon_s": result.end_time, "stopped_early": result.stopped_at_backlog is not None,
             "requests": int(result.trace.size),
@@ -239,7 +239,7 @@ def evaluate_point(document: dict, point: SweepPoint, *, kind: str = "simulate",
     with ``point.seed``, stopped early (``stopped_early``, ``horizon_s`` then the
     time it stopped) once more than 5,000 requests are present, as in
     :func:`~llmstab.checkers.simulation_check.run_until_settled`: the backlog's
-    growth with its interval (``growth`` is ``diverging`` or ``bounded``,
+    growth with its interval (``growth`` is ``diverging``, ``bounded`` or ``undecided``,
     statistical evidence, never a proof), throughput and latency percentiles.
 
     >>> doc = {"engine": {"batch_time": {"kind": "staircase", "c": 11.28, "a": 35.47, "b0": 128},

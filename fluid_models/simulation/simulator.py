@@ -371,6 +371,17 @@ class _Buffers:
             self.comp[1:] = [_grow(a, 2 * a.size + n) for a in self.comp[1:]]
 
 
+#: A replayed trace whose preemptions recompute more than this many times its own tokens is thrashing.
+THRASH_FACTOR = 100
+
+
+def _thrashing_error(policy: Policy, buf: _Buffers) -> SimulationInputError:
+    return SimulationInputError(
+        "engine.kv_cache", f"{policy.label} thrashes: its preemptions recomputed {int(buf.ist[L.I_RECOMP]):,} tokens, "
+        f"over {THRASH_FACTOR} times the trace's work, with {int(buf.ist[L.I_FINISHED])} requests finished at "
+        f"t = {buf.fst[L.F_T]:.6g} s (requests evict each other: the cache is too small for this policy)")
+
+
 def _stop_error(status: int, policy: Policy, buf: _Buffers, tr: Trace, engine: Engine) -> SimulationInputError:
     t, waiting = buf.fst[L.F_T], buf.ist[L.I_NR] + buf.ist[L.I_QLEN]
     if status == L.STALLED:
@@ -400,8 +411,9 @@ def _run(engine: Engine, policy: Policy, tr: Trace, horizon_s: float | None, see
     rec_dt = float(record_every) if record_every is not None else span_guess / 4000.0
     kernel, params = policy.compiled_kernel(), np.ascontiguousarray(policy.parameters(), dtype=np.float64)
     buf = _Buffers(tr, policy, span_guess, rec_dt, record_batches)
-    chunk = 200_000 if progress is not None else NO_LIMIT
+    chunk = 200_000  # batches between pauses: progress, and the thrashing guard
     pause_at = chunk
+    thrash_limit = THRASH_FACTOR * int(tr.prompt.sum() + tr.decode.sum()) + 10**6
     crowd = NO_LIMIT if max_backlog_requests is None else int(max_backlog_requests)
     while True:
         status = L.engine_loop(kernel, params, buf.memory, batch_s, att, kv, b_max, k_max, tr.times, tr.prompt,
@@ -412,8 +424,11 @@ def _run(engine: Engine, policy: Policy, tr: Trace, horizon_s: float | None, see
             break
         if status == L.PAUSED:
             pause_at += chunk
+            if horizon_s is None and buf.ist[L.I_RECOMP] > thrash_limit:
+                raise _thrashing_error(policy, buf)
             done = (float(buf.fst[L.F_T]), t_end) if horizon_s is not None else (float(buf.ist[L.I_FINISHED]), float(n))
-            progress(*done)
+            if progress is not None:
+                progress(*done)
         elif status in (L.FULL_REC, L.FULL_LOG, L.FULL_COMP):
             buf.grow(status, n)
         else:
