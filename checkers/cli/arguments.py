@@ -6,7 +6,7 @@ import math
 
 from ..errors import InputError
 
-__all__ = ["parse_seed", "parse_positive"]
+__all__ = ["parse_seed", "parse_positive", "save_plot"]
 
 
 def parse_seed(text: str) -> int:
@@ -45,3 +45,24 @@ def parse_positive(text: str | None, field: str, kind: type = float) -> float | 
     if not math.isfinite(value) or value <= 0:
         raise InputError(field, f"must be positive, got {text!r}")
     return value
+
+
+def save_plot(fig, path: str, **savefig_options) -> None:
+    """Write ``fig`` to ``path`` and close it; a path that cannot be written is an ``--plot`` :class:`InputError`.
+
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> save_plot(plt.figure(), "/nonexistent-folder/p.png")
+    Traceback (most recent call last):
+    ...
+    llmstab.fluid_models.errors.InputError: --plot: cannot write /nonexistent-folder/p.png: ...
+    """
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.savefig(path, **savefig_options)
+    except (OSError, ValueError) as err:
+        raise InputError("--plot", f"cannot write {path}: {err}") from None
+    finally:
+        plt.close(fig)

@@ -20,7 +20,7 @@ import yaml
 from ..capacity import default_loads, slo_capacity, stability_capacity
 from ..errors import InputError
 from ..spec import engine_spec_from_document, load_document, parse_policy
-from .arguments import parse_positive, parse_seed
+from .arguments import parse_positive, parse_seed, save_plot
 
 __all__ = ["register", "parse_policies", "parse_loads", "capacity_report"]
 
@@ -146,12 +146,7 @@ def write_plot(report: dict, path: str) -> None:
     right.legend(fontsize=6, ncol=2, loc="best")
     fig.suptitle("SLO capacity (dotted, per policy) and stability capacity (dashed)", fontsize=10)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=120)
-    except (OSError, ValueError) as err:
-        raise InputError("--plot", f"cannot write {path}: {err}") from None
-    finally:
-        plt.close(fig)
+    save_plot(fig, path, dpi=120)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..growth import GrowthEstimate
 from ..simulation_check import simulate_spec
 from ..spec import engine_spec_from_document, load_document
-from .arguments import parse_positive, parse_seed
+from .arguments import parse_positive, parse_seed, save_plot
 
 __all__ = ["register", "simulate_file"]
 
@@ -134,12 +134,7 @@ def write_plot(result: SimulationResult, growth: GrowthEstimate, path: str) -> N
     ax.set_title(f"{result.policy}: {growth.trend} "
                  f"({growth.rate:.4g} ± {growth.half_width:.2g} tokens/s)", fontsize=10)
     fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except (OSError, ValueError) as err:
-        raise InputError("--plot", f"cannot write {path}: {err}") from None
-    finally:
-        plt.close(fig)
+    save_plot(fig, path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..spec import load_document
 from ..sweep import (POINT_KINDS, RECORD_FIELDS, SweepExecutor, default_workers, grid_points, parse_loads, parse_names,
                      parse_seeds, sweep, validate_grid, warm_up_for)
-from .simulate import parse_positive
+from .arguments import parse_positive, save_plot
 
 __all__ = ["register", "write_csv", "write_plot", "summary_lines"]
 
@@ -90,12 +90,7 @@ def write_plot(records: list[dict], path: str) -> None:
     bottom.set_xlabel("load (fraction of capacity)")
     top.legend(fontsize=8)
     fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except (OSError, ValueError) as err:
-        raise InputError("--plot", f"cannot write {path}: {err}") from None
-    finally:
-        plt.close(fig)
+    save_plot(fig, path)
 
 
 def _executor(args: argparse.Namespace, n_tasks: int, warm_up) -> SweepExecutor:
