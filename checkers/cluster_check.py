@@ -59,6 +59,7 @@ from typing import Mapping
 import sympy
 
 from llmstab.fluid_models.policies import RAD
+from llmstab.theory.exact_linalg import to_rational
 
 from .cluster_disaggregated import _unsupported_note, check_disaggregated, unsupported_features
 from .cluster_spec import ClusterSpec, cluster_spec_from_document
@@ -110,7 +111,7 @@ def _per_replica(spec: ClusterSpec, simulate: bool, seed: int) -> CheckReport:
 def _numbers(spec: ClusterSpec, single: CheckReport) -> tuple[dict, dict]:
     g, router, work = spec.cluster.replicas, spec.cluster.routers[0], spec.workload
     one = single.capacity
-    pooled = g * sympy.Rational(one["exact_tokens_per_ms"])
+    pooled = g * to_rational(one["exact_tokens_per_ms"])
     capacity = {"tokens_per_ms": pooled, "tokens_per_s": 1000 * pooled, "exact_tokens_per_ms": str(pooled),
                 "requests_per_s": g * one["requests_per_s"], "replicas": g, "router": router, "per_replica": one}
     split = {"random": "Poisson thinning: an independent Poisson stream per replica",

@@ -38,6 +38,7 @@ from llmstab.fluid_models.policies import Policy
 from llmstab.fluid_models.workload import Workload
 from llmstab.theory import memory as mem
 from llmstab.theory.capacity import engine_capacity
+from llmstab.theory.exact_linalg import to_rational
 from llmstab.theory.work import expected_work
 
 from .pipeline import CheckContext, Step
@@ -90,7 +91,7 @@ def shortest_batch_ms(engine: Engine) -> sympy.Rational:
     table = engine.batch_time.table(engine.token_budget)[1:]
     low = float(table.min())
     candidates = [b + 1 for b, v in enumerate(table) if v <= low * (1 + 1e-9)]
-    return min(sympy.Rational(engine.batch_time.exact(b)) for b in candidates)
+    return min(to_rational(engine.batch_time.exact(b)) for b in candidates)
 
 
 def _class_work(engine: Engine, c, tau: sympy.Rational) -> tuple[sympy.Rational, sympy.Rational]:

@@ -40,7 +40,7 @@ from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.region import (BatchType, CapacityRegion, TypeTable, capacity_region, load_vector,
                                  max_prompt_length, solve_margin_lp)
 from llmstab.fluid_models.workload import Workload
-from llmstab.theory.exact_linalg import solve_square
+from llmstab.theory.exact_linalg import solve_square, to_fraction
 from llmstab.theory.exact_lp import CheckResult, check_dual, check_primal
 
 from .verdict import Evidence, Verdict
@@ -134,7 +134,7 @@ def _dual_candidates(region: CapacityRegion, points: list[tuple[Fraction, Fracti
                 out.append((sol[0], sol[1]))
     out.extend(region.normals)
     if np.all(np.isfinite(w_float)) and w_float.max() > 0:
-        w = tuple(Fraction(float(max(v, 0.0))).limit_denominator(10**12) for v in w_float[:2])
+        w = tuple(to_fraction(float(max(v, 0.0))) for v in w_float[:2])
         top = region.table.exact_max_dot(w)
         if top > 0:
             out.append((w[0] / top, w[1] / top))
@@ -149,7 +149,7 @@ def certify_load(region: CapacityRegion, load: Sequence[Fraction]) -> LoadCertif
     which span them all), so a reduction error could only make the answer
     ``inconclusive``, never wrong.
     """
-    load = tuple(Fraction(v) for v in load)
+    load = tuple(to_fraction(v) for v in load)
     table = region.table
     cand = region.candidates
     if all(v == 0 for v in load):
@@ -203,7 +203,7 @@ def certifier(region: CapacityRegion) -> Callable[[Sequence[Fraction]], LoadCert
     memo: dict[tuple[Fraction, ...], LoadCertificate] = {}
 
     def certify(load: Sequence[Fraction]) -> LoadCertificate:
-        key = tuple(Fraction(v) for v in load)
+        key = tuple(to_fraction(v) for v in load)
         if key not in memo:
             memo[key] = certify_load(region, key)
         return memo[key]
@@ -293,7 +293,7 @@ def _prefill_slot_check(cert: LoadCertificate, workload: Workload, region: Capac
     near = np.nonzero(rates >= rates.max() * (1 - 1e-9))[0] + 1
     best = max(Fraction(min(int(k), limit)) / table.exact_time(int(k)) for k in near)
     slots += (1 - sum(cert.witness.values(), Fraction(0))) * best
-    need = Fraction(str(workload.rate)) / 1000
+    need = to_fraction(workload.rate) / 1000
     if slots >= need:
         return None
     return Evidence("note", f"the witness mix opens at most {slots} prefill slots per ms but {need} requests arrive "

@@ -26,13 +26,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import sympy
 
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.policies import Policy
 from llmstab.fluid_models.region import BatchType, CapacityRegion, TypeTable, load_vector, max_prompt_length, region_from_table
 from llmstab.fluid_models.state import EngineState
 from llmstab.fluid_models.workload import Workload
+from llmstab.theory.exact_linalg import to_rational
 
 from .region_check import LoadCertificate, certify_load, region_for
 from .verdict import Evidence, Verdict
@@ -202,7 +202,7 @@ def check_policy_region(engine: Engine, policy: Policy, workload: Workload, regi
     else:
         return Verdict("inconclusive", [Evidence("note", "the load's position in the region could not be certified, "
                                                  "so no test load strictly inside was chosen", {})])
-    test_load = workload.scaled(sympy.Rational(scale.numerator, scale.denominator))
+    test_load = workload.scaled(to_rational(scale))
     trend = simulate_trend(engine, policy, test_load, horizon_s=horizon_s, seed=seed, arrivals=arrivals,
                            load_scale=scale)
     if trend.trend == "undecided" and horizon_s is None:  # a wide interval: one run 4 times longer
@@ -234,21 +234,20 @@ def empirical_boundary(engine: Engine, policy: Policy, workload: Workload, regio
     margin = region.exact_margin(load)
     if margin is None:
         return None
+    def bounded_at(scale: Fraction) -> bool:
+        test = workload.scaled(to_rational(scale))
+        return simulate_trend(engine, policy, test, horizon_s=arrivals_per_run / float(test.rate),
+                              arrivals=arrivals, seed=seed).trend == "bounded"
+
     lo, hi, best = margin / 2, margin, None
     for _ in range(steps):
         mid = (lo + hi) / 2
-        test = workload.scaled(sympy.Rational(mid.numerator, mid.denominator))
-        trend = simulate_trend(engine, policy, test, horizon_s=arrivals_per_run / float(test.rate),
-                               arrivals=arrivals, seed=seed)
-        if trend.trend == "bounded":
+        if bounded_at(mid):
             lo, best = mid, mid
         else:
             hi = mid
     if best is None:
-        trend = simulate_trend(engine, policy, workload.scaled(sympy.Rational(lo.numerator, lo.denominator)),
-                               horizon_s=arrivals_per_run / float(workload.rate * sympy.Rational(lo.numerator, lo.denominator)),
-                               arrivals=arrivals, seed=seed)
-        if trend.trend != "bounded":
+        if not bounded_at(lo):
             return None
         best = lo
     return (load[0] * best, load[1] * best)

@@ -28,14 +28,13 @@ import itertools
 from dataclasses import dataclass
 from fractions import Fraction
 
-import sympy
-
 from llmstab.fluid_models.batch_time import Tiled
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.policies import RAD, Policy
 from llmstab.fluid_models.state import Batch, EngineState
 from llmstab.fluid_models.workload import Workload
 from llmstab.theory.capacity import b as B, engine_capacity
+from llmstab.theory.exact_linalg import to_fraction, to_rational
 from llmstab.theory.tiling import Assumption, theorem1, theorem2_assumptions
 
 from .errors import InputError
@@ -253,8 +252,8 @@ def tiling_findings(engine: Engine, policy: Policy, workload: Workload, nodes: i
     if not tiling.optimal and simulate and nodes == 1:
         from .region_policy import simulate_trend
 
-        inside = Fraction(95, 100) / Fraction(str(bound.load))
-        test = workload.scaled(sympy.Rational(inside.numerator, inside.denominator))
+        inside = Fraction(95, 100) / to_fraction(bound.load)
+        test = workload.scaled(to_rational(inside))
         trend = simulate_trend(engine, policy, test, horizon_s=horizon_s, load_scale=inside, seed=seed)
         evidence.append(trend.evidence())
         if trend.trend == "diverging":

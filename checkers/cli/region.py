@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.policies import Policy
 from llmstab.fluid_models.region import load_vector
 from llmstab.fluid_models.workload import Workload
+from llmstab.theory.exact_linalg import to_fraction
 
 from ..errors import InputError
 from ..region_check import certifier, check_load_region, region_for, region_summary
@@ -122,7 +122,7 @@ def _override_rates(workload: Workload, rates: Any) -> Workload:
         if isinstance(r, bool) or not isinstance(r, (int, float, str)):
             raise InputError(f"region.load[{i}]", f"must be a number, got {r!r}")
         try:
-            value = Fraction(str(r))
+            value = to_fraction(r)
         except (ValueError, ZeroDivisionError):
             raise InputError(f"region.load[{i}]", f"must be a number, got {r!r}") from None
         if value < 0:
