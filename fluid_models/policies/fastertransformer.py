@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numba
 
-from .base import NO_LIMIT, Policy, add_decodes, add_whole_prefills, any_decoding, clear, open_room, tokens_taken
+from .base import NO_LIMIT, add_decodes, add_whole_prefills, any_decoding, clear, open_room, tokens_taken
+from .vllm import LongPrompts, head_prompt_fits
 
 
 @numba.njit(cache=True)
@@ -15,21 +16,23 @@ def fastertransformer_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take)
     room = open_room(eng, b_max, k_max)
     if any_decoding(ri, n):
         add_decodes(ri, rf, n, room, take, NO_LIMIT)
-    else:
+    elif head_prompt_fits(ri, n, b_max, params):
         add_whole_prefills(ri, n, room, take)
     return tokens_taken(b_max, room)
 
 
 @dataclass(frozen=True)
-class FasterTransformer(Policy):
+class FasterTransformer(LongPrompts):
     """FasterTransformer: a batch decodes until every member finishes; new prompts wait.
 
     FasterTransformer has no iteration-level scheduling: a batch's prompts go
     through one forward pass (at most ``b_max`` tokens), then the batch runs
     decode-only iterations until its last member finishes. So while any request
     decodes, batches are decode-only; when none does, one prefill-only batch of
-    whole prompts (arrival order, while they fit; a prompt longer than ``b_max``
-    is served alone in budget-sized pieces) starts the next batch. A static
+    whole prompts (arrival order, while they fit) starts the next batch. A
+    prompt longer than ``b_max`` is served alone in budget-sized pieces with
+    ``long_prompts="split"`` (the default), and never admitted (blocking the
+    queue) with ``long_prompts="reject"``. A static
     batch therefore holds only the prompts that fit in ``b_max`` tokens, which is
     why its throughput collapses when prompts are long compared with ``b_max``.
     Memory: whole-prompt admission with the watermark; a decode short of a KV
@@ -38,6 +41,8 @@ class FasterTransformer(Policy):
     >>> from llmstab.fluid_models.state import EngineState
     >>> FasterTransformer().form_batch(EngineState((0, 1), (1, 1)), b_max=4).describe("AB")
     '{Ad}'
+    >>> FasterTransformer(long_prompts="reject").form_batch(EngineState((6,), (1,)), b_max=4).describe("A")
+    '{}'
     """
 
     name = "fastertransformer"

@@ -1,19 +1,45 @@
-"""Vanilla vLLM (v0 default scheduler): prefill-only batches while prompts wait, no chunking."""
+"""Vanilla vLLM (v0 default scheduler): prefill-only batches while prompts wait, no chunking.
+
+Also the ``long_prompts`` option it shares with FasterTransformer (the other
+scheduler that never chunks a prefill): what happens to a prompt longer than
+the token budget ``b_max``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numba
+import numpy as np
 
-from .base import NO_LIMIT, Policy, add_decodes, add_whole_prefills, any_prefilling, clear, open_room, tokens_taken
+from .base import NO_LIMIT, PF, Policy, add_decodes, add_whole_prefills, any_prefilling, clear, open_room, tokens_taken
+
+#: The values of the ``long_prompts`` option: ``split`` serves a prompt longer than ``b_max`` alone in
+#: budget-sized pieces; ``reject`` is the literal rule (a prompt that does not fit whole is never admitted).
+LONG_PROMPTS = ("split", "reject")
+
+
+@numba.njit(cache=True)
+def head_prompt_fits(ri, n, b_max, params):
+    """Whether whole-prompt admission may start: the first prompt waiting fits in ``b_max``, or long ones are split.
+
+    ``params[0] == 1`` is ``long_prompts: reject``: the first prefilling request
+    in service order, longer than ``b_max``, then blocks admission (first come,
+    first served), as the literal whole-prompt rule does.
+    """
+    if params.size == 0 or params[0] != 1.0:
+        return True
+    for i in range(n):
+        if ri[i, PF] > 0:
+            return ri[i, PF] <= b_max
+    return True
 
 
 @numba.njit(cache=True)
 def vllm_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
     clear(n, take)
     room = open_room(eng, b_max, k_max)
-    if any_prefilling(ri, n):
+    if any_prefilling(ri, n) and head_prompt_fits(ri, n, b_max, params):
         add_whole_prefills(ri, n, room, take)
     if tokens_taken(b_max, room) == 0:
         add_decodes(ri, rf, n, room, take, NO_LIMIT)
@@ -21,7 +47,30 @@ def vllm_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
 
 
 @dataclass(frozen=True)
-class VLLM(Policy):
+class LongPrompts(Policy):
+    """The ``long_prompts`` option of the schedulers that never chunk a prefill: ``split`` (default) or ``reject``.
+
+    >>> from llmstab.fluid_models.policies import VLLM
+    >>> VLLM(long_prompts="reject").label, VLLM().parameters().tolist()
+    ('vllm(long_prompts=reject)', [])
+    """
+
+    long_prompts: str = "split"
+
+    def __post_init__(self) -> None:
+        if self.long_prompts not in LONG_PROMPTS:
+            raise ValueError(f"long_prompts must be 'split' or 'reject', got {self.long_prompts!r}")
+
+    def parameters(self) -> np.ndarray:
+        return np.array([1.0] if self.long_prompts == "reject" else [], dtype=np.float64)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.long_prompts == "split" else f"{self.name}(long_prompts={self.long_prompts})"
+
+
+@dataclass(frozen=True)
+class VLLM(LongPrompts):
     """Vanilla vLLM: whenever a prompt waits, a prefill-only batch of whole prompts.
 
     Prompts are admitted in arrival order while they fit whole in the budget; the
@@ -30,12 +79,18 @@ class VLLM(Policy):
     decode-only batch; a decode that finds no free KV block preempts the
     latest-arrived running request (its own request if none arrived later),
     which is recomputed later, as vLLM's recompute preemption does.
-    A prompt longer than ``b_max`` is served alone, cut into budget-sized pieces
-    over consecutive prefill-only batches (vLLM itself would reject it).
+    A prompt longer than ``b_max`` is, with ``long_prompts="split"`` (the
+    default), served alone, cut into budget-sized pieces over consecutive
+    prefill-only batches; with ``long_prompts="reject"`` the literal rule holds:
+    it never fits, so it is never admitted and blocks every prompt behind it.
 
     >>> from llmstab.fluid_models.state import EngineState
     >>> VLLM().form_batch(EngineState((0, 1), (1, 1)), b_max=4).describe("AB")
     '{Bp}'
+    >>> VLLM().form_batch(EngineState((0, 6), (1, 1)), b_max=4)  # 4 of the 6 prompt tokens
+    Batch(prefill=(0, 4), decode=(0, 0))
+    >>> VLLM(long_prompts="reject").form_batch(EngineState((0, 6), (1, 1)), b_max=4)  # B never fits
+    Batch(prefill=(0, 0), decode=(1, 0))
     """
 
     name = "vllm"
