@@ -58,12 +58,12 @@ from typing import Mapping
 
 import sympy
 
-from llmstab.fluid_models.policies import RAD
 from llmstab.theory.exact_linalg import to_rational
 
 from .cluster_disaggregated import _unsupported_note, check_disaggregated, unsupported_features
 from .cluster_spec import ClusterSpec, cluster_spec_from_document
 from .report import CheckReport
+from .tiling import tiling_theorem
 from .verdict import Evidence, Verdict
 
 __all__ = ["check_cluster_document", "check_cluster", "ROUTER_THEOREMS"]
@@ -155,9 +155,12 @@ def _undecided(router: str) -> Evidence:
 
 
 def _assumption4(spec: ClusterSpec, verdict: Verdict) -> Verdict:
-    """RAD: Bari et al.'s Assumption 4 needs a largest request size; without one Theorem 2 is not invoked."""
+    """A policy with a tiling theorem (RAD): Bari et al.'s Assumption 4 needs a largest request size.
+
+    Without one, Theorem 2 is not invoked.
+    """
     pool = spec.cluster.pools[0]
-    if not isinstance(pool.policy, RAD):
+    if tiling_theorem(pool.policy) is None:
         return verdict
     bounded = spec.workload.bounded
     note = Evidence("theorem" if bounded else "note",

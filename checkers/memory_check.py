@@ -29,8 +29,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import sympy
+from typing import TYPE_CHECKING
 
 from llmstab.fluid_models.distributions import product_moment
 from llmstab.fluid_models.engine import Engine
@@ -43,6 +42,9 @@ from llmstab.theory.work import expected_work
 
 from .pipeline import CheckContext, Step
 from .verdict import Evidence, Verdict
+
+if TYPE_CHECKING:
+    import sympy
 
 __all__ = ["MemoryNumbers", "memory_numbers", "check_memory", "MemoryStep", "shortest_batch_ms"]
 
@@ -105,6 +107,8 @@ def _class_work(engine: Engine, c, tau: sympy.Rational) -> tuple[sympy.Rational,
 
 def memory_numbers(engine: Engine, workload: Workload) -> MemoryNumbers:
     """Exact work per request, compute load, least KV occupancy and active requests, and the largest request."""
+    import sympy  # a check without a memory model never pays for it
+
     cap = engine_capacity(engine.batch_time.expression(sympy.Symbol("b", positive=True, integer=True)),
                           engine.token_budget)
     tau = 1 / cap.tokens_per_ms
@@ -214,8 +218,10 @@ class MemoryStep(Step):
 
 def _bari_assumption_4(spec) -> Evidence | None:
     """RAD with a KV cache: Bari-Hegde-de Veciana's Assumption 4 (memory holds ``b_col`` requests of the largest size)."""
+    from .tiling import tiling_theorem  # the tiling module (and sympy) only when a memory step runs
+
     engine, policy, workload = spec.engine, spec.policy, spec.workload
-    if policy.name != "rad" or engine.kv_cache is None:
+    if tiling_theorem(policy) is None or engine.kv_cache is None:
         return None
     kv = engine.kv_cache
     if not workload.bounded:

@@ -41,10 +41,10 @@ from .errors import InputError
 from .verdict import Evidence, Verdict
 
 __all__ = ["TilingResult", "TilingFindings", "check_optimal_tiling", "check_tiled_engine", "tiling_findings",
-           "tiling_parameters", "THEOREM_1", "THEOREM_2"]
+           "tiling_parameters", "tiling_theorem", "THEOREM_1", "THEOREM_2"]
 
 THEOREM_1 = "Bari-Hegde-de Veciana (arXiv 2508.01002) Theorem 1"
-THEOREM_2 = "Bari-Hegde-de Veciana (arXiv 2508.01002) Theorem 2"
+THEOREM_2 = RAD.tiling_theorem
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def check_optimal_tiling(policy: Policy, *, b_col: int, b_max: int, b_lcm: int |
 
 
 def tiling_parameters(engine: Engine, policy: Policy) -> tuple[int, int]:
-    """``(b_col, b_lcm)`` for a tiled engine, checked against the budget and a RAD policy's own values."""
+    """``(b_col, b_lcm)`` for a tiled engine, checked against the budget and the policy's own tile (``tile_shape``)."""
     model = engine.batch_time
     if not isinstance(model, Tiled):
         raise InputError("engine.batch_time.kind", f"tiling needs a tiled batch time, got {model.kind!r}")
@@ -127,13 +127,8 @@ def tiling_parameters(engine: Engine, policy: Policy) -> tuple[int, int]:
     if engine.token_budget % b_col:
         raise InputError("engine.token_budget", f"{engine.token_budget} is not a multiple of batch_time.b_col = "
                          f"{b_col} (optimal tiling needs a budget of whole tiles)")
-    if isinstance(policy, RAD):
-        if policy.b_col != b_col:
-            raise InputError("policy.b_col", f"{policy.b_col} differs from the engine's tile batch_time.b_col = {b_col}")
-        if policy.b_lcm > engine.token_budget:
-            raise InputError("policy.b_lcm", f"{policy.b_lcm} exceeds the token budget {engine.token_budget}")
-        return b_col, policy.b_lcm
-    return b_col, b_col
+    own = getattr(policy, "tile_shape", None)
+    return own(b_col, engine.token_budget) if own else (b_col, b_col)
 
 
 def _prompt_support(workload: Workload) -> list[int] | None:
@@ -204,8 +199,18 @@ def _assumption_4(engine: Engine, workload: Workload, b_col: int) -> Assumption:
                       f"{held['blocks_needed']} KV blocks of {kv.blocks}")
 
 
-def _rad_findings(engine: Engine, policy: RAD, workload: Workload, b_col: int, b_lcm: int,
-                  tiling: TilingResult) -> tuple[Verdict, Evidence | None]:
+def tiling_theorem(policy: Policy) -> str | None:
+    """The theorem that makes ``policy`` maximally stable on a tiled engine (its class says), or ``None``.
+
+    >>> from llmstab.fluid_models.policies import RAD, Sarathi
+    >>> tiling_theorem(RAD()) == THEOREM_2, tiling_theorem(Sarathi())
+    (True, None)
+    """
+    return getattr(policy, "tiling_theorem", None)
+
+
+def _theorem2_findings(engine: Engine, policy: RAD, workload: Workload, b_col: int, b_lcm: int,
+                       tiling: TilingResult) -> tuple[Verdict, Evidence | None]:
     hypotheses = theorem2_assumptions(b_col=b_col, b_lcm=b_lcm, b_max=engine.token_budget,
                                       k_max=engine.max_batch_requests,
                                       overhead=getattr(engine.batch_time, "c_exact", 0),
@@ -220,10 +225,8 @@ def _rad_findings(engine: Engine, policy: RAD, workload: Workload, b_col: int, b
     if failed or not tiling.optimal:
         return Verdict("inconclusive", evidence), None
     decisive = Evidence("theorem", f"{THEOREM_2}: RAD is stable for every load with lambda d_a < g, "
-                        f"which is Theorem 1's bound: maximally stable (RAD's cycle parameter N = "
-                        f"{policy.cycle or 'infinity'} is llmstab's reading of a paper it cannot read in full: after N "
-                        "batches in one mode the other mode gets a turn; another reproduction reads N as 'finish "
-                        "the active requests')", {"theorem": THEOREM_2, "cycle_N": policy.cycle})
+                        f"which is Theorem 1's bound: maximally stable ({policy.theorem_reading()})",
+                        {"theorem": THEOREM_2, "cycle_N": policy.cycle})
     return Verdict("maximally-stable", [*evidence, decisive]), decisive
 
 
@@ -245,8 +248,8 @@ def tiling_findings(engine: Engine, policy: Policy, workload: Workload, nodes: i
     load = _theorem1_verdict(bound, nodes, numbers)
     tiling = check_optimal_tiling(policy, b_col=b_col, b_lcm=b_lcm, b_max=engine.token_budget,
                                   k_max=engine.max_batch_requests)
-    if isinstance(policy, RAD):
-        verdict, decisive = _rad_findings(engine, policy, workload, b_col, b_lcm, tiling)
+    if tiling_theorem(policy) == THEOREM_2:
+        verdict, decisive = _theorem2_findings(engine, policy, workload, b_col, b_lcm, tiling)
         return TilingFindings(load, verdict, numbers, decisive)
     evidence = [tiling.evidence()]
     if not tiling.optimal and simulate and nodes == 1:
@@ -280,7 +283,7 @@ def check_tiled_engine(engine: Engine, policy: Policy, workload: Workload, nodes
     """
     found = tiling_findings(engine, policy, workload, nodes, simulate=simulate, horizon_s=horizon_s, seed=seed)
     policy_verdict = found.policy
-    if policy_verdict.verdict == "inconclusive" and not isinstance(policy, RAD):
+    if policy_verdict.verdict == "inconclusive" and tiling_theorem(policy) is None:
         policy_verdict = Verdict("inconclusive", [*policy_verdict.evidence, Evidence(
             "note", "no theorem decides this policy on a tiled engine; nothing diverged in what was tried", {})])
     return found.load, policy_verdict, found.numbers

@@ -114,3 +114,29 @@ def test_theorem_2_is_no_evidence_with_unbounded_lengths(tmp_path):
     bounded = check(EXAMPLES / "rad_tiled.yaml", simulate=False)
     assert bounded.policy_verdict.verdict == "maximally-stable"
     assert any("cycle parameter N" in e.summary and "reading" in e.summary for e in bounded.policy_verdict.evidence)
+
+
+def test_rads_theorem_is_on_its_class_so_a_renamed_rad_keeps_assumption_4():
+    """Issue 9: RAD's behaviour is on its class, not keyed by its name.
+
+    The memory check used to test ``policy.name == "rad"``: a RAD subclass under
+    another name lost Bari's Assumption 4 with a KV cache.
+    """
+    from dataclasses import dataclass
+
+    from llmstab.checkers.pipeline import check_engine
+    from llmstab.checkers.spec import EngineSpec
+    from llmstab.checkers.tiling import THEOREM_2, tiling_theorem
+    from llmstab.fluid_models.engine import KVCache
+    from llmstab.fluid_models.distributions import Uniform
+
+    @dataclass(frozen=True)
+    class Renamed(RAD):
+        name = "rad_renamed"
+
+    engine = Engine(TILED, 512, kv_cache=KVCache(blocks=64 * 32, block_size=16))
+    work = Workload((RequestClass("x", 70, Deterministic(256), Uniform(1, 256)),))
+    report = check_engine(EngineSpec(engine, Renamed(b_col=64, b_lcm=128), work), simulate=False)
+    cited = [e for e in report.load_verdict.evidence if e.reference == "Bari-Hegde-de Veciana Assumption 4"]
+    assert tiling_theorem(Renamed()) == THEOREM_2 and cited and cited[0].data["holds"]
+    assert report.load_verdict.verdict == "stable"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numba
 import numpy as np
 
+from ..errors import InputError
 from .base import BLOCKS, DC, PF, TAKE_P, Policy, add_decodes, admit, any_prefilling, clear, open_room
 
 _PREFILL, _DECODE = 0, 1
@@ -87,6 +89,9 @@ class RAD(Policy):
     name = "rad"
     summary = "whole-tile batches: decode mode at b_col decoding requests or no prefill, else a b_lcm prefill chunk"
     kernel = rad_kernel
+    #: The theorem that makes RAD maximally stable on a tiled engine when its assumptions hold (the tiling,
+    #: memory and cluster checks cite it; a policy without this attribute has no such theorem).
+    tiling_theorem: ClassVar[str] = "Bari-Hegde-de Veciana (arXiv 2508.01002) Theorem 2"
 
     def __post_init__(self) -> None:
         for field_name in ("b_col", "b_lcm"):
@@ -103,6 +108,35 @@ class RAD(Policy):
 
     def initial_memory(self) -> np.ndarray:
         return np.array([_PREFILL, 0], dtype=np.int64)
+
+    def tile_shape(self, b_col: int, b_max: int) -> tuple[int, int]:
+        """``(b_col, b_lcm)`` on an engine with tiles of ``b_col`` tokens and budget ``b_max``.
+
+        RAD's own tile must be the engine's and its prefill chunk must fit the
+        budget; otherwise :class:`~llmstab.fluid_models.errors.InputError` names the policy field.
+
+        >>> RAD(b_col=64, b_lcm=128).tile_shape(64, 512)
+        (64, 128)
+        >>> RAD(b_col=32, b_lcm=64).tile_shape(64, 512)
+        Traceback (most recent call last):
+        ...
+        llmstab.fluid_models.errors.InputError: policy.b_col: 32 differs from the engine's tile batch_time.b_col = 64
+        """
+        if self.b_col != b_col:
+            raise InputError("policy.b_col", f"{self.b_col} differs from the engine's tile batch_time.b_col = {b_col}")
+        if self.b_lcm > b_max:
+            raise InputError("policy.b_lcm", f"{self.b_lcm} exceeds the token budget {b_max}")
+        return b_col, self.b_lcm
+
+    def theorem_reading(self) -> str:
+        """How llmstab reads the one option of RAD the paper leaves open, the cycle ``N`` (said with a verdict).
+
+        >>> RAD(cycle=3).theorem_reading()[:34]
+        "RAD's cycle parameter N = 3 is llm"
+        """
+        return (f"RAD's cycle parameter N = {self.cycle or 'infinity'} is llmstab's reading of a paper it cannot read "
+                "in full: after N batches in one mode the other mode gets a turn; another reproduction reads N as "
+                "'finish the active requests'")
 
     @property
     def label(self) -> str:
