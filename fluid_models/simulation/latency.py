@@ -1,6 +1,7 @@
 """Latency as serving systems count it: TTFT at the prefill's last batch, TBT per token, goodput.
 
-From a run with ``record_batches=True`` (the composition of every batch):
+From a run with ``record_latency=True`` (or ``record_batches=True``, which implies
+it), whose compiled loop records every output token's time as it is emitted:
 
 * a request's **first output token** is emitted by the batch that completes its
   prefill (Sarathi-Serve and vLLM count it so): TTFT = end of the last batch
@@ -14,10 +15,10 @@ From a run with ``record_batches=True`` (the composition of every batch):
   their own: TTFT within target, and no more than ``100 - tbt_percentile`` %
   of their gaps above the TBT target.
 
-Batch ends are not logged; they are recovered exactly: a batch after which a
-member is still present is followed at once by the next batch (the engine
-idles only when nothing is present), and a batch after which nothing is left
-ends when its last member finished.
+:func:`batch_ends` recovers the end of every logged batch exactly from a batch
+log: a batch after which a member is still present is followed at once by the
+next batch (the engine idles only when nothing is present), and a batch after
+which nothing is left ends when its last member finished.
 
 Examples
 --------
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from ..slo import SLO
@@ -78,42 +78,16 @@ def batch_ends(result: SimulationResult) -> np.ndarray:
     return ends
 
 
-@numba.njit(cache=True)
-def _walk(offsets, req, pre, dec, ends, prompt, ttft_end, gaps, gap_req):
-    n = ttft_end.size
-    last_pf = np.full(n, np.nan)
-    last_emit = np.full(n, np.nan)
-    g = 0
-    for k in range(offsets.size - 1):
-        e = ends[k]
-        for j in range(offsets[k], offsets[k + 1]):
-            r = req[j]
-            if pre[j] > 0:
-                last_pf[r] = e
-            if dec[j] == 0:
-                continue
-            if last_emit[r] != last_emit[r]:
-                ttft_end[r] = last_pf[r] if prompt[r] > 0 else e
-                last_emit[r] = ttft_end[r]
-                if prompt[r] == 0:
-                    continue
-            gaps[g] = e - last_emit[r]
-            gap_req[g] = r
-            g += 1
-            last_emit[r] = e
-    return g
-
-
 def token_latencies(result: SimulationResult) -> TokenLatencies:
-    """TTFT per request and the TBT gap of every output token after the first (see the module)."""
-    log = result.batches
-    ends = batch_ends(result)
-    n_dec = int(np.sum(log.served_decode))
-    first = np.full(result.trace.size, np.nan)
-    gaps, gap_req = np.empty(n_dec), np.empty(n_dec, np.int64)
-    g = _walk(log.offsets, log.served_request, log.served_prefill, log.served_decode, ends,
-              result.trace.prompt.astype(np.int64), first, gaps, gap_req)
-    return TokenLatencies(first - result.trace.times, gaps[:g], gap_req[:g])
+    """TTFT per request and the TBT gap of every output token after the first (see the module).
+
+    Read from the run's :class:`~llmstab.fluid_models.simulation.simulator.TokenRecord`
+    (recorded by the compiled loop when ``record_latency`` or ``record_batches`` was set).
+    """
+    if result.tokens is None:
+        raise ValueError("token latencies need a run with record_latency=True (or record_batches=True)")
+    rec = result.tokens
+    return TokenLatencies(rec.first_token - result.trace.times, rec.gaps, rec.request)
 
 
 def class_percentiles(values: np.ndarray, percentiles: tuple[float, ...] = (50, 90, 99)) -> dict:

@@ -47,13 +47,15 @@ from typing import Callable
 import numpy as np
 
 from .arrivals import ARRIVAL_KINDS, SimulationInputError, Trace, sample_trace
-from . import engine_loop as L
+from . import engine_step as S
+from .engine_loop import engine_loop
+from .results import ArrayResult, request_latencies
 from ..engine import Engine
 from ..policies.base import NF, NI, NO_LIMIT, TAKE_COLUMNS, Policy
 from ..state import Batch
 from ..workload import Workload
 
-__all__ = ["simulate", "SimulationResult", "BatchLog", "MemoryRecord"]
+__all__ = ["simulate", "SimulationResult", "BatchLog", "MemoryRecord", "TokenRecord"]
 
 
 @dataclass(frozen=True)
@@ -131,16 +133,25 @@ class MemoryRecord:
         return out
 
 
-def _summary(values: np.ndarray) -> dict:
-    v = values[np.isfinite(values)]
-    if v.size == 0:
-        return {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
-    p50, p90, p99 = np.percentile(v, [50, 90, 99])
-    return {"n": int(v.size), "mean": float(v.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
+@dataclass(frozen=True, eq=False)
+class TokenRecord:
+    """Per-token latency inputs recorded by the compiled loop (``record_latency=True``).
+
+    ``first_token[q]``: when request ``q``'s first output token came, as
+    :mod:`~llmstab.fluid_models.simulation.latency` counts it (the end of the
+    last batch that gave it prefill tokens before its first decode; its first
+    decode without a prompt; NaN before its first decode); ``gaps`` (s): every
+    later output token's gap since the same request's previous token, in batch
+    order, and ``request`` the request of each.
+    """
+
+    first_token: np.ndarray
+    gaps: np.ndarray
+    request: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
-class SimulationResult:
+class SimulationResult(ArrayResult):
     """What a run produced: the trace served, per-request times, the backlog trajectory.
 
     Times are in seconds. ``first_token`` and ``finish`` are NaN for requests
@@ -172,14 +183,10 @@ class SimulationResult:
     batches: BatchLog | None = field(default=None, repr=False)
     stopped_at_backlog: int | None = None
     memory: MemoryRecord | None = field(default=None, repr=False)
+    tokens: TokenRecord | None = field(default=None, repr=False)
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SimulationResult):
-            return NotImplemented
-        arrays = ("first_token", "finish", "worst_gap", "times", "backlog_tokens", "backlog_requests")
-        return (all(np.array_equal(getattr(self, a), getattr(other, a), equal_nan=True) for a in arrays)
-                and np.array_equal(self.trace.times, other.trace.times)
-                and (self.end_time, self.n_batches, self.tokens_served) == (other.end_time, other.n_batches, other.tokens_served))
+    _ARRAYS = ("first_token", "finish", "worst_gap", "times", "backlog_tokens", "backlog_requests", "trace.times")
+    _SCALARS = ("end_time", "n_batches", "tokens_served")
 
     @property
     def finished(self) -> np.ndarray:
@@ -206,19 +213,12 @@ class SimulationResult:
         span = self.end_time if self.end_time > 0 else float("nan")
         for name, mask in groups.items():
             done = mask & self.finished
-            ttft = self.first_token[done] - tr.times[done]
-            gaps = tr.decode - (tr.prompt == 0)  # tokens after the first (the prefill's batch emits it)
-            multi = done & (gaps > 0)
-            tbt = (self.finish[multi] - self.first_token[multi]) / gaps[multi]
             out[name] = {
                 "arrived": int(mask.sum()),
                 "finished": int(done.sum()),
                 "throughput_requests_per_s": float(done.sum() / span),
                 "throughput_tokens_per_s": float((tr.prompt[done] + tr.decode[done]).sum() / span),
-                "ttft_s": _summary(ttft),
-                "tbt_s": _summary(tbt),
-                "worst_tbt_s": _summary(self.worst_gap[multi]),
-                "e2e_s": _summary(self.finish[done] - tr.times[done]),
+                **request_latencies(tr, self.first_token, self.finish, self.worst_gap, mask),
             }
         return out
 
@@ -250,7 +250,7 @@ def _grow(a: np.ndarray, size: int) -> np.ndarray:
 
 def simulate(engine: Engine, policy: Policy, workload: Workload | None, *, n_requests: int | None = None,
              horizon_s: float | None = None, seed: int = 0, arrivals: str = "poisson", trace: Trace | None = None,
-             record_every: float | None = None, record_batches: bool = False,
+             record_every: float | None = None, record_batches: bool = False, record_latency: bool = False,
              max_backlog_requests: int | None = None, progress: Callable[[float, float], None] | None = None) -> SimulationResult:
     """Simulate ``engine`` under ``policy`` serving ``workload`` (or replaying ``trace``).
 
@@ -272,6 +272,11 @@ def simulate(engine: Engine, policy: Policy, workload: Workload | None, *, n_req
     record_batches
         Keep a :class:`BatchLog` (start, tokens, demand, composition of every batch);
         its memory grows with the total number of batch entries (3 int64 each).
+        Implies ``record_latency``.
+    record_latency
+        Keep a :class:`TokenRecord` (every output token's gap, 16 bytes per
+        token): what :mod:`~llmstab.fluid_models.simulation.latency` needs,
+        without the batch log.
     max_backlog_requests
         Stop early once more requests than this are present (a run that is
         clearly diverging need not be followed to the horizon).
@@ -298,38 +303,52 @@ def simulate(engine: Engine, policy: Policy, workload: Workload | None, *, n_req
     ['{Ad,Bd,Cp}', '{Ad,Cd}']
     """
     _check_options(n_requests, horizon_s, seed, record_every)
+    tr, offered = _trace_to_serve(workload, n_requests, horizon_s, seed, arrivals, trace)
+    return _run(engine, policy, tr, horizon_s, int(seed), arrivals, offered, record_every,
+                (record_batches, record_batches or record_latency), max_backlog_requests, progress)
+
+
+def _trace_to_serve(workload: Workload | None, n_requests: int | None, horizon_s: float | None, seed: int,
+                    arrivals: str, trace: Trace | None) -> tuple[Trace, float | None]:
+    """The requests to serve (the given trace's head, or drawn from ``workload``) and the offered token rate."""
     if arrivals not in ARRIVAL_KINDS:
         raise SimulationInputError("arrivals", f"unknown kind {arrivals!r} (one of {', '.join(ARRIVAL_KINDS)})")
-    rng = np.random.default_rng(int(seed))
-    offered = None
     if arrivals == "trace":
         if trace is None:
             raise SimulationInputError("trace", "arrivals='trace' needs a trace")
         tr = trace if n_requests is None else trace.head(n_requests)
         if horizon_s is not None:
             tr = tr.head(int(np.searchsorted(tr.times, horizon_s, side="right")))
-    else:
-        if workload is None:
-            raise SimulationInputError("workload", "needed unless arrivals='trace'")
-        if n_requests is None and horizon_s is None:
-            raise SimulationInputError("horizon", "give a horizon or a number of requests")
-        tr = sample_trace(workload, rng, kind=arrivals, n_requests=n_requests, horizon_s=horizon_s)
-        offered = float(workload.token_rate)
-    return _run(engine, policy, tr, horizon_s, int(seed), arrivals, offered, record_every, record_batches,
-                max_backlog_requests, progress)
+        return tr, None
+    if workload is None:
+        raise SimulationInputError("workload", "needed unless arrivals='trace'")
+    if n_requests is None and horizon_s is None:
+        raise SimulationInputError("horizon", "give a horizon or a number of requests")
+    rng = np.random.default_rng(int(seed))
+    return sample_trace(workload, rng, kind=arrivals, n_requests=n_requests, horizon_s=horizon_s), \
+        float(workload.token_rate)
 
 
-def _kv_vector(engine: Engine, policy: Policy, k_max: int) -> np.ndarray:
-    """``[total blocks, block size, watermark blocks, max active, waiting rows shown]`` (unlimited: ``2**62``)."""
+def kv_vector(engine: Engine, policy: Policy, k_max: int, leave_after_prefill: bool = False) -> np.ndarray:
+    """``[total blocks, block size, watermark blocks, max active, waiting rows shown, leave after the prefill]``.
+
+    Unlimited: ``2**62`` blocks of one token. ``leave_after_prefill`` (a
+    disaggregated prefill pool): a request leaves the engine once its prefill is done.
+
+    >>> from llmstab.fluid_models.batch_time import Staircase
+    >>> from llmstab.fluid_models.policies import Sarathi
+    >>> kv_vector(Engine(Staircase(1, 1, 4), 8), Sarathi(), 4).tolist()[1:]
+    [1, 0, 4611686018427387904, 4, 0]
+    """
     kv = engine.kv_cache
     active = NO_LIMIT if engine.max_active_requests is None else int(engine.max_active_requests)
     shown = NO_LIMIT if policy.sees_whole_queue else min(int(engine.token_budget), k_max)
-    if kv is None:
-        return np.array([NO_LIMIT, 1, 0, active, shown], np.int64)
-    return np.array([kv.blocks, kv.block_size, kv.watermark_blocks, active, shown], np.int64)
+    blocks = (NO_LIMIT, 1, 0) if kv is None else (kv.blocks, kv.block_size, kv.watermark_blocks)
+    return np.array([*blocks, active, shown, int(leave_after_prefill)], np.int64)
 
 
-def _batch_seconds(engine: Engine, b_max: int) -> tuple[np.ndarray, np.ndarray]:
+def batch_seconds(engine: Engine, b_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """The batch-time table ``t(0 .. b_max)`` and the attention coefficients ``[decode, prefill]``, in seconds."""
     batch_s = np.ascontiguousarray(engine.batch_time.table(b_max) / 1000.0, dtype=np.float64)
     if not (np.isfinite(batch_s[1:]).all() and (batch_s[1:] > 0).all()):
         raise SimulationInputError("engine.batch_time", "batch times must be positive and finite for 1..b_max tokens")
@@ -338,36 +357,50 @@ def _batch_seconds(engine: Engine, b_max: int) -> tuple[np.ndarray, np.ndarray]:
     return batch_s, coeffs
 
 
+def token_times(n: int, n_gaps: int) -> tuple[np.ndarray, ...]:
+    """The compiled step's per-request token times for ``n`` requests, with room for ``n_gaps`` per-token gaps.
+
+    ``(first_tok, finish, last_tok, max_gap, pf_end, lat_first, gaps, gap_req, n_gaps)``
+    (see :mod:`llmstab.fluid_models.simulation.engine_step`).
+
+    >>> [a.size for a in token_times(3, 5)]
+    [3, 3, 3, 3, 3, 3, 5, 5, 1]
+    """
+    return (np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), np.zeros(n), np.full(n, np.nan),
+            np.full(n, np.nan), np.zeros(n_gaps), np.zeros(n_gaps, np.int64), np.zeros(1, np.int64))
+
+
 class _Buffers:
     """The compiled loop's arrays: per request, per row, records, logs and state (growable between segments)."""
 
-    def __init__(self, tr: Trace, policy: Policy, span_guess: float, rec_dt: float, record_batches: bool) -> None:
+    def __init__(self, tr: Trace, policy: Policy, span_guess: float, rec_dt: float, record_batches: bool,
+                 record_latency: bool) -> None:
         n = tr.size
         self.memory = np.ascontiguousarray(policy.initial_memory(), dtype=np.int64).copy()
         self.cum_tok = np.zeros(n + 1, np.int64)
         np.cumsum(tr.prompt + tr.decode, out=self.cum_tok[1:])
         rows = n + 1
-        self.rows = [np.zeros((rows, NI), np.int64), np.zeros((rows, NF)), np.zeros(16),
+        self.rows = (np.zeros((rows, NI), np.int64), np.zeros((rows, NF)), np.zeros(16),
                      np.zeros((rows, TAKE_COLUMNS), np.int64), np.full(rows, -1, np.int64), self.memory.copy(),
-                     np.zeros(rows, np.int64)]
-        self.per_request = [np.zeros(n, np.int64), tr.prompt.astype(np.int64).copy(), np.full(n, np.nan)]
-        self.times = [np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), np.zeros(n)]
+                     np.zeros(rows, np.int64), np.zeros(rows, np.int64))
+        self.per_request = (np.zeros(n, np.int64), tr.prompt.astype(np.int64).copy(), np.full(n, np.nan))
+        self.times = token_times(n, int(tr.decode.sum()) if record_latency else 0)
         size = int(span_guess / rec_dt) + 64
         self.rec = [np.zeros(size), np.zeros(size, np.int64), np.zeros(size, np.int64), np.zeros(size, np.int64)]
         log_size = 1024 if record_batches else 0
         self.log = [np.zeros(log_size)] + [np.zeros(log_size, np.int64) for _ in range(4)]
         self.comp = [np.zeros(log_size + 1 if record_batches else 0, np.int64)] + \
             [np.zeros(4 * log_size, np.int64) for _ in range(3)]
-        self.ist, self.fst = np.zeros(L.IST_SIZE, np.int64), np.zeros(L.FST_SIZE)
+        self.ist, self.fst = np.zeros(S.IST_SIZE, np.int64), np.zeros(S.FST_SIZE)
 
     def grow(self, status: int, n: int) -> None:
         """Make room after a ``FULL_*`` status."""
-        if status == L.FULL_REC:
+        if status == S.FULL_REC:
             self.rec = [_grow(a, 2 * a.size + 64) for a in self.rec]
-        elif status == L.FULL_LOG:
+        elif status == S.FULL_LOG:
             self.log = [_grow(a, 2 * a.size) for a in self.log]
             self.comp[0] = _grow(self.comp[0], self.log[0].size + 1)
-        elif status == L.FULL_COMP:
+        elif status == S.FULL_COMP:
             self.comp[1:] = [_grow(a, 2 * a.size + n) for a in self.comp[1:]]
 
 
@@ -377,18 +410,18 @@ THRASH_FACTOR = 100
 
 def _thrashing_error(policy: Policy, buf: _Buffers) -> SimulationInputError:
     return SimulationInputError(
-        "engine.kv_cache", f"{policy.label} thrashes: its preemptions recomputed {int(buf.ist[L.I_RECOMP]):,} tokens, "
-        f"over {THRASH_FACTOR} times the trace's work, with {int(buf.ist[L.I_FINISHED])} requests finished at "
-        f"t = {buf.fst[L.F_T]:.6g} s (requests evict each other: the cache is too small for this policy)")
+        "engine.kv_cache", f"{policy.label} thrashes: its preemptions recomputed {int(buf.ist[S.I_RECOMP]):,} tokens, "
+        f"over {THRASH_FACTOR} times the trace's work, with {int(buf.ist[S.I_FINISHED])} requests finished at "
+        f"t = {buf.fst[S.F_T]:.6g} s (requests evict each other: the cache is too small for this policy)")
 
 
 def _stop_error(status: int, policy: Policy, buf: _Buffers, tr: Trace, engine: Engine) -> SimulationInputError:
-    t, waiting = buf.fst[L.F_T], buf.ist[L.I_NR] + buf.ist[L.I_QLEN]
-    if status == L.STALLED:
+    t, waiting = buf.fst[S.F_T], buf.ist[S.I_NR] + buf.ist[S.I_QLEN]
+    if status == S.STALLED:
         return SimulationInputError("policy", f"{policy.label} formed an empty or oversized batch at t = {t:.6g} s "
                                     f"with {waiting} requests waiting")
-    if status == L.NO_FIT:
-        r = int(buf.ist[L.I_BAD])
+    if status == S.NO_FIT:
+        r = int(buf.ist[S.I_BAD])
         kv = engine.kv_cache
         return SimulationInputError(
             "engine.kv_cache", f"request {r} (prompt {int(tr.prompt[r])}, output {int(tr.decode[r])} tokens) can never "
@@ -399,65 +432,67 @@ def _stop_error(status: int, policy: Policy, buf: _Buffers, tr: Trace, engine: E
 
 
 def _run(engine: Engine, policy: Policy, tr: Trace, horizon_s: float | None, seed: int, arrivals: str,
-         offered: float | None, record_every: float | None, record_batches: bool,
+         offered: float | None, record_every: float | None, records: tuple[bool, bool],
          max_backlog_requests: int | None, progress: Callable[[float, float], None] | None) -> SimulationResult:
+    """Run the compiled loop segment by segment; ``records`` = (keep the batch log, keep the per-token gaps)."""
     b_max = int(engine.token_budget)
     k_max = NO_LIMIT if engine.max_batch_requests is None else int(engine.max_batch_requests)
-    batch_s, att = _batch_seconds(engine, b_max)
-    kv = _kv_vector(engine, policy, k_max)
+    batch_s, att = batch_seconds(engine, b_max)
+    kv = kv_vector(engine, policy, k_max)
     n = tr.size
     t_end = math.inf if horizon_s is None else float(horizon_s)
     span_guess = t_end if horizon_s is not None else max(float(tr.times[-1]) if n else 0.0, 1e-3) * 1.5 + 1.0
     rec_dt = float(record_every) if record_every is not None else span_guess / 4000.0
     kernel, params = policy.compiled_kernel(), np.ascontiguousarray(policy.parameters(), dtype=np.float64)
-    buf = _Buffers(tr, policy, span_guess, rec_dt, record_batches)
+    buf = _Buffers(tr, policy, span_guess, rec_dt, *records)
     chunk = 200_000  # batches between pauses: progress, and the thrashing guard
     pause_at = chunk
     thrash_limit = THRASH_FACTOR * int(tr.prompt.sum() + tr.decode.sum()) + 10**6
     crowd = NO_LIMIT if max_backlog_requests is None else int(max_backlog_requests)
     while True:
-        status = L.engine_loop(kernel, params, buf.memory, batch_s, att, kv, b_max, k_max, tr.times, tr.prompt,
-                               tr.decode, tr.cls, buf.cum_tok, t_end, rec_dt, pause_at, crowd, *buf.rows,
-                               *buf.per_request, *buf.times, tuple(buf.rec), tuple(buf.log), tuple(buf.comp),
-                               buf.ist, buf.fst)
-        if status in (L.DONE, L.CROWDED):
+        status = engine_loop(kernel, params, buf.memory, batch_s, att, kv, b_max, k_max,
+                             (tr.times, tr.prompt, tr.decode, tr.cls), buf.cum_tok, t_end, rec_dt, pause_at, crowd,
+                             buf.rows, buf.per_request, buf.times, tuple(buf.rec), tuple(buf.log), tuple(buf.comp),
+                             buf.ist, buf.fst)
+        if status in (S.DONE, S.CROWDED):
             break
-        if status == L.PAUSED:
+        if status == S.PAUSED:
             pause_at += chunk
-            if horizon_s is None and buf.ist[L.I_RECOMP] > thrash_limit:
+            if horizon_s is None and buf.ist[S.I_RECOMP] > thrash_limit:
                 raise _thrashing_error(policy, buf)
-            done = (float(buf.fst[L.F_T]), t_end) if horizon_s is not None else (float(buf.ist[L.I_FINISHED]), float(n))
+            done = (float(buf.fst[S.F_T]), t_end) if horizon_s is not None else (float(buf.ist[S.I_FINISHED]), float(n))
             if progress is not None:
                 progress(*done)
-        elif status in (L.FULL_REC, L.FULL_LOG, L.FULL_COMP):
+        elif status in (S.FULL_REC, S.FULL_LOG, S.FULL_COMP):
             buf.grow(status, n)
         else:
             raise _stop_error(status, policy, buf, tr, engine)
     return _result(engine, policy, tr, buf, status, horizon_s, t_end, seed, arrivals, offered, rec_dt,
-                   record_batches, max_backlog_requests, progress)
+                   records[0], max_backlog_requests, progress)
 
 
 def _result(engine: Engine, policy: Policy, tr: Trace, buf: _Buffers, status: int, horizon_s: float | None,
             t_end: float, seed: int, arrivals: str, offered: float | None, rec_dt: float, record_batches: bool,
             max_backlog_requests: int | None, progress: Callable[[float, float], None] | None) -> SimulationResult:
     ist, fst, n = buf.ist, buf.fst, tr.size
-    stopped = status == L.CROWDED
-    end = float(fst[L.F_T]) if stopped or horizon_s is None else t_end
-    outstanding = int(ist[L.I_SERVED] - ist[L.I_RECOMP])
-    times, tokens, reqs, kv_used = _finish_trajectory(buf.rec, int(ist[L.I_REC]), rec_dt, end, tr, buf.cum_tok,
-                                                      outstanding, int(ist[L.I_FINISHED]), int(ist[L.I_USED]))
+    stopped = status == S.CROWDED
+    end = float(fst[S.F_T]) if stopped or horizon_s is None else t_end
+    outstanding = int(ist[S.I_SERVED] - ist[S.I_RECOMP])
+    times, tokens, reqs, kv_used = _finish_trajectory(buf.rec, int(ist[S.I_REC]), rec_dt, end, tr, buf.cum_tok,
+                                                      outstanding, int(ist[S.I_FINISHED]), int(ist[S.I_USED]))
     if progress is not None:
         progress(end if horizon_s is not None else float(n), end if horizon_s is not None else float(n))
-    batches = _batch_log(buf.log, buf.comp, int(ist[L.I_BATCHES])) if record_batches else None
+    batches = _batch_log(buf.log, buf.comp, int(ist[S.I_BATCHES])) if record_batches else None
     kv = engine.kv_cache
     memory = MemoryRecord(kv.blocks if kv else None, kv.block_size if kv else None, engine.max_active_requests,
-                          kv_used, int(ist[L.I_PEAK]), int(ist[L.I_PREEMPT]), int(ist[L.I_RECOMP]),
-                          int(ist[L.I_STALL_MEM]), int(ist[L.I_STALL_REQ]))
-    first_tok, finish, _, max_gap = buf.times
+                          kv_used, int(ist[S.I_PEAK]), int(ist[S.I_PREEMPT]), int(ist[S.I_RECOMP]),
+                          int(ist[S.I_STALL_MEM]), int(ist[S.I_STALL_REQ]))
+    first_tok, finish, _, max_gap, _, lat_first, gaps, gap_req, n_gaps = buf.times
+    record = TokenRecord(lat_first, gaps[: n_gaps[0]], gap_req[: n_gaps[0]]) if gaps.size else None
     return SimulationResult(policy.label, int(engine.token_budget), seed, arrivals, tr, first_tok, finish,
-                            max_gap, times, tokens, reqs, end, int(ist[L.I_BATCHES]),
-                            float(fst[L.F_BUSY]), int(ist[L.I_SERVED]), offered, batches,
-                            max_backlog_requests if stopped else None, memory)
+                            max_gap, times, tokens, reqs, end, int(ist[S.I_BATCHES]),
+                            float(fst[S.F_BUSY]), int(ist[S.I_SERVED]), offered, batches,
+                            max_backlog_requests if stopped else None, memory, record)
 
 
 def _finish_trajectory(rec: list, k: int, rec_dt: float, end: float, tr: Trace, cum_tok: np.ndarray,
