@@ -53,6 +53,7 @@ import numpy as np
 from numba import types
 
 from .arrivals import SimulationInputError, Trace, sample_trace
+from .results import ArrayResult, request_latencies, summary
 from ..cluster import ROUTERS, Cluster
 from ..policies.base import (ARRIVAL, BATCHES, CLOCK, DC, EVICT, ID, KERNEL_TYPE, LAST_BATCH_END, LAST_TOKEN,
                              MEAN_BATCH, NF, NI, PF, PROMPT, SCRATCH, TAKE_COLUMNS, TAKE_D, TAKE_P,
@@ -345,16 +346,8 @@ def _cluster_loop(kern_p, kern_d, params_p, params_d, memory, batch_s, b_max, k_
         fst[_NOW] = t_next
 
 
-def _summary(values: np.ndarray) -> dict:
-    v = values[np.isfinite(values)]
-    if v.size == 0:
-        return {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
-    p50, p90, p99 = np.percentile(v, [50, 90, 99])
-    return {"n": int(v.size), "mean": float(v.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
-
-
 @dataclass(frozen=True, eq=False)
-class ClusterResult:
+class ClusterResult(ArrayResult):
     """What a cluster run produced (times in seconds; NaN for what had not happened when the run stopped).
 
     ``assignment[q]`` is request ``q``'s replica in the first pool and, when
@@ -390,12 +383,8 @@ class ClusterResult:
     stopped_at_backlog: int | None = None
     extra: dict = field(default_factory=dict, repr=False)
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ClusterResult):
-            return NotImplemented
-        names = ("assignment", "first_token", "finish", "worst_gap", "prefill_done", "delivered", "times",
-                 "backlog_tokens", "batches", "tokens", "routed")
-        return all(np.array_equal(getattr(self, a), getattr(other, a), equal_nan=True) for a in names)
+    _ARRAYS = ("assignment", "first_token", "finish", "worst_gap", "prefill_done", "delivered", "times",
+               "backlog_tokens", "batches", "tokens", "routed")
 
     @property
     def n_batches(self) -> int:
@@ -431,8 +420,6 @@ class ClusterResult:
         tr, span = self.trace, self.end_time if self.end_time > 0 else float("nan")
         arrived = tr.times <= self.end_time
         done = np.isfinite(self.finish)
-        gaps = tr.decode - (tr.prompt == 0)  # tokens after the first (the prefill's batch emits it)
-        multi = done & (gaps > 0)
         grid = np.linspace(0.0, self.end_time, 512)
         per_replica = self.replica_backlog(grid)
         present_end = int(self.replica_backlog(np.array([self.end_time])).sum())
@@ -444,10 +431,7 @@ class ClusterResult:
             "lost": int(arrived.sum() - done.sum() - present_end - in_link),
             "throughput_requests_per_s": float(done.sum() / span),
             "throughput_tokens_per_s": float((tr.prompt[done] + tr.decode[done]).sum() / span),
-            "ttft_s": _summary(self.first_token[done] - tr.times[done]),
-            "tbt_s": _summary((self.finish[multi] - self.first_token[multi]) / gaps[multi]),
-            "worst_tbt_s": _summary(self.worst_gap[multi]),
-            "e2e_s": _summary(self.finish[done] - tr.times[done]),
+            **request_latencies(tr, self.first_token, self.finish, self.worst_gap, done),
             "batches": self.n_batches,
             "router_imbalance": {
                 "routed_max_over_mean": _ratio(self.routed, self.pool_sizes),
@@ -455,7 +439,7 @@ class ClusterResult:
         }
         if self.disaggregated:
             moved = np.isfinite(self.delivered)
-            cluster["transfer_s"] = _summary(self.delivered[moved] - self.prefill_done[moved])
+            cluster["transfer_s"] = summary(self.delivered[moved] - self.prefill_done[moved])
         replicas = [{"replica": r, "pool": self._pool_name(r), "routed": int(self.routed[r]),
                      "batches": int(self.batches[r]), "tokens_per_s": float(self.tokens[r] / span),
                      "utilisation": float(self.busy_time[r] / span),
