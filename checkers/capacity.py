@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,8 +46,10 @@ from llmstab.theory.work import expected_work
 
 from .growth import estimate_growth
 from .single_engine import capacity_of
+from .sweep import SweepExecutor
 
-__all__ = ["StabilityCapacity", "stability_capacity", "evaluate_load", "slo_capacity", "default_loads", "compare_to_baseline"]
+__all__ = ["StabilityCapacity", "stability_capacity", "evaluate_load", "slo_capacity", "slo_capacities",
+           "default_loads", "compare_to_baseline"]
 
 
 @dataclass(frozen=True)
@@ -131,43 +134,138 @@ def default_loads(stability: StabilityCapacity, points: int = 10) -> list[float]
     return [float(x) for x in np.linspace(0.1, 1.0, points) * stability.rps]
 
 
-def slo_capacity(engine: Engine, policy: Policy, workload: Workload, loads: list[float], *, n_requests: int,
-                 seed: int, refine: int = 4, stability: StabilityCapacity | None = None) -> dict:
-    """The SLO capacity of ``policy``: the first crossing on ``loads``, narrowed by ``refine`` bisections.
+def _load_task(engine: Engine, workload: Workload, n_requests: int, seed: int, job: tuple[Policy, float]) -> dict:
+    """One (policy, load) job for :meth:`~llmstab.checkers.sweep.SweepExecutor.map` (module level: it pickles)."""
+    policy, rps = job
+    return evaluate_load(engine, policy, workload, rps, n_requests=n_requests, seed=seed)
 
-    Returns the JSON-ready record: ``slo_capacity_rps`` (``None`` with a
-    ``note`` when even the lowest load misses the SLO), ``bracket_rps``
-    ``[lo, hi]`` (the last load that met the SLO and the first that did not;
-    ``hi`` is the stability capacity when every load met it),
-    ``divergence_rps`` (the first load whose backlog grew, or ``None``), and
-    every point run, in the order run.
+
+def _warm_up(engine: Engine, policies: tuple[Policy, ...], workload: Workload) -> None:
+    """Load each policy's compiled kernel once per worker (a short run), so no point pays it."""
+    for policy in policies:
+        evaluate_load(engine, policy, workload, float(workload.rate), n_requests=32, seed=0)
+
+
+def _executor(workers: int | None, n_jobs: int, engine: Engine, policies: dict[str, Policy],
+              workload: Workload) -> SweepExecutor:
+    """This process (``workers=None``) or a local Dask cluster of up to ``workers`` processes (no more than
+    ``n_jobs``, the largest batch), as ``llmstab sweep`` runs."""
+    if workers is None:
+        return SweepExecutor()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError("workers", f"must be a positive integer or None, got {workers!r}")
+    return SweepExecutor(workers=min(workers, n_jobs),
+                         warm_up=functools.partial(_warm_up, engine, tuple(policies.values()), workload))
+
+
+class _Bisection:
+    """One policy's search state: its points, the bracket, the bisections left (the same whatever runs them)."""
+
+    def __init__(self, grid: list[float], points: list[dict], stability_rps: float, refine: int) -> None:
+        self.grid, self.points = grid, list(points)
+        self.first_miss = next((k for k, pt in enumerate(points) if not pt["met"]), None)
+        if self.first_miss == 0:
+            self.lo, self.hi, self.left = None, grid[0], 0
+        elif self.first_miss is None:  # every load met it: the stability capacity bounds it, no bisection
+            self.lo, self.hi, self.left = grid[-1], stability_rps, 0
+        else:
+            self.lo, self.hi, self.left = grid[self.first_miss - 1], grid[self.first_miss], refine
+
+    def next_load(self) -> float | None:
+        """The midpoint to run next, or ``None`` when the search is over."""
+        return (self.lo + self.hi) / 2 if self.left else None
+
+    def record(self, point: dict) -> None:
+        """Take the midpoint's result: it becomes the new lower end if it met the SLO, else the upper end."""
+        self.points.append(point)
+        self.lo, self.hi = (point["rps"], self.hi) if point["met"] else (self.lo, point["rps"])
+        self.left -= 1
+
+    def to_json(self, policy: Policy, n_requests: int, seed: int, refine: int) -> dict:
+        out = {"policy": policy.label, "requests_per_point": n_requests, "seed": seed, "refinements": refine,
+               "slo_capacity_rps": self.lo, "bracket_rps": [self.lo, self.hi]}
+        if self.lo is None:
+            out["note"] = f"no load meets this SLO: the lowest load tried ({self.grid[0]:.4g} req/s) misses it"
+        diverging = [pt["rps"] for pt in self.points if pt["diverging"]]
+        out["divergence_rps"] = min(diverging) if diverging else None
+        out["points"] = sorted(self.points, key=lambda pt: pt["rps"])
+        return out
+
+
+def slo_capacities(engine: Engine, policies: dict[str, Policy], workload: Workload, loads: list[float], *,
+                   n_requests: int, seed: int, refine: int = 4, stability: StabilityCapacity | None = None,
+                   workers: int | None = None) -> dict[str, dict]:
+    """The SLO capacity of each of ``policies``: the first crossing on ``loads``, narrowed by ``refine`` bisections.
+
+    Parameters
+    ----------
+    engine, workload
+        The engine and the traffic mix (its classes carry the SLOs); each load scales the mix.
+    policies
+        Name to policy; every policy runs the same seeded arrivals at each load (a paired comparison).
+    loads
+        The grid (req/s); loads above the stability capacity are dropped.
+    n_requests, seed
+        Requests per point and the seed of arrivals and lengths (the same at every load).
+    refine
+        Bisections inside each policy's bracket.
+    stability
+        The stability capacity, if already computed.
+    workers
+        Run the points on a local Dask cluster of this many processes (``None``: in this process). All
+        policies' grid points go out as one batch, then one batch per bisection step; the result is the
+        same whatever the number of workers.
+
+    Returns
+    -------
+    dict
+        Per policy the JSON-ready record: ``slo_capacity_rps`` (``None`` with a ``note`` when even the
+        lowest load misses the SLO), ``bracket_rps`` ``[lo, hi]`` (the last load that met the SLO and the
+        first that did not; ``hi`` is the stability capacity when every load met it),
+        ``divergence_rps`` (the first load whose backlog grew, or ``None``), and every point run, by load.
+
+    Examples
+    --------
+    >>> from llmstab.checkers.spec import engine_spec_from_document
+    >>> from llmstab.fluid_models.policies import Sarathi
+    >>> lengths = {"prompt": {"dist": "deterministic", "mean": 100}, "decode": {"dist": "deterministic", "mean": 10}}
+    >>> spec = engine_spec_from_document({"engine": {"batch_time": {"kind": "staircase", "c": 10, "a": 10,
+    ...     "b0": 64}, "token_budget": 64}, "policy": "sarathi", "workload": {"classes": [{"name": "chat",
+    ...     "rate": 1, "slo": {"ttft_s": 0.05}, **lengths}]}})
+    >>> out = slo_capacities(spec.engine, {"sarathi": Sarathi()}, spec.workload, [2, 20], n_requests=200, seed=0,
+    ...                      refine=2)
+    >>> [pt["met"] for pt in out["sarathi"]["points"]], out["sarathi"]["bracket_rps"]
+    ([True, True, False, False], [6.5, 11.0])
     """
     stability = stability or stability_capacity(engine, workload)
     grid = sorted(x for x in loads if x <= stability.rps)
     if not grid:
         raise InputError("--loads", f"every load lies above the stability capacity ({stability.rps:.4g} req/s)")
-    points = [evaluate_load(engine, policy, workload, x, n_requests=n_requests, seed=seed) for x in grid]
-    first_miss = next((k for k, pt in enumerate(points) if not pt["met"]), None)
-    out = {"policy": policy.label, "requests_per_point": n_requests, "seed": seed, "refinements": refine}
-    if first_miss == 0:
-        out.update(slo_capacity_rps=None, bracket_rps=[None, grid[0]],
-                   note=f"no load meets this SLO: the lowest load tried ({grid[0]:.4g} req/s) misses it")
-    else:
-        lo = grid[len(grid) - 1 if first_miss is None else first_miss - 1]
-        hi = stability.rps if first_miss is None else grid[first_miss]
-        for _ in range(refine if first_miss is not None else 0):
-            mid = (lo + hi) / 2
-            points.append(evaluate_load(engine, policy, workload, mid, n_requests=n_requests, seed=seed))
-            lo, hi = (mid, hi) if points[-1]["met"] else (lo, mid)
-        out.update(slo_capacity_rps=lo, bracket_rps=[lo, hi])
-    diverging = [pt["rps"] for pt in points if pt["diverging"]]
-    out["divergence_rps"] = min(diverging) if diverging else None
-    out["points"] = sorted(points, key=lambda pt: pt["rps"])
-    return out
+    _slos(workload)  # a file without targets fails before any run
+    task = functools.partial(_load_task, engine, workload, n_requests, seed)
+    jobs = [(policy, x) for policy in policies.values() for x in grid]
+    with _executor(workers, len(jobs), engine, policies, workload) as executor:
+        flat = executor.map(task, jobs)
+        runs = {name: _Bisection(grid, flat[k * len(grid):(k + 1) * len(grid)], stability.rps, refine)
+                for k, name in enumerate(policies)}
+        while active := [name for name, run in runs.items() if run.next_load() is not None]:
+            found = executor.map(task, [(policies[name], runs[name].next_load()) for name in active])
+            for name, point in zip(active, found):
+                runs[name].record(point)
+    return {name: run.to_json(policies[name], n_requests, seed, refine) for name, run in runs.items()}
+
+
+def slo_capacity(engine: Engine, policy: Policy, workload: Workload, loads: list[float], *, n_requests: int,
+                 seed: int, refine: int = 4, stability: StabilityCapacity | None = None,
+                 workers: int | None = None) -> dict:
+    """The SLO capacity of one ``policy``: :func:`slo_capacities` with that policy alone (see there)."""
+    return slo_capacities(engine, {policy.label: policy}, workload, loads, n_requests=n_requests, seed=seed,
+                          refine=refine, stability=stability, workers=workers)[policy.label]
 
 
 def compare_to_baseline(engine: Engine, baseline: Policy, challengers: dict[str, Policy], workload: Workload,
-                        loads: list[float], *, n_requests: int, seed: int, refine: int = 4) -> dict:
+                        loads: list[float], *, n_requests: int, seed: int, refine: int = 4,
+                        workers: int | None = None) -> dict:
     """The two ratios a scheduler paper reports, for each challenger against ``baseline``.
 
     ``ttft_change`` is the challenger's median TTFT at the load where the
@@ -176,19 +274,36 @@ def compare_to_baseline(engine: Engine, baseline: Policy, challengers: dict[str,
     one, ``capacity_change_is_lower_bound`` when the challenger met the SLO at
     every load up to the stability capacity (its own capacity is then only
     known to be at least that). ``None`` where a capacity does not exist.
+    All searches run as one :func:`slo_capacities` (on ``workers`` processes, if given).
+
+    Examples
+    --------
+    >>> from llmstab.checkers.spec import engine_spec_from_document
+    >>> from llmstab.fluid_models.policies import Sarathi
+    >>> lengths = {"prompt": {"dist": "deterministic", "mean": 100}, "decode": {"dist": "deterministic", "mean": 10}}
+    >>> spec = engine_spec_from_document({"engine": {"batch_time": {"kind": "staircase", "c": 10, "a": 10,
+    ...     "b0": 64}, "token_budget": 64}, "policy": "sarathi", "workload": {"classes": [{"name": "chat",
+    ...     "rate": 1, "slo": {"ttft_s": 0.05}, **lengths}]}})
+    >>> out = compare_to_baseline(spec.engine, Sarathi(), {"same": Sarathi()}, spec.workload, [2, 20],
+    ...                           n_requests=200, seed=0, refine=1)
+    >>> out["challengers"]["same"]["capacity_change"], out["challengers"]["same"]["ttft_change"]
+    (0.0, 0.0)
     """
     stability = stability_capacity(engine, workload)
-    base = slo_capacity(engine, baseline, workload, loads, n_requests=n_requests, seed=seed, refine=refine,
-                        stability=stability)
+    names = {"baseline": baseline, **{f"challenger:{name}": policy for name, policy in challengers.items()}}
+    runs = slo_capacities(engine, names, workload, loads, n_requests=n_requests, seed=seed, refine=refine,
+                          stability=stability, workers=workers)
+    base = runs["baseline"]
     out = {"stability_capacity_rps": stability.rps, "baseline": base, "challengers": {}}
     cap = base["slo_capacity_rps"]
     base_ttft = next((pt["ttft_p50_s"] for pt in base["points"] if pt["rps"] == cap), None)
     for name, policy in challengers.items():
-        run = slo_capacity(engine, policy, workload, loads, n_requests=n_requests, seed=seed, refine=refine,
-                           stability=stability)
+        run = runs[f"challenger:{name}"]
         row = {"run": run, "ttft_change": None, "capacity_change": None}
         if cap is not None and run["slo_capacity_rps"] is not None:
-            ttft = evaluate_load(engine, policy, workload, cap, n_requests=n_requests, seed=seed)["ttft_p50_s"]
+            ttft = next((pt["ttft_p50_s"] for pt in run["points"] if pt["rps"] == cap), None)
+            if ttft is None:  # the challenger did not run the baseline's capacity load
+                ttft = evaluate_load(engine, policy, workload, cap, n_requests=n_requests, seed=seed)["ttft_p50_s"]
             row.update(ttft_at_baseline_capacity_s=ttft, ttft_change=ttft / base_ttft - 1,
                        capacity_change=run["slo_capacity_rps"] / cap - 1,
                        capacity_change_is_lower_bound=all(pt["met"] for pt in run["points"]))

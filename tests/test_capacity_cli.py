@@ -6,8 +6,10 @@ import sys
 
 import pytest
 import yaml
+from hypothesis import given, settings, strategies as st
 
-from llmstab.checkers.capacity import slo_capacity, stability_capacity
+from llmstab.checkers import capacity
+from llmstab.checkers.capacity import slo_capacities, slo_capacity, stability_capacity
 from llmstab.checkers.spec import engine_spec_from_document
 
 LENGTHS = {"prompt": {"dist": "uniform", "low": 50, "high": 400}, "decode": {"dist": "uniform", "low": 5, "high": 60}}
@@ -78,6 +80,14 @@ def test_a_load_grid_that_already_misses_the_slo_says_so(example, tmp_path):
     (["--policies", "slai:beta=-1"], "--policies[0]"),
     (["--policies", "nosuch"], "--policies[0]"),
     (["--refine", "-1"], "--refine"),
+    (["--refine", "x"], "--refine"),
+    (["--refine", "2.5"], "--refine"),
+    (["--refine", "41"], "--refine"),
+    (["--workers", "0"], "--workers"),
+    (["--workers", "-2"], "--workers"),
+    (["--workers", "two"], "--workers"),
+    (["--workers", "1.5"], "--workers"),
+    (["--workers", "100000"], "--workers"),
 ])
 def test_bad_options_are_one_line_and_exit_2(example, args, field):
     r = llmstab("capacity", str(example), *args)
@@ -117,3 +127,59 @@ def test_ratios_against_a_baseline_come_from_the_runs_themselves():
     assert row["capacity_change"] == pytest.approx(row["run"]["slo_capacity_rps"] / cap - 1)
     assert row["ttft_change"] == pytest.approx(row["ttft_at_baseline_capacity_s"] / out["baseline_ttft_at_capacity_s"] - 1)
     assert out["baseline_ttft_at_capacity_s"] == next(pt["ttft_p50_s"] for pt in base["points"] if pt["rps"] == cap)
+
+
+def test_workers_give_the_same_report_as_serial(example):
+    args = ["capacity", str(example), "--policies", "sarathi,slai:tau=256", "--requests", "300", "--loads", "5:35:4",
+            "--refine", "2", "--json"]
+    serial, parallel = llmstab(*args, "--serial"), llmstab(*args, "--workers", "2")
+    assert serial.returncode == 0 and parallel.returncode == 0, parallel.stderr
+    assert json.loads(parallel.stdout) == json.loads(serial.stdout)
+    assert parallel.stdout == serial.stdout
+
+
+def test_the_python_function_refuses_a_bad_worker_count():
+    spec = engine_spec_from_document(DOC)
+    with pytest.raises(capacity.InputError, match="workers"):
+        slo_capacities(spec.engine, {"sarathi": spec.policy}, spec.workload, [5], n_requests=50, seed=0, workers=0)
+
+
+def _fake_point(thresholds):
+    """A stand-in for a simulated load point: the SLO is met up to the policy's threshold (req/s)."""
+    def evaluate(engine, policy, workload, rps, *, n_requests, seed):
+        return {"rps": float(rps), "ttft_p50_s": rps, "tbt_p99_s": {}, "met": rps <= thresholds[policy.label],
+                "diverging": None}
+    return evaluate
+
+
+@settings(max_examples=40)
+@given(a=st.floats(0.5, 40), b=st.floats(0.5, 40), refine=st.integers(0, 6))
+def test_one_batched_search_finds_what_each_policy_finds_alone(a, b, refine):
+    """Batching both policies' points changes nothing: each record equals that policy's own search, and the
+    bracket holds the true threshold, narrowed by a factor 2 per bisection."""
+    from llmstab.fluid_models.policies import SLAI, Sarathi
+
+    spec = engine_spec_from_document(DOC)
+    stab = stability_capacity(spec.engine, spec.workload)
+    policies = {"one": Sarathi(), "two": SLAI(tau=256)}
+    thresholds = {"sarathi": a, policies["two"].label: b}
+    grid = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0]
+    original = capacity.evaluate_load
+    capacity.evaluate_load = _fake_point(thresholds)
+    try:
+        both = slo_capacities(spec.engine, policies, spec.workload, grid, n_requests=1, seed=0, refine=refine,
+                              stability=stab)
+        alone = {name: slo_capacity(spec.engine, p, spec.workload, grid, n_requests=1, seed=0, refine=refine,
+                                    stability=stab) for name, p in policies.items()}
+    finally:
+        capacity.evaluate_load = original
+    for name, policy in policies.items():
+        assert both[name] == alone[name]
+        lo, hi = both[name]["bracket_rps"]
+        threshold = thresholds[policy.label]
+        if threshold < grid[0]:
+            assert lo is None and both[name]["slo_capacity_rps"] is None and "no load meets" in both[name]["note"]
+        elif threshold >= grid[-1]:
+            assert (lo, hi) == (grid[-1], stab.rps)
+        else:
+            assert lo <= threshold < hi and hi - lo == pytest.approx(5.0 / 2 ** refine)

@@ -6,23 +6,30 @@ request rate at which every class meets its SLO in a seeded run of
 bracket is printed); beside it the stability capacity from theory (no
 scheduler can carry more) and the first load whose backlog diverged.
 ``--plot`` draws TTFT and TBT percentiles against load with the SLO lines and
-both capacities.
+both capacities. ``--workers N`` runs the points on a local Dask cluster of ``N``
+processes (the machinery of ``llmstab sweep``); the report is the same as
+with ``--serial`` (the default: in this process).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import yaml
 
-from ..capacity import default_loads, slo_capacity, stability_capacity
+from ..capacity import default_loads, slo_capacities, stability_capacity
 from ..errors import InputError
 from ..spec import engine_spec_from_document, load_document, parse_policy
 from .arguments import parse_positive, parse_seed, save_plot
 
-__all__ = ["register", "parse_policies", "parse_loads", "capacity_report"]
+__all__ = ["register", "parse_policies", "parse_loads", "parse_refine", "parse_workers",
+           "capacity_report", "MAX_REFINE"]
+
+#: More bisections than this cannot narrow a bracket of floats any further (about 2**-40 of its width is left).
+MAX_REFINE = 40
 
 
 def parse_policies(text: str) -> dict:
@@ -71,18 +78,21 @@ def parse_loads(text: str) -> list[float]:
 
 
 def capacity_report(path: str, policies: dict | None, *, n_requests: int, seed: int, loads: list[float] | None,
-                    refine: int) -> dict:
-    """The ``--json`` object: the stability capacity and each policy's SLO capacity with its points."""
+                    refine: int, workers: int | None = None) -> dict:
+    """The ``--json`` object: the stability capacity and each policy's SLO capacity with its points.
+
+    ``workers``: run the points on a local Dask cluster of that many processes (``None``: in this process);
+    the object is the same either way.
+    """
     p = Path(path)
     spec = engine_spec_from_document(load_document(p), str(p), p.parent)
     policies = policies or {spec.policy.label: spec.policy}
     stability = stability_capacity(spec.engine, spec.workload)
     grid = loads if loads is not None else default_loads(stability)
     out = {"file": str(p), "stability_capacity_rps": stability.rps, "stability": stability.to_json(),
-           "slo": {c.name: c.slo.as_dict() for c in spec.workload.classes if c.slo is not None}, "policies": {}}
-    for name, policy in policies.items():
-        out["policies"][name] = slo_capacity(spec.engine, policy, spec.workload, grid, n_requests=n_requests,
-                                             seed=seed, refine=refine, stability=stability)
+           "slo": {c.name: c.slo.as_dict() for c in spec.workload.classes if c.slo is not None}}
+    out["policies"] = slo_capacities(spec.engine, policies, spec.workload, grid, n_requests=n_requests, seed=seed,
+                                     refine=refine, stability=stability, workers=workers)
     return out
 
 
@@ -149,13 +159,49 @@ def write_plot(report: dict, path: str) -> None:
     save_plot(fig, path, dpi=120)
 
 
+def parse_refine(text: str) -> int:
+    """``--refine``: bisections inside the bracket, an integer from 0 to :data:`MAX_REFINE`.
+
+    >>> parse_refine("4")
+    4
+    >>> parse_refine("2.5")
+    Traceback (most recent call last):
+    ...
+    llmstab.fluid_models.errors.InputError: --refine: must be an integer from 0 to 40, got '2.5'
+    """
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_REFINE:
+        raise InputError("--refine", f"must be an integer from 0 to {MAX_REFINE}, got {text!r}")
+    return value
+
+
+def parse_workers(text: str) -> int:
+    """``--workers``: local worker processes, from 1 to four per core.
+
+    >>> parse_workers("2")
+    2
+    >>> parse_workers("0")
+    Traceback (most recent call last):
+    ...
+    llmstab.fluid_models.errors.InputError: --workers: must be positive, got '0'
+    """
+    workers = parse_positive(text, "--workers", int)
+    limit = 4 * (os.cpu_count() or 1)
+    if workers > limit:
+        raise InputError("--workers", f"at most {limit} (four processes per core), got {workers}")
+    return workers
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.refine < 0:
-        raise InputError("--refine", f"must be >= 0, got {args.refine}")
+    refine = parse_refine(args.refine)
+    workers = None if args.workers is None else parse_workers(args.workers)
     policies = parse_policies(args.policies) if args.policies else None
     report = capacity_report(args.file, policies, n_requests=parse_positive(args.requests, "requests", int),
                              seed=parse_seed(args.seed), loads=parse_loads(args.loads) if args.loads else None,
-                             refine=args.refine)
+                             refine=refine, workers=workers)
     if args.plot:
         write_plot(report, args.plot)
     print(json.dumps(report, indent=2) if args.json else to_text(report))
@@ -172,7 +218,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", default="0", help="seed of the arrivals and lengths, the same at every load (default 0)")
     parser.add_argument("--loads", metavar="A:B:N", help="loads in req/s: start:stop:count or a,b,c (default: 10 "
                         "from 10 %% to 100 %% of the stability capacity)")
-    parser.add_argument("--refine", default=4, type=int, metavar="K", help="bisections inside the bracket (default 4)")
+    parser.add_argument("--refine", default="4", metavar="K", help="bisections inside the bracket, 0 to "
+                        f"{MAX_REFINE} (default 4)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", metavar="N", help="run the points on a local Dask cluster of N processes, as "
+                       "llmstab sweep does (the result is the same)")
+    where.add_argument("--serial", action="store_true", help="run every point in this process (the default)")
     parser.add_argument("--plot", metavar="PATH", help="draw TTFT and TBT percentiles against load (PNG, PDF, SVG)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
