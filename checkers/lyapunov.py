@@ -63,6 +63,7 @@ from scipy.optimize import linprog
 
 from llmstab.fluid_models.networks.fluid import FluidNetwork
 from llmstab.fluid_models.solvers import quiet_solver
+from llmstab.theory.exact_linalg import to_fraction
 
 __all__ = ["LyapunovCertificate", "FluidLP", "find_linear_lyapunov", "verify_linear_lyapunov", "face_rows", "MAX_FACES"]
 
@@ -240,7 +241,7 @@ class LyapunovCertificate:
     def drain_time(self, q0: list) -> Fraction:
         """Upper bound ``V(q0) / epsilon`` on the time any fluid path from ``q0`` (buffers only,
         syncs empty) needs to drain."""
-        return sum(Fraction(str(x)) * w for x, w in zip(q0, self.weights)) / self.epsilon
+        return sum(to_fraction(x) * w for x, w in zip(q0, self.weights)) / self.epsilon
 
     def to_json(self) -> dict:
         """The certificate's numbers (exact values as text)."""
@@ -264,6 +265,50 @@ def face_rows(fn: FluidNetwork, positive: set) -> Face:
     return FluidLP.from_fluid(fn).face(positive)
 
 
+def _exact(value: object, max_denominator: int) -> Fraction:
+    """A solver's float as a nearby rational: the one float-to-exact conversion of this module.
+
+    Goes through :func:`llmstab.theory.exact_linalg.to_fraction` (the float's shortest
+    decimal text), then the closest fraction with denominator at most ``max_denominator``.
+
+    >>> _exact(0.1 + 0.2, 10**9), _exact(1 / 3, 1000)
+    (Fraction(3, 10), Fraction(1, 3))
+    """
+    return to_fraction(float(value)).limit_denominator(max_denominator)
+
+
+def _dual_lp(model: FluidLP, faces: list[Face]) -> tuple[sp.csr_matrix, list[float], list, list[int]]:
+    """The LP's inequality rows over ``(c, eps, multipliers of every face)``, the multipliers' bounds
+    and each face's first multiplier column (see the module docstring)."""
+    n = model.size
+    gains = model.gains()
+    alpha = np.array([float(a) for a in model.alpha])
+    rows, cols, vals, ub, bounds, offsets = [], [], [], [], [], []
+    n_var, r = n + 1, 0  # c, eps
+    for face in faces:
+        base = n_var
+        offsets.append(base)
+        bounds += [(None, None) if is_eq else (0, None) for _, _, is_eq in face.rows]
+        n_var += len(face.rows)
+        for v in face.free:  # g_v(c) - sum_i a_iv w_i <= 0
+            for i, coef in gains[v].items():
+                rows.append(r); cols.append(i); vals.append(float(coef))
+            for i, (coeffs, _, _) in enumerate(face.rows):
+                if v in coeffs:
+                    rows.append(r); cols.append(base + i); vals.append(-float(coeffs[v]))
+            ub.append(0.0)
+            r += 1
+        for i in np.flatnonzero(alpha):  # c . alpha + b . w + eps <= 0
+            rows.append(r); cols.append(int(i)); vals.append(alpha[i])
+        for i, (_, rhs, _) in enumerate(face.rows):
+            if rhs:
+                rows.append(r); cols.append(base + i); vals.append(float(rhs))
+        rows.append(r); cols.append(n); vals.append(1.0)
+        ub.append(0.0)
+        r += 1
+    return sp.csr_matrix((vals, (rows, cols)), shape=(r, n_var)), ub, bounds, offsets
+
+
 def find_linear_lyapunov(fn: FluidNetwork, min_weight: float | None = None) -> LyapunovCertificate:
     """Search a linear Lyapunov function by one LP over all faces, then verify it exactly.
 
@@ -274,63 +319,43 @@ def find_linear_lyapunov(fn: FluidNetwork, min_weight: float | None = None) -> L
     min_weight
         Lower bound on each buffer's weight (the weights sum to 1); default ``1e-3 / K``.
         Sync weights need only be non-negative.
+
+    Returns
+    -------
+    LyapunovCertificate
+        ``verified`` when the exact check passed; otherwise ``reason`` says why not.
+
+    Examples
+    --------
+    >>> from llmstab.fluid_models.networks.examples import lu_kumar
+    >>> find_linear_lyapunov(FluidNetwork.from_network(lu_kumar(rate=1))).reason[:32]
+    'no linear Lyapunov function: bes'
     """
     model = FluidLP.from_fluid(fn)
-    n = model.size
-    labels = model.labels
-    count = model.face_count()
+    n, labels, count = model.size, model.labels, model.face_count()
     if count > MAX_FACES:
         return LyapunovCertificate(labels, None, None, False, 0, 0.0,
                                    reason=f"{count} covering faces (first non-empty priority group per engine): "
                                           f"the LP is limited to {MAX_FACES}")
     start = time.perf_counter()
     faces = model.faces()
-    gains = model.gains()
-    alpha = np.array([float(a) for a in model.alpha])
-    rows, cols, vals, ub = [], [], [], []
-    n_var = n + 1  # c, eps
+    A, ub, multiplier_bounds, offsets = _dual_lp(model, faces)
     low = min_weight if min_weight is not None else 1e-3 / model.real
     bounds = [(low, None)] * model.real + [(0, None)] * (n - model.real) + [(None, float(max(fn.mu)))]
-    offsets = []
-    r = 0
-    for face in faces:
-        base = n_var
-        offsets.append(base)
-        for _, _, is_eq in face.rows:
-            bounds.append((None, None) if is_eq else (0, None))
-        n_var += len(face.rows)
-        for v in face.free:  # g_v(c) - sum_i a_iv w_i <= 0
-            for i, coef in gains[v].items():
-                rows.append(r); cols.append(i); vals.append(float(coef))
-            for i, (coeffs, _, _) in enumerate(face.rows):
-                if v in coeffs:
-                    rows.append(r); cols.append(base + i); vals.append(-float(coeffs[v]))
-            ub.append(0.0)
-            r += 1
-        for i in range(n):  # c . alpha + b . w + eps <= 0
-            if alpha[i]:
-                rows.append(r); cols.append(i); vals.append(alpha[i])
-        for i, (_, rhs, _) in enumerate(face.rows):
-            if rhs:
-                rows.append(r); cols.append(base + i); vals.append(float(rhs))
-        rows.append(r); cols.append(n); vals.append(1.0)
-        ub.append(0.0)
-        r += 1
-    A = sp.csr_matrix((vals, (rows, cols)), shape=(r, n_var))
-    A_eq = sp.csr_matrix((np.ones(n), (np.zeros(n), np.arange(n))), shape=(1, n_var))
-    cost = np.zeros(n_var)
+    A_eq = sp.csr_matrix((np.ones(n), (np.zeros(n), np.arange(n))), shape=(1, A.shape[1]))
+    cost = np.zeros(A.shape[1])
     cost[n] = -1.0
     with quiet_solver():
-        res = linprog(cost, A_ub=A, b_ub=np.array(ub), A_eq=A_eq, b_eq=[1.0], bounds=bounds, method="highs")
+        res = linprog(cost, A_ub=A, b_ub=np.array(ub), A_eq=A_eq, b_eq=[1.0], bounds=bounds + multiplier_bounds,
+                      method="highs")
     lp_seconds = time.perf_counter() - start
     if res.status != 0 or -res.fun <= 0:
         why = ("LP infeasible" if res.status == 2 else
                f"best drift bound {res.fun:.3g} is not negative" if res.status == 0 else res.message)
         return LyapunovCertificate(labels, None, None, False, len(faces), lp_seconds,
                                    reason=f"no linear Lyapunov function: {why}")
-    x = res.x
-    weights = tuple(Fraction(float(v)).limit_denominator(10**9) for v in x[:n])
-    multipliers = [x[o:o + len(f.rows)] for o, f in zip(offsets, faces)]
+    weights = tuple(_exact(v, 10**9) for v in res.x[:n])
+    multipliers = [res.x[o:o + len(f.rows)] for o, f in zip(offsets, faces)]
     return verify_linear_lyapunov(model, weights, faces, multipliers, lp_seconds)
 
 
@@ -351,7 +376,7 @@ def verify_linear_lyapunov(model: FluidLP | FluidNetwork, weights: tuple[Fractio
     for face, mult in zip(faces, multipliers):
         w = []
         for (_, _, is_eq), v in zip(face.rows, mult):
-            f = Fraction(float(v)).limit_denominator(10**12)
+            f = _exact(v, 10**12)
             w.append(f if is_eq else max(f, Fraction(0)))
         for pos, v in enumerate(face.free):  # the first rows are the boxes of the free flows, in order
             need = sum(weights[i] * coef for i, coef in gains[v].items())

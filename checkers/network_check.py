@@ -92,16 +92,16 @@ def diverging_path(fn: FluidNetwork, amount: int = 100, tries: int | None = None
 
 
 def _state_text(state: dict, shown: int = 4) -> str:
-    """A fluid state for a person: ``A1.p = 100, B2.d = 7.5`` (at most ``shown`` buffers, then a count).
+    """A fluid state for a person: ``A1.p = 100, B2.d = 7.5 requests`` (at most ``shown`` buffers, then a count).
 
     >>> _state_text({"A1.p": "100", "B2.d": "15/2"})
-    'A1.p = 100, B2.d = 7.5 tokens'
+    'A1.p = 100, B2.d = 7.5 requests'
     >>> _state_text({f"b{i}": "1" for i in range(6)}, shown=2)
-    'b0 = 1, b1 = 1 tokens and 4 more buffers'
+    'b0 = 1, b1 = 1 requests and 4 more buffers'
     """
     items = [f"{k} = {float(sympy.Rational(v)):.6g}" for k, v in list(state.items())[:shown]]
     more = len(state) - shown
-    return ", ".join(items) + " tokens" + (f" and {more} more buffer{'s' if more != 1 else ''}" if more > 0 else "")
+    return ", ".join(items) + " requests" + (f" and {more} more buffer{'s' if more != 1 else ''}" if more > 0 else "")
 
 
 def _ratio_text(ratio: object) -> str:
@@ -110,17 +110,24 @@ def _ratio_text(ratio: object) -> str:
     return f"{text} = {float(sympy.Rational(text)):.4g}" if len(text) <= 12 else f"about {float(sympy.Rational(text)):.4g}"
 
 
+def _nonzero(labels: tuple, state: list) -> dict:
+    """The buffers of ``state`` that hold fluid, exact values as text."""
+    return {lab: str(x) for lab, x in zip(labels, state) if x}
+
+
 def _path_evidence(path: FluidPath) -> Evidence:
+    """The self-similar diverging path as a counterexample; its data lists every breakpoint (exact)."""
     c = path.certificate
-    start = {lab: str(x) for lab, x in zip(path.labels, c["state0"]) if x}
+    start, cycle = _nonzero(path.labels, path.states[0]), _nonzero(path.labels, c["state0"])
     return Evidence(
         "counterexample",
-        f"an exact piecewise-linear fluid path from {_state_text(start)} returns at t = {float(c['t1']):.6g} s to "
-        f"{_ratio_text(c['ratio'])} times its state at t = {float(c['t0']):.6g} s; the fluid model is "
-        "invariant under (q, t) -> (r q, r t), so the path repeats at growing scale and its total grows without bound",
+        f"an exact piecewise-linear fluid path from {_state_text(start)} reaches {_state_text(cycle)} at "
+        f"t = {float(c['t0']):.6g} s and returns at t = {float(c['t1']):.6g} s to {_ratio_text(c['ratio'])} times "
+        "that state; the fluid model is invariant under (q, t) -> (r q, r t), so the path repeats at growing "
+        "scale and its total grows without bound",
         {"initial_state": start, "t0": str(c["t0"]), "t1": str(c["t1"]), "ratio": str(c["ratio"]),
-         "state_at_t1": {lab: str(x) for lab, x in zip(path.labels, c["state1"]) if x},
-         "breakpoints": len(path.times)})
+         "state_at_t0": cycle, "state_at_t1": _nonzero(path.labels, c["state1"]),
+         "breakpoints": [{"t": str(t), "state": _nonzero(path.labels, q)} for t, q in zip(path.times, path.states)]})
 
 
 def default_horizon(net: Network) -> float:
@@ -182,24 +189,13 @@ def check_network(net: Network, subject: str = "<network>", simulate: bool = Tru
     capacity, loads = _summaries(net)
     load, srv = net.token_load(), net.service_rate()
     bound = {e: capacity_of(ne.engine).tokens_per_s for e, ne in net.engines.items()}
-    util_numbers = {e: {"load_tokens_per_s": load[e], "capacity_tokens_per_s": bound[e]} for e in net.engines}
     wc = {e: _work_conservation(ne.policy) for e, ne in net.engines.items()}
     policy = _policy_verdict(net, wc)
 
     def report(verdict: Verdict) -> NetworkReport:
         return NetworkReport(subject, verdict, policy, capacity, loads)
 
-    over = [e for e in net.engines if load[e] > bound[e]]
-    ev = [Evidence("certificate",
-                   f"{THEOREM_2A}: engine {e} is offered {load[e]} tokens/s (exact) but no scheduler serves more "
-                   f"than max_b b/t_b = {bound[e]} tokens/s there; its backlog grows at least "
-                   f"{float(load[e] - bound[e]):.6g} tokens/s",
-                   {"engine": e, **util_numbers[e], "growth_tokens_per_s": load[e] - bound[e]}) for e in over]
-    regions = {e: _region_verdict(net, e) for e in net.engines if capacity["engines"][e]["is_region"] and e not in over}
-    for e, v in regions.items():  # outside its (prefill, decode) region: unstable under every scheduler
-        if v.verdict == "unstable":
-            over.append(e)
-            ev += [Evidence(item.kind, f"engine {e}: {item.summary}", {"engine": e, **item.data}) for item in v.evidence]
+    over, ev, regions = _overloaded_engines(net, capacity, bound)
     if over:
         if simulate:
             ev.append(_simulation_evidence(net, horizon_s, seed, True))
@@ -234,6 +230,25 @@ def check_network(net: Network, subject: str = "<network>", simulate: bool = Tru
             "comparisons)", {"theorem": THEOREM_DAG, "rho": rho, "work_conserving": {e: True for e in net.engines}})]))
     verdict = _cyclic_verdict(net, rho, simulate, horizon_s, seed)
     return NetworkReport(subject, verdict, policy_from_load(policy, verdict, rho), capacity, loads)
+
+
+def _overloaded_engines(net: Network, capacity: dict, bound: dict) -> tuple[list[str], list[Evidence], dict]:
+    """Engines offered more than any scheduler serves (a scalar capacity, or outside the (prefill,
+    decode) region of an engine with ``k_max``), their evidence, and the region verdicts computed."""
+    load = net.token_load()
+    over = [e for e in net.engines if load[e] > bound[e]]
+    ev = [Evidence("certificate",
+                   f"{THEOREM_2A}: engine {e} is offered {load[e]} tokens/s (exact) but no scheduler serves more "
+                   f"than max_b b/t_b = {bound[e]} tokens/s there; its backlog grows at least "
+                   f"{float(load[e] - bound[e]):.6g} tokens/s",
+                   {"engine": e, "load_tokens_per_s": load[e], "capacity_tokens_per_s": bound[e],
+                    "growth_tokens_per_s": load[e] - bound[e]}) for e in over]
+    regions = {e: _region_verdict(net, e) for e in net.engines if capacity["engines"][e]["is_region"] and e not in over}
+    for e, v in regions.items():  # outside its (prefill, decode) region: unstable under every scheduler
+        if v.verdict == "unstable":
+            over.append(e)
+            ev += [Evidence(item.kind, f"engine {e}: {item.summary}", {"engine": e, **item.data}) for item in v.evidence]
+    return over, ev, regions
 
 
 def policy_from_load(policy: Verdict, load: Verdict, rho: dict) -> Verdict:
@@ -282,11 +297,11 @@ def _cyclic_verdict(net: Network, rho: dict, simulate: bool, horizon_s: float | 
         vs = bad[0]
         ev = [Evidence(
             "certificate",
-            f"virtual station {{{vs.steps[0]}, {vs.steps[1]}}}: {vs.steps[0]} (at {vs.engines[0]}) is fed only by "
-            f"{vs.feeders[0]}, which {vs.engines[1]} serves only when {vs.steps[1]} is empty, and the other way "
-            f"round, so the two are never served together; their utilisations add up to {vs.load} = "
-            f"{float(vs.load):.4g} > 1 although every engine is below 1 (Dai-Vande Vate 2000; the "
-            "Rybko-Stolyar / Lu-Kumar mechanism)", {"virtual_station": vs.to_json(), "rho": rho})]
+            f"virtual station {vs.describe()}: the buffers at {vs.engines[0]} are fed only by "
+            f"{', '.join(vs.feeders[0])}, which {vs.engines[1]} serves only when the buffers at {vs.engines[1]} are "
+            "empty, and the other way round, so the two sides are never served together; their utilisations add "
+            f"up to {vs.load} = {float(vs.load):.4g} > 1 although every engine is below 1 (Dai-Vande Vate 2000; "
+            "the Rybko-Stolyar / Lu-Kumar mechanism)", {"virtual_station": vs.to_json(), "rho": rho})]
         path = diverging_path(fn)
         if path is not None:
             ev.append(_path_evidence(path))

@@ -206,6 +206,8 @@ def test_forty_buffer_unstable_line_gets_a_virtual_station_and_a_diverging_path(
     verdict = check_network(net, simulate=False).load_verdict
     assert verdict.verdict == "unstable"
     kinds = [e.kind for e in verdict.evidence]
-    assert kinds[0] == "certificate" and "virtual station {s2, s5}" in verdict.evidence[0].summary
+    station = verdict.evidence[0].data["virtual_station"]
+    assert kinds[0] == "certificate" and "virtual station {s5.p, s5.d at A | s2.p, s2.d" in verdict.evidence[0].summary
+    assert {"s2", "s5"} <= set(station["steps"]) and sympy.Rational(station["load"]) > 1
     assert "counterexample" in kinds
     assert not find_linear_lyapunov(FluidNetwork.from_network(net)).verified

@@ -6,7 +6,8 @@ buffer holds 100) and says whether it drains or grows. Under complete priority
 lists the path is exact and piecewise linear (rationals), and self-similar paths
 are continued exactly for a few cycles; otherwise it is integrated numerically.
 ``--plot`` draws each buffer's content over time. ``network-plot`` draws the
-engines and the routes between them.
+engines, the routes between them, where traffic enters and leaves, and each
+engine's service order (:mod:`llmstab.checkers.cli.network_plot`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from llmstab.fluid_models.networks.network import Network
 from ..errors import InputError
 from ..network_spec import load_network
 from ..verdict import jsonable
+from .network_plot import plot_network
 
 __all__ = ["register", "fluid_model", "fluid_path", "plot_path", "plot_network"]
 
@@ -100,30 +102,6 @@ def plot_path(path: FluidPath, out: str | Path, title: str = "") -> None:
     plt.close(fig)
 
 
-def plot_network(net: Network, out: str | Path) -> None:
-    """Draw the engines (utilisation in the label) and, per class, the moves between them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import networkx as nx
-
-    g = net.graph
-    util = net.utilisation()
-    pos = nx.circular_layout(g) if len(g) > 2 else {n: (i, 0) for i, n in enumerate(g)}
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    nx.draw_networkx_nodes(g, pos, ax=ax, node_color="#cfe3f7", node_size=1800)
-    nx.draw_networkx_labels(g, pos, ax=ax, labels={e: f"{e}\nrho={float(util[e]):.2f}" if util[e] is not None else e
-                                                   for e in g}, font_size=8)
-    nx.draw_networkx_edges(g, pos, ax=ax, connectionstyle="arc3,rad=0.15", arrows=True, node_size=1800)
-    nx.draw_networkx_edge_labels(g, pos, ax=ax, edge_labels={(u, v): ",".join(sorted(d["classes"]))
-                                                             for u, v, d in g.edges(data=True)}, font_size=7, label_pos=0.3)
-    ax.set_axis_off()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-
-
 def _run_fluid(args: argparse.Namespace) -> int:
     net = load_network(args.file)
     path = fluid_path(net, _initial(fluid_model(net), args.initial), args.horizon)
@@ -150,7 +128,8 @@ def _run_fluid(args: argparse.Namespace) -> int:
 
 
 def _run_network_plot(args: argparse.Namespace) -> int:
-    plot_network(load_network(args.file), args.out)
+    net = load_network(args.file)
+    plot_network(net, args.out, f"{Path(args.file).name}: engines, routes and priorities")
     print(f"network picture written to {args.out}")
     return 0
 

@@ -272,7 +272,7 @@ class FluidNetwork:
         return u
 
     def _allocate(self, q: Sequence, positive: frozenset, exact: bool, sources: dict) -> list:
-        growing, u = self._consistent(q, set(positive), exact, sources)
+        growing, u = self._consistent(q, set(positive), exact, sources, strict=True)
         tol = 0 if exact else 1e-12
         for k in range(self.size):  # let an empty buffer fill up wherever that is consistent too
             if k in growing:
@@ -286,9 +286,12 @@ class FluidNetwork:
                 growing, u = trial, w
         return u
 
-    def _consistent(self, q: Sequence, growing: set, exact: bool, sources: dict) -> tuple[set, list]:
+    def _consistent(self, q: Sequence, growing: set, exact: bool, sources: dict,
+                    strict: bool = False) -> tuple[set, list]:
         """The smallest superset of ``growing`` whose allocation is feasible (breadth first;
-        at an overloaded engine the lowest-priority kept-empty buffers are tried first)."""
+        at an overloaded engine the lowest-priority kept-empty buffers are tried first).
+        ``strict`` also rejects an allocation that serves an empty member of the set faster
+        than it is fed (the callers that extend a solution check their trials themselves)."""
         queue, seen = [frozenset(growing)], {frozenset(growing)}
         while queue:
             g = queue.pop(0)
@@ -297,6 +300,8 @@ class FluidNetwork:
             except FluidError:  # a circulation through empty buffers with no consistent split
                 continue
             candidates = self._overloaded(u, g, exact)
+            if candidates is None and strict and self._drains_empty(q, g, u, exact, sources):
+                continue  # an empty "filling" buffer would send more than it receives: not a solution
             if candidates is None:
                 return set(g), u
             for k in candidates:
@@ -304,6 +309,16 @@ class FluidNetwork:
                     seen.add(g | {k})
                     queue.append(g | {k})
         raise FluidError("no consistent allocation")
+
+    def _drains_empty(self, q: Sequence, growing: frozenset, u: list, exact: bool, sources: dict) -> bool:
+        """Whether some empty buffer of ``growing`` is served faster than it is fed under ``u``.
+
+        Such a buffer would create fluid out of nothing for its successors (the
+        velocity clips it at zero, so the loss would go unnoticed).
+        """
+        v = self._rates(u, exact, sources)
+        tol = 0 if exact else 1e-12
+        return any(v[k] < -tol for k in growing if q[k] <= 0)
 
     def _rates(self, u: list, exact: bool, sources: dict) -> list:
         conv = (lambda x: x) if exact else float
