@@ -122,39 +122,72 @@ def to_text(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_plot(report: dict, path: str) -> None:
-    """TTFT P50 and per-class TBT P99 against load, per policy, with the SLO lines and both capacities."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FormatStrFormatter
+def _mark_capacities(axes: tuple, report: dict, colors: dict) -> None:
+    """Per policy its SLO capacity (dotted, the bracket shaded); the stability capacity (dashed, black)."""
+    for name, pol in report["policies"].items():
+        cap, (lo, hi) = pol["slo_capacity_rps"], pol["bracket_rps"]
+        label = (f"{name}: SLO capacity {cap:.3g} req/s" if cap is not None else f"{name}: no load meets the SLO "
+                 f"(lowest tried {hi:.3g} req/s)")
+        for k, ax in enumerate(axes):
+            if cap is None:
+                ax.axvspan(0, hi, color=colors[name], alpha=0.08, label=label if k == 0 else None)
+                continue
+            ax.axvline(cap, color=colors[name], lw=1, ls=":", label=label if k == 0 else None)
+            ax.axvspan(lo, hi, color=colors[name], alpha=0.12)
+    for k, ax in enumerate(axes):
+        ax.axvline(report["stability_capacity_rps"], color="k", lw=1, ls="--",
+                   label=f"stability capacity {report['stability_capacity_rps']:.3g} req/s" if k == 0 else None)
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+
+def _log_axis(ax: object) -> None:
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_locator(LogLocator(subs=(2, 5)))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    if ax.get_ylim()[1] / ax.get_ylim()[0] > 300:  # many decades: label the decades only
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def write_plot(report: dict, path: str) -> None:
+    """TTFT P50 and per-class TBT P99 against load, per policy, with the SLO lines and both capacities.
+
+    Each policy's SLO capacity is a dotted line in its colour with its bracket shaded (the whole range
+    below the lowest load tried when no load met the SLO); the stability capacity is dashed black.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), sharex=True)
     styles = ["-", "--", ":", "-."]
-    for k, (name, pol) in enumerate(report["policies"].items()):
-        color, pts = f"C{k}", pol["points"]
+    colors = {name: f"C{k}" for k, name in enumerate(report["policies"])}
+    for name, pol in report["policies"].items():
+        pts = pol["points"]
         rps = [pt["rps"] for pt in pts]
-        left.plot(rps, [pt["ttft_p50_s"] for pt in pts], "o-", color=color, ms=3, label=name)
+        left.plot(rps, [pt["ttft_p50_s"] for pt in pts], "o-", color=colors[name], ms=3, label=name)
         for j, cls in enumerate(pts[0]["tbt_p99_s"]):
-            right.plot(rps, [pt["tbt_p99_s"][cls] for pt in pts], styles[j % 4], marker="o", ms=3, color=color,
-                       label=f"{name}, {cls}")
-        if pol["slo_capacity_rps"] is not None:
-            for ax in (left, right):
-                ax.axvline(pol["slo_capacity_rps"], color=color, lw=0.8, ls=":")
-    for ax in (left, right):
-        ax.axvline(report["stability_capacity_rps"], color="k", lw=1, ls="--", label="stability capacity")
-        ax.set_xlabel("load (requests/s)")
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+            right.plot(rps, [pt["tbt_p99_s"][cls] for pt in pts], styles[j % 4], marker="o", ms=3,
+                       color=colors[name], label=f"{name}, class {cls}")
     for j, (cls, slo) in enumerate(report["slo"].items()):
-        if "ttft_s" in slo and j == 0:
-            left.axhline(slo["ttft_s"], color="grey", lw=0.8, label=f"TTFT target (P{slo['ttft_percentile']:g})")
+        if "ttft_s" in slo:
+            left.axhline(slo["ttft_s"], color="grey", lw=0.8, ls=styles[j % 4],
+                         label=f"TTFT target, {cls} ({slo['ttft_s']:g} s at P{slo['ttft_percentile']:g})")
         if "tbt_s" in slo:
-            right.axhline(slo["tbt_s"], color="grey", lw=0.8, ls=styles[j % 4], label=f"TBT target, {cls}")
+            right.axhline(slo["tbt_s"], color="grey", lw=0.8, ls=styles[j % 4],
+                          label=f"TBT target, {cls} ({slo['tbt_s']:g} s at P{slo['tbt_percentile']:g})")
+    _mark_capacities((left, right), report, colors)
+    for ax in (left, right):
+        ax.set_xlabel("load (requests/s)")
+        ax.set_xlim(0, report["stability_capacity_rps"] * 1.03)
+        _log_axis(ax)
     left.set_ylabel("median TTFT (s)")
     right.set_ylabel("P99 time between tokens (s)")
-    left.legend(fontsize=7)
-    right.legend(fontsize=6, ncol=2, loc="best")
-    fig.suptitle("SLO capacity (dotted, per policy) and stability capacity (dashed)", fontsize=10)
+    left.legend(fontsize=7, loc="upper left")
+    right.legend(fontsize=7, ncol=2, loc="lower right")
+    pol = next(iter(report["policies"].values()))
+    fig.suptitle(f"SLO capacity per policy (dotted, bracket shaded) and stability capacity (dashed)\n"
+                 f"{Path(report['file']).name}: {pol['requests_per_point']:,} requests per load, seed {pol['seed']}",
+                 fontsize=10)
     fig.tight_layout()
     save_plot(fig, path, dpi=120)
 
