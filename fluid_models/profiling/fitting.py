@@ -451,7 +451,7 @@ def model_from_parameters(params: dict, where: str = "batch_time") -> BatchTimeM
     are validated and read by
     :func:`llmstab.fluid_models.profiling.attention.attention_from_parameters`.
 
-    >>> model_from_parameters({"kind": "staircase", "c": 11.28, "a": 35.47, "b0": 128}).exact(128)
+    >>> print(model_from_parameters({"kind": "staircase", "c": 11.28, "a": 35.47, "b0": 128}).exact(128))
     187/4
     """
     from .attention import attention_from_parameters
@@ -492,7 +492,7 @@ def write_model_file(report: FitReport, path: str | Path, source: dict | None = 
     >>> path = Path(tempfile.mkdtemp()) / "model.yaml"
     >>> write_model_file(rep, path)["batch_time"]
     {'kind': 'staircase', 'c': 11.28, 'a': 35.47, 'b0': 128, 'unit': 'ms'}
-    >>> load_model_file(path).exact(512)
+    >>> print(load_model_file(path).exact(512))
     3829/25
     """
     src = dict(source or {})

@@ -214,99 +214,23 @@ def _device(torch, device: str):
 
 
 def build_model(cfg: dict, device: str = "cpu", dtype: str = "auto", seed: int = 0):
-    """The decoder of ``cfg`` with random weights on ``device`` (a ``torch.nn.Module``)."""
+    """The decoder of ``cfg`` with random weights on ``device`` (a ``torch.nn.Module``).
+
+    ``dtype`` ``auto`` is float16 on CUDA, float32 on the CPU. The model is
+    :class:`llmstab.fluid_models.profiling.decoder.Decoder`.
+
+    >>> build_model(load_config("tiny-llama"), seed=1).head.weight.dtype
+    torch.float32
+    """
     torch = _torch()
-    from torch import nn
-    from torch.nn import functional as F
+    from .decoder import build_decoder
 
     dev = _device(torch, device)
     if dtype == "auto":
         dtype = "float16" if dev.type == "cuda" else "float32"
     if dtype not in ("float16", "bfloat16", "float32"):
         raise ProfileError("--dtype", f"must be auto, float16, bfloat16 or float32, got {dtype!r}")
-    tdtype = getattr(torch, dtype)
-    torch.manual_seed(seed)
-    H, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    hd, inter, eps = H // nh, cfg["intermediate_size"], float(cfg.get("rms_norm_eps", 1e-5))
-    theta = float(cfg.get("rope_theta", 10000.0))
-    kw = {"device": dev, "dtype": tdtype}
-
-    class RMSNorm(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.weight = nn.Parameter(torch.ones(H, **kw))
-
-        def forward(self, x):
-            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * self.weight
-
-    def rotate(x, cos, sin):
-        x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]
-        return x * cos + torch.cat((-x2, x1), dim=-1) * sin
-
-    class Layer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.norm1, self.norm2 = RMSNorm(), RMSNorm()
-            self.q = nn.Linear(H, nh * hd, bias=False, **kw)
-            self.k = nn.Linear(H, nkv * hd, bias=False, **kw)
-            self.v = nn.Linear(H, nkv * hd, bias=False, **kw)
-            self.o = nn.Linear(nh * hd, H, bias=False, **kw)
-            self.gate = nn.Linear(H, inter, bias=False, **kw)
-            self.up = nn.Linear(H, inter, bias=False, **kw)
-            self.down = nn.Linear(inter, H, bias=False, **kw)
-
-        def forward(self, x, n_prefill, cos, sin, cache, prefix):
-            t = x.shape[0]
-            h = self.norm1(x)
-            q = rotate(self.q(h).view(t, nh, hd), cos, sin)
-            k = rotate(self.k(h).view(t, nkv, hd), cos, sin)
-            v = self.v(h).view(t, nkv, hd)
-            parts = []
-            if n_prefill:
-                qp, kp, vp = (z[:n_prefill].transpose(0, 1).unsqueeze(0) for z in (q, k, v))
-                if prefix is None:
-                    out = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, enable_gqa=True)
-                else:  # the chunk attends to the s cached tokens of its prompt, then causally to itself
-                    s = prefix[0].shape[2]
-                    mask = torch.ones(n_prefill, s + n_prefill, dtype=torch.bool, device=x.device).tril(s)
-                    out = F.scaled_dot_product_attention(qp, torch.cat((prefix[0], kp), 2),
-                                                         torch.cat((prefix[1], vp), 2), attn_mask=mask,
-                                                         enable_gqa=True)
-                parts.append(out[0].transpose(0, 1).reshape(n_prefill, nh * hd))
-            if t > n_prefill:
-                qd = q[n_prefill:].unsqueeze(2)  # (N, nh, 1, hd)
-                out = F.scaled_dot_product_attention(qd, cache[0], cache[1], enable_gqa=True)
-                parts.append(out.reshape(t - n_prefill, nh * hd))
-            x = x + self.o(torch.cat(parts) if len(parts) > 1 else parts[0])
-            h = self.norm2(x)
-            return x + self.down(F.silu(self.gate(h)) * self.up(h))
-
-    class Decoder(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = nn.Embedding(cfg["vocab_size"], H, **kw)
-            self.layers = nn.ModuleList(Layer() for _ in range(cfg["num_hidden_layers"]))
-            self.norm = RMSNorm()
-            self.head = nn.Linear(H, cfg["vocab_size"], bias=False, **kw)
-            inv = 1.0 / theta ** (torch.arange(0, hd, 2, device=dev, dtype=torch.float32) / hd)
-            self.register_buffer("inv_freq", inv, persistent=False)
-
-        def forward(self, ids, positions, n_prefill, cache, prefix=None):
-            ang = positions.float()[:, None] * self.inv_freq[None, :]
-            ang = torch.cat((ang, ang), dim=-1)[:, None, :]
-            cos, sin = ang.cos().to(tdtype), ang.sin().to(tdtype)
-            x = self.embed(ids)
-            for layer in self.layers:
-                x = layer(x, n_prefill, cos, sin, cache, prefix)
-            last = x[n_prefill - 1 :] if n_prefill else x  # last prompt token, then every decode token
-            return self.head(self.norm(last)).argmax(-1)
-
-    with torch.no_grad():
-        model = Decoder()
-        for name, p in model.named_parameters():
-            if "norm" not in name:
-                p.normal_(0.0, float(cfg.get("initializer_range", 0.02)))
-    return model.eval()
+    return build_decoder(cfg, dev, getattr(torch, dtype), seed)
 
 
 def _inputs(torch, cfg: dict, point: GridPoint, dev, dtype):
@@ -345,6 +269,34 @@ def _timer(torch, dev) -> Callable[[Callable[[], object]], float]:
     return timed
 
 
+def _time_point(torch, model, cfg: dict, point: GridPoint, timed, warmup: int, reps: int) -> np.ndarray | None:
+    """``reps`` timings (ms) of ``point`` after ``warmup`` untimed runs; ``None`` if the device ran out of memory."""
+    dev = next(model.parameters()).device
+    try:
+        ids, positions, cache, prefix = _inputs(torch, cfg, point, dev, next(model.parameters()).dtype)
+        run = lambda: model(ids, positions, point.prefill, cache, prefix)  # noqa: E731
+        for _ in range(warmup):
+            run()
+        return np.array([timed(run) for _ in range(reps)])
+    except torch.OutOfMemoryError:
+        cache = prefix = None  # noqa: F841 - drop the inputs before the allocator returns its cached blocks
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        return None
+
+
+def _profile_of(rows: dict[str, list], reps: int, cfg: dict) -> Profile:
+    """The measured rows as a :class:`Profile` (a decode-free batch other than a prefill records context 0)."""
+    tokens = np.array(rows["prefill"]) + np.array(rows["decode"])
+    return Profile(
+        tokens, rows["median"], rows["kind"], rows["prefill"], rows["decode"],
+        [c if d or k == "prefill" else 0 for c, d, k in zip(rows["context"], rows["decode"], rows["kind"])],
+        extra={"reps": np.full(tokens.size, reps), "time_ms_min": np.array(rows["min"]),
+               "time_ms_max": np.array(rows["max"]), "time_ms_std": np.array(rows["std"])},
+        source={"format": "profile", "model": cfg.get("_source")},
+    )
+
+
 def run_profile(
     cfg: dict,
     grid: Sequence[GridPoint],
@@ -359,6 +311,10 @@ def run_profile(
 
     A point that runs out of device memory is skipped and listed in the run
     information (``skipped``); every other failure propagates.
+
+    >>> profile, info = run_profile(load_config("tiny-llama"), [GridPoint("decode", 0, 2, 8)], warmup=0, reps=2)
+    >>> profile.tokens.tolist(), info["reps"], info["skipped"]
+    ([2], 2, [])
     """
     if warmup < 0 or reps < 1:
         raise ProfileError("--reps", "reps must be at least 1 and warmup non-negative")
@@ -367,26 +323,16 @@ def run_profile(
     torch = _torch()
     model = build_model(cfg, device, dtype, seed)
     dev = next(model.parameters()).device
-    tdtype = next(model.parameters()).dtype
     timed = _timer(torch, dev)
     rows: dict[str, list] = {k: [] for k in ("kind", "prefill", "decode", "context", "median", "min", "max", "std")}
     skipped = []
     started = time.time()
     with torch.inference_mode():
         for i, point in enumerate(grid):
-            try:
-                ids, positions, cache, prefix = _inputs(torch, cfg, point, dev, tdtype)
-                run = lambda: model(ids, positions, point.prefill, cache, prefix)  # noqa: E731
-                for _ in range(warmup):
-                    run()
-                times = np.array([timed(run) for _ in range(reps)])
-            except torch.OutOfMemoryError:
+            times = _time_point(torch, model, cfg, point, timed, warmup, reps)
+            if times is None:
                 skipped.append(asdict(point))
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
                 continue
-            finally:
-                cache = prefix = None
             for key, value in zip(("kind", "prefill", "decode", "context"), asdict(point).values()):
                 rows[key].append(value)
             for key, fn in (("median", np.median), ("min", np.min), ("max", np.max), ("std", np.std)):
@@ -394,26 +340,11 @@ def run_profile(
             if progress:
                 progress(f"[{i + 1}/{len(grid)}] {point.kind} P={point.prefill} N={point.decode} "
                          f"C={point.context}: {rows['median'][-1]:.3f} ms")
-    tokens = np.array(rows["prefill"]) + np.array(rows["decode"])
-    profile = Profile(
-        tokens, rows["median"], rows["kind"], rows["prefill"], rows["decode"],
-        [c if d or k == "prefill" else 0 for c, d, k in zip(rows["context"], rows["decode"], rows["kind"])],
-        extra={"reps": np.full(tokens.size, reps), "time_ms_min": np.array(rows["min"]),
-               "time_ms_max": np.array(rows["max"]), "time_ms_std": np.array(rows["std"])},
-        source={"format": "profile", "model": cfg.get("_source")},
-    )
-    info = {
-        "dtype": str(tdtype).replace("torch.", ""),
-        "warmup": warmup,
-        "reps": reps,
-        "seed": seed,
-        "timing": "CUDA events" if dev.type == "cuda" else "time.perf_counter",
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-        "grid_points": len(grid),
-        "skipped": skipped,
-        "wall_seconds": round(time.time() - started, 3),
-    }
-    return profile, info
+    info = {"dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "warmup": warmup, "reps": reps,
+            "seed": seed, "timing": "CUDA events" if dev.type == "cuda" else "time.perf_counter",
+            "parameters": int(sum(p.numel() for p in model.parameters())), "grid_points": len(grid),
+            "skipped": skipped, "wall_seconds": round(time.time() - started, 3)}
+    return _profile_of(rows, reps, cfg), info
 
 
 def _driver() -> str | None:

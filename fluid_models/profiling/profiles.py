@@ -205,6 +205,37 @@ def _number(where: str, line: int, column: str, text: str, integer: bool = False
     return value
 
 
+def _grid_row(where: str, i: int, row: dict[str, str]) -> tuple[int, float, str, dict[str, int]]:
+    """Line ``i``'s tokens, time, kind and ``prefill_tokens`` / ``decode_tokens`` / ``context_len``, validated."""
+    tokens = int(_number(where, i, "tokens", row["tokens"], integer=True))
+    time_ms = _number(where, i, "time_ms", row["time_ms"])
+    if tokens < 1:
+        raise ProfileError(f"{where} line {i} column tokens", f"must be at least 1, got {tokens}")
+    if time_ms <= 0:
+        raise ProfileError(f"{where} line {i} column time_ms", f"must be positive, got {row['time_ms']}")
+    kind = row.get("kind") or "prefill"
+    if kind not in KINDS:
+        raise ProfileError(f"{where} line {i} column kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
+    ints = {}
+    for c, default in (("prefill_tokens", tokens), ("decode_tokens", 0), ("context_len", 0)):
+        ints[c] = int(_number(where, i, c, row[c], integer=True)) if row.get(c) else default
+        if ints[c] < 0:
+            raise ProfileError(f"{where} line {i} column {c}", f"must be non-negative, got {ints[c]}")
+    if ints["prefill_tokens"] + ints["decode_tokens"] != tokens:
+        raise ProfileError(f"{where} line {i}", f"prefill_tokens + decode_tokens = "
+                           f"{ints['prefill_tokens'] + ints['decode_tokens']} differs from tokens = {tokens}")
+    return tokens, time_ms, kind, ints
+
+
+def _append_repetitions(cols: dict[str, list], where: str, i: int, row: dict[str, str]) -> None:
+    """Line ``i``'s optional ``reps`` (0 when empty) and min / max / std times (NaN when empty)."""
+    if "reps" in cols:
+        cols["reps"].append(int(_number(where, i, "reps", row["reps"], integer=True)) if row["reps"] else 0)
+    for c in _OPTIONAL_FLOATS:
+        if c in cols:
+            cols[c].append(_number(where, i, c, row[c]) if row[c] else float("nan"))
+
+
 def read_profile_csv(handle: str | os.PathLike | IO[str]) -> Profile:
     """Read and validate a profile CSV in the toolkit's format (see module doc).
 
@@ -230,55 +261,21 @@ def read_profile_csv(handle: str | os.PathLike | IO[str]) -> Profile:
     cols: dict[str, list] = {c: [] for c in COLUMNS if c in header or c in _REQUIRED}
     seen: dict[tuple, int] = {}
     for i, row in enumerate(rows, start=2):
-        tokens = int(_number(where, i, "tokens", row["tokens"], integer=True))
-        time_ms = _number(where, i, "time_ms", row["time_ms"])
-        if tokens < 1:
-            raise ProfileError(f"{where} line {i} column tokens", f"must be at least 1, got {tokens}")
-        if time_ms <= 0:
-            raise ProfileError(f"{where} line {i} column time_ms", f"must be positive, got {row['time_ms']}")
-        kind = row.get("kind") or "prefill"
-        if kind not in KINDS:
-            raise ProfileError(f"{where} line {i} column kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
-        ints = {}
-        for c, default in (("prefill_tokens", tokens), ("decode_tokens", 0), ("context_len", 0)):
-            ints[c] = int(_number(where, i, c, row[c], integer=True)) if row.get(c) else default
-            if ints[c] < 0:
-                raise ProfileError(f"{where} line {i} column {c}", f"must be non-negative, got {ints[c]}")
-        if ints["prefill_tokens"] + ints["decode_tokens"] != tokens:
-            raise ProfileError(
-                f"{where} line {i}",
-                f"prefill_tokens + decode_tokens = {ints['prefill_tokens'] + ints['decode_tokens']} "
-                f"differs from tokens = {tokens}",
-            )
+        tokens, time_ms, kind, ints = _grid_row(where, i, row)
         key = (kind, ints["prefill_tokens"], ints["decode_tokens"], ints["context_len"])
         if key in seen:
-            raise ProfileError(
-                f"{where} line {i}",
-                "duplicate grid point (kind={}, prefill_tokens={}, decode_tokens={}, context_len={}), "
-                "first on line {}".format(*key, seen[key]),
-            )
+            raise ProfileError(f"{where} line {i}", "duplicate grid point (kind={}, prefill_tokens={}, decode_tokens={}, "
+                               "context_len={}), first on line {}".format(*key, seen[key]))
         seen[key] = i
         cols["tokens"].append(tokens)
         cols["time_ms"].append(time_ms)
         for c in ("kind", "prefill_tokens", "decode_tokens", "context_len"):
             if c in cols:
                 cols[c].append(kind if c == "kind" else ints[c])
-        if "reps" in cols:
-            cols["reps"].append(int(_number(where, i, "reps", row["reps"], integer=True)) if row["reps"] else 0)
-        for c in _OPTIONAL_FLOATS:
-            if c in cols:
-                cols[c].append(_number(where, i, c, row[c]) if row[c] else float("nan"))
+        _append_repetitions(cols, where, i, row)
     extra = {c: np.asarray(cols[c]) for c in ("reps", *_OPTIONAL_FLOATS) if c in cols}
-    return Profile(
-        cols["tokens"],
-        cols["time_ms"],
-        cols.get("kind"),
-        cols.get("prefill_tokens") if "prefill_tokens" in cols else None,
-        cols.get("decode_tokens") if "decode_tokens" in cols else None,
-        cols.get("context_len") if "context_len" in cols else None,
-        extra,
-        {"format": "profile", "file": where},
-    )
+    return Profile(cols["tokens"], cols["time_ms"], cols.get("kind"), cols.get("prefill_tokens"),
+                   cols.get("decode_tokens"), cols.get("context_len"), extra, {"format": "profile", "file": where})
 
 
 def write_profile_csv(profile: Profile, handle: str | os.PathLike | IO[str]) -> None:
@@ -339,12 +336,29 @@ def read_vidur_mlp(
     if n_layers < 1:
         raise ProfileError("n_layers", f"must be at least 1, got {n_layers}")
     header, rows = _rows(path)
+    ops = _vidur_operators(where, header, statistic)
+    tokens, times = _vidur_iteration_times(where, rows, ops, n_layers, tensor_parallel, per_iteration)
+    return Profile(tokens, times, source={
+        "format": "vidur", "file": where, "n_layers": n_layers, "tensor_parallel": tensor_parallel,
+        "statistic": statistic, "operators": [op.split(".")[1] for op in ops], "per_iteration": list(per_iteration),
+        "shape": {c: rows[0][c] for c in _VIDUR_SHAPE if c in header},
+        "note": "non-attention operators only (Vidur mlp.csv)"})
+
+
+def _vidur_operators(where: str, header: list[str], statistic: str) -> list[str]:
+    """The ``time_stats.<op>.<statistic>`` columns of a Vidur ``mlp.csv`` header (which must have its key columns)."""
     ops = [h for h in header if h.startswith("time_stats.") and h.endswith("." + statistic)]
     for needed in ("num_tokens", "num_tensor_parallel_workers"):
         if needed not in header:
             raise ProfileError(where, f"missing column {needed}: not a Vidur mlp.csv")
     if not ops:
         raise ProfileError(where, f"no time_stats.<op>.{statistic} columns: not a Vidur mlp.csv")
+    return ops
+
+
+def _vidur_iteration_times(where: str, rows: list[dict[str, str]], ops: list[str], n_layers: int,
+                           tensor_parallel: int, per_iteration: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Token counts and the iteration time at each: ``n_layers`` x the operators' sum, medians over repeated rows."""
     per_tokens: dict[int, list[float]] = {}
     for i, row in enumerate(rows, start=2):
         if int(_number(where, i, "num_tensor_parallel_workers", row["num_tensor_parallel_workers"])) != tensor_parallel:
@@ -359,21 +373,7 @@ def read_vidur_mlp(
     times = np.array([float(np.median(per_tokens[b])) for b in tokens])
     if np.any(times <= 0):
         raise ProfileError(where, "non-positive operator times")
-    return Profile(
-        tokens,
-        times,
-        source={
-            "format": "vidur",
-            "file": where,
-            "n_layers": n_layers,
-            "tensor_parallel": tensor_parallel,
-            "statistic": statistic,
-            "operators": [op.split(".")[1] for op in ops],
-            "per_iteration": list(per_iteration),
-            "shape": {c: rows[0][c] for c in _VIDUR_SHAPE if c in header},
-            "note": "non-attention operators only (Vidur mlp.csv)",
-        },
-    )
+    return tokens, times
 
 
 _VIDUR_SHAPE = ("n_head", "n_kv_head", "n_embd", "n_expanded_embd", "vocab_size", "use_gated_mlp")
