@@ -11,12 +11,13 @@ from scipy.special import stdtrit
 from llmstab.fluid_models.batch_time import Staircase
 from llmstab.fluid_models.cluster import ROUTERS, Cluster, KVTransfer, Pool
 from llmstab.fluid_models.distributions import Deterministic, Geometric, Uniform
-from llmstab.fluid_models.engine import Engine
+from llmstab.fluid_models.engine import Attention, Engine, KVCache
 from llmstab.fluid_models.state import EngineState
 from llmstab.fluid_models.errors import InputError
 from llmstab.fluid_models.policies import VLLM, Orca, Sarathi
 from llmstab.fluid_models.simulation.arrivals import Trace
 from llmstab.fluid_models.simulation.cluster import simulate_cluster
+from llmstab.fluid_models.simulation.simulator import simulate
 from llmstab.fluid_models.workload import RequestClass, Workload
 
 ENGINE = Engine(Staircase("11.28", "35.47", 128), 512)
@@ -189,9 +190,51 @@ def test_a_request_with_nothing_to_prefill_goes_straight_to_the_link():
     assert run.delivered[0] == pytest.approx(0.001)  # 0 prompt tokens on the link, then 1 ms
 
 
-def test_engine_features_the_cluster_simulator_does_not_model_are_refused():
-    from llmstab.fluid_models.engine import KVCache
-
+def test_a_disaggregated_cluster_refuses_memory_it_does_not_model():
     kv_engine = Engine(ENGINE.batch_time, 512, kv_cache=KVCache.from_tokens(50000))
     with pytest.raises(InputError, match="engine.kv_cache"):
-        simulate_cluster(Cluster((Pool(kv_engine, Sarathi(), 2),), ("jsq",)), CHAT, horizon_s=1.0)
+        simulate_cluster(Cluster((Pool(kv_engine, Sarathi(), 1), Pool(ENGINE, Sarathi(), 1)), ("jsq", "jsq"),
+                                 KVTransfer(0, 0)), CHAT, horizon_s=1.0)
+
+
+@settings(max_examples=12, deadline=None)
+@given(router=st.sampled_from(ROUTERS), replicas=st.integers(1, 3), seed=st.integers(0, 10_000),
+       n=st.integers(1, 40), blocks=st.integers(6, 12), active=st.sampled_from([None, 2, 3]),
+       policy=st.sampled_from([Sarathi(), VLLM()]))
+def test_replicas_with_a_kv_cache_serve_their_requests_as_the_single_engine_simulator(router, replicas, seed, n,
+                                                                                      blocks, active, policy):
+    """KV cache, attention and an active-request cap: each replica is exactly `simulate` on its own requests
+    (preemptions included), and every request finishes."""
+    engine = Engine(Staircase(1, 1, 4), 8, attention=Attention(decode="0.01", prefill="0.001"),
+                    kv_cache=KVCache(blocks=blocks, block_size=4), max_active_requests=active)
+    work = Workload((RequestClass("x", 3 * replicas, Uniform(1, 9), Uniform(1, 6)),))
+    run = simulate_cluster(Cluster((Pool(engine, policy, replicas),), (router,)), work, n_requests=n, seed=seed)
+    tr = run.trace
+    assert np.isfinite(run.finish).all() and run.metrics()["cluster"]["lost"] == 0
+    for r in range(replicas):
+        mine = np.flatnonzero(run.assignment[:, 0] == r)
+        if not mine.size:
+            continue
+        one = simulate(engine, policy, None, arrivals="trace", trace=Trace(tr.times[mine], tr.prompt[mine],
+                                                                           tr.decode[mine]))
+        assert np.array_equal(run.first_token[mine], one.first_token)
+        assert np.array_equal(run.finish[mine], one.finish) and np.array_equal(run.worst_gap[mine], one.worst_gap)
+        assert run.batches[r] == one.n_batches
+
+
+def test_two_replicas_with_a_small_cache_behind_random_routing_match_one_engine_at_half_the_rate():
+    """Random routing splits a Poisson stream into two of half the rate (a cache small enough that one engine
+    preempts ~400 times in 300 s and stalls admissions): the differences of the mean
+    end-to-end latency (cluster vs one engine at rate/2, 6 independent seeds) have a 99% t-interval containing 0."""
+    engine = Engine(ENGINE.batch_time, 512, kv_cache=KVCache(blocks=400, block_size=16), max_active_requests=64)
+    work = Workload((RequestClass("chat", 4, Deterministic(129), Geometric(112)),))
+    diffs = []
+    for seed in range(6):
+        two = simulate_cluster(Cluster((Pool(engine, Sarathi(), 2),), ("random",)), work.scaled(2), horizon_s=300.0,
+                               seed=seed).metrics()["cluster"]
+        one = simulate(engine, Sarathi(), work, horizon_s=300.0, seed=seed + 100).metrics()["chat"]
+        assert two["lost"] == 0
+        diffs.append(two["e2e_s"]["mean"] - one["e2e_s"]["mean"])
+    d = np.array(diffs)
+    half = float(stdtrit(d.size - 1, 0.995)) * d.std(ddof=1) / np.sqrt(d.size)
+    assert abs(d.mean()) <= half, (d.mean(), half)
