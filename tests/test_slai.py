@@ -7,11 +7,15 @@ from hypothesis import given, settings, strategies as st
 from llmstab.checkers.errors import InputError
 from llmstab.checkers.spec import parse_policy
 from llmstab.checkers.work_conservation import check_work_conservation
+from llmstab.fluid_models.batch_time import Staircase
+from llmstab.fluid_models.engine import Engine, KVCache
 from llmstab.fluid_models.policies import SLAI, Sarathi
 from llmstab.fluid_models.policies.base import (ARRIVAL, BLOCK_SIZE, BLOCKS, CLASS, CLOCK, CTX, DC, EVICT,
                                                 FREE_BLOCKS, LAST_BATCH_END, LAST_TOKEN, MEAN_BATCH, NF, NI, PF,
                                                 PROMPT, SCRATCH, TAKE_COLUMNS, TAKE_D, TAKE_P, TOTAL_BLOCKS,
                                                 unlimited_engine)
+from llmstab.fluid_models.simulation.arrivals import Trace
+from llmstab.fluid_models.simulation.simulator import simulate
 
 STRICT, RELAXED = 0, 1
 
@@ -133,6 +137,31 @@ def test_a_decode_without_a_free_block_preempts_the_latest_paused_prefill_else_i
     _, take = run(SLAI(), ri, rf, engine(free=0))
     assert take[0, EVICT] == 1 and take[0, TAKE_D] == 0
     assert np.isnan(rf[0, SCRATCH])   # a recomputed request gets a fresh deadline after its new prefill
+
+
+def test_a_decode_whose_last_block_has_room_is_never_preempted():
+    # the reference checks the free pool even when the decode needs no block; with the pool empty and no paused
+    # prefill that made a decode evict itself (and two requests could take turns doing so forever)
+    ri, rf = rows(dict(dc=5, lst=9.0, last=1.0, ctx=9, blocks=3), dict(dc=5, lst=20.0, last=1.0, ctx=9, blocks=3))
+    _, take = run(SLAI(), ri, rf, engine(free=0, total=6))
+    assert take[:, EVICT].tolist() == [0, 0] and take[:, TAKE_D].tolist() == [1, 1]
+
+
+def test_admission_leaves_the_blocks_that_running_decodes_need_to_grow():
+    full = dict(ctx=16, blocks=1, last=1.0)   # each next token needs a new block
+    ri, rf = rows(dict(dc=5, lst=20.0, **full), dict(dc=5, lst=21.0, **full), dict(pf=16, blocks=0))
+    _, take = run(SLAI(), ri, rf, engine(free=2, total=4))
+    assert take[:, TAKE_D].tolist() == [1, 1, 0] and take[:, EVICT].tolist() == [0, 0, 0]
+    assert take[2, TAKE_P] == 0                         # one free block left would not hold both decodes
+    _, take = run(SLAI(), ri, rf, engine(free=3, total=4))
+    assert take[:, TAKE_D].tolist() == [1, 1, 0] and take[2, TAKE_P] == 16
+
+
+def test_two_requests_that_fill_the_cache_finish_instead_of_evicting_each_other_forever():
+    cache = Engine(Staircase(1, 1, 4), 8, kv_cache=KVCache(blocks=6, block_size=4))
+    for prompt, decode in (([0, 1], [10, 10]), ([1, 6, 9], [1, 2, 6])):
+        r = simulate(cache, SLAI(tau=8), None, arrivals="trace", trace=Trace([0.0] * len(prompt), prompt, decode))
+        assert r.finished.all()
 
 
 @pytest.mark.parametrize("options, field", [({"tau": 0}, "tau"), ({"alpha": 0}, "alpha"), ({"beta": -1}, "beta"),

@@ -66,7 +66,11 @@ What a kernel decides, and what the engine then does:
 The engine re-checks all of it (and the batch constraints) and rejects a batch
 that breaks any. The building blocks below keep that bookkeeping in a small
 ``room`` vector (budget, slots, free blocks, ...), so a policy is a few lines
-that compose them; their preemption rule is :func:`latest_arrived_victim`.
+that compose them: :func:`add_decodes_in` and :func:`add_prefills_in` fill a
+batch from rows in the order a policy chooses, and a decode short of a KV block
+preempts under a victim rule (:data:`LATEST_ARRIVED`, vLLM's, the default of
+:func:`add_decodes`; or :data:`LATEST_PAUSED`, SLAI's), or its own request when
+the rule finds none.
 
 The engine shows at most ``min(b_max, k_max, MAX_ACTIVE - ACTIVE)`` waiting
 rows (more could not be admitted in one batch: each admission takes a token and
@@ -97,8 +101,10 @@ from numba import types
 from ..state import Batch, EngineState
 
 __all__ = ["Policy", "KERNEL_SIGNATURE", "KERNEL_TYPE", "run_on_lengths", "rows_from_lengths", "unlimited_engine",
-           "admission_blocks", "open_room", "admit", "add_decodes", "add_prefills", "add_whole_prefills",
-           "latest_arrived_victim", "evict", "secure_decode", "any_decoding", "any_prefilling", "clear", "tokens_taken",
+           "admission_blocks", "open_room", "admit", "add_decodes", "add_decodes_in", "add_prefills", "add_prefills_in",
+           "add_whole_prefills", "holding", "prefill_order", "latest_arrived_victim", "latest_paused_victim",
+           "LATEST_ARRIVED", "LATEST_PAUSED", "evict", "secure_decode", "any_decoding", "any_prefilling", "clear",
+           "tokens_taken",
            "PF", "DC", "CTX", "BLOCKS", "PROMPT", "CLASS", "ID", "GEN", "NI", "ARRIVAL", "LAST_TOKEN", "SCRATCH", "NF",
            "CLOCK", "MEAN_BATCH", "LAST_BATCH_END", "FREE_BLOCKS", "TOTAL_BLOCKS", "BLOCK_SIZE", "WATERMARK_BLOCKS",
            "MAX_ACTIVE", "ACTIVE", "WAITING", "BATCHES", "NE", "TAKE_P", "TAKE_D", "EVICT", "TAKE_COLUMNS"]
@@ -118,6 +124,8 @@ NE = 16
 # columns of the kernel's output
 TAKE_P, TAKE_D, EVICT = range(3)
 TAKE_COLUMNS = 3
+# preemption victim rules (the ``rule`` of :func:`add_decodes_in`): vLLM's latest arrival, SLAI's latest paused prefill
+LATEST_ARRIVED, LATEST_PAUSED = 0, 1
 # slots of the building blocks' bookkeeping vector
 _BUDGET, _SLOTS, _FREE, _ACTIVE_LEFT, _WATERMARK, _BS, _EVICTIONS = range(7)
 
@@ -256,6 +264,19 @@ def latest_arrived_victim(ri, rf, n, i, take):
 
 
 @numba.njit(cache=True)
+def latest_paused_victim(ri, n, take):
+    """The preemption victim under SLAI's rule: the most recently paused prefill not yet in this batch, or -1.
+
+    A paused prefill holds blocks and has prompt tokens left; running rows are in
+    admission order, so the last such row is the most recent one.
+    """
+    for j in range(n - 1, -1, -1):
+        if ri[j, BLOCKS] > 0 and ri[j, PF] > 0 and _untouched(take, j):
+            return j
+    return -1
+
+
+@numba.njit(cache=True)
 def evict(ri, j, room, take):
     """Preempt running request ``j``: its blocks return to the free pool."""
     room[_EVICTIONS] += 1
@@ -265,24 +286,34 @@ def evict(ri, j, room, take):
 
 
 @numba.njit(cache=True)
-def _preempt_for_block(ri, rf, n, i, room, take):
-    """No block is free: preempt victims until one is (or ``i`` itself); True if ``i`` got its block."""
+def _preempt_for_block(ri, rf, n, i, room, take, rule):
+    """No block is free: preempt victims under ``rule`` until one is (or ``i`` itself); True if ``i`` got its block.
+
+    An evicted request's scratch float is cleared: it is recomputed, and starts afresh.
+    """
     while room[_FREE] <= 0:
-        victim = latest_arrived_victim(ri, rf, n, i, take)
-        if victim < 0:
-            evict(ri, i, room, take)
-            return False
+        if rule == LATEST_PAUSED:
+            victim = latest_paused_victim(ri, n, take)
+        else:
+            victim = latest_arrived_victim(ri, rf, n, i, take)
+        victim = i if victim < 0 else victim
         evict(ri, victim, room, take)
+        rf[victim, SCRATCH] = np.nan
+        if victim == i:
+            return False
     room[_FREE] -= 1
     return True
 
 
 @numba.njit(cache=True)
-def secure_decode(ri, rf, n, i, room, take):
+def secure_decode(ri, rf, n, i, room, take, rule):
     """Make room for one decode token of ``i`` (admit it, or find a block); False if ``i`` cannot decode now.
 
-    Callers in a loop check the common cases first (see :func:`add_decodes`): a call per request costs
-    more than the check.
+    A decode whose last block has room takes nothing; one that needs a block takes
+    a free one, or preempts victims under ``rule`` (:data:`LATEST_ARRIVED` or
+    :data:`LATEST_PAUSED`), or, if there is none, its own request. Callers in a
+    loop check the common cases first (see :func:`add_decodes_in`): a call per
+    request costs more than the check.
     """
     if ri[i, BLOCKS] == 0:
         return admit(ri, i, room)
@@ -291,20 +322,20 @@ def secure_decode(ri, rf, n, i, room, take):
     if room[_FREE] > 0:
         room[_FREE] -= 1
         return True
-    return _preempt_for_block(ri, rf, n, i, room, take)
+    return _preempt_for_block(ri, rf, n, i, room, take, rule)
 
 
 @numba.njit(cache=True)
-def add_decodes(ri, rf, n, room, take, cap):
-    """One decode token for each decoding request, in order, while budget, slots and ``cap`` last.
+def add_decodes_in(ri, rf, n, rows, room, take, cap, deadline, rule):
+    """One decode token for each decoding request of ``rows``, in that order, while budget, slots and ``cap`` last.
 
-    A decode that needs a KV block and finds none preempts the latest-arrived
-    request (:func:`latest_arrived_victim`), or its own request if none arrived
-    later. Returns the decodes added.
+    The loop stops at the first row whose scratch float (e.g. a last schedulable
+    time) exceeds ``deadline`` (``np.inf``: never). A decode short of a KV block
+    preempts under ``rule`` (:func:`secure_decode`). Returns the decodes added.
     """
     added = 0
-    for i in range(n):
-        if room[_BUDGET] <= 0 or room[_SLOTS] <= 0 or added >= cap:
+    for i in rows:
+        if room[_BUDGET] <= 0 or room[_SLOTS] <= 0 or added >= cap or rf[i, SCRATCH] > deadline:
             break
         if ri[i, PF] == 0 and ri[i, DC] > 0 and _untouched(take, i):
             blocks = ri[i, BLOCKS]
@@ -312,7 +343,7 @@ def add_decodes(ri, rf, n, room, take, cap):
                 pass  # its last block has room
             elif blocks > 0 and room[_FREE] > 0:
                 room[_FREE] -= 1  # a free block
-            elif not secure_decode(ri, rf, n, i, room, take):
+            elif not secure_decode(ri, rf, n, i, room, take, rule):
                 continue
             take[i, TAKE_D] = 1
             room[_BUDGET] -= 1
@@ -322,20 +353,43 @@ def add_decodes(ri, rf, n, room, take, cap):
 
 
 @numba.njit(cache=True)
-def add_prefills(ri, n, room, take, chunk):
-    """Prefill tokens in order; the last request served may be cut to a chunk.
+def add_decodes(ri, rf, n, room, take, cap):
+    """One decode token for each decoding request, in row order, while budget, slots and ``cap`` last.
 
-    Each prefilling request not yet in the batch takes ``min(pf, budget)``
-    tokens, at most ``chunk`` (``chunk <= 0``: no per-request cap). A waiting
-    request must be admitted first; the first that memory cannot admit stops
-    admission (first come, first served). Returns the prefill tokens added.
+    A decode that needs a KV block and finds none preempts the latest-arrived
+    request (:func:`latest_arrived_victim`), or its own request if none arrived
+    later. Returns the decodes added.
+    """
+    return add_decodes_in(ri, rf, n, np.arange(n), room, take, cap, np.inf, LATEST_ARRIVED)
+
+
+@numba.njit(cache=True)
+def holding(ri, i):
+    """Whether request ``i`` holds KV before this batch: it holds blocks, or its prefill has started.
+
+    With memory unlimited (the checkers' view) no row holds blocks, so a started
+    prompt is told apart from a waiting one by its progress; a row with no
+    prefill left and no blocks (a decoding request in that view) is counted when
+    :func:`secure_decode` admits it.
+    """
+    return ri[i, BLOCKS] > 0 or ri[i, PF] < ri[i, PROMPT]
+
+
+@numba.njit(cache=True)
+def add_prefills_in(ri, rows, room, take, chunk):
+    """Prefill tokens for ``rows`` in that order; the last request served may be cut to a chunk.
+
+    Each prefilling row not yet in the batch takes ``min(pf, budget)`` tokens,
+    at most ``chunk`` (``chunk <= 0``: no per-request cap). A waiting row must be
+    admitted first; the first that memory cannot admit stops admission (and the
+    loop). Returns the prefill tokens added.
     """
     added = 0
-    for i in range(n):
+    for i in rows:
         if room[_BUDGET] <= 0 or room[_SLOTS] <= 0:
             break
         if ri[i, PF] > 0 and _untouched(take, i):
-            if ri[i, BLOCKS] == 0 and not admit(ri, i, room):
+            if ri[i, BLOCKS] == 0 and not holding(ri, i) and not admit(ri, i, room):
                 break
             x = min(ri[i, PF], room[_BUDGET])
             if chunk > 0:
@@ -345,6 +399,46 @@ def add_prefills(ri, n, room, take, chunk):
             room[_SLOTS] -= 1
             added += x
     return added
+
+
+@numba.njit(cache=True)
+def add_prefills(ri, n, room, take, chunk):
+    """Prefill tokens in row order (running rows first, then the waiting queue): :func:`add_prefills_in`."""
+    return add_prefills_in(ri, np.arange(n), room, take, chunk)
+
+
+@numba.njit(cache=True)
+def prefill_order(ri, n, rank, spf):
+    """Prefilling rows: started ones (holding KV) in row order, then waiting ones.
+
+    Waiting rows keep queue order, or, if ``spf``, go shortest prompt first, ties
+    (and, when ``rank`` has ``n`` entries, the primary key) broken by ``rank``
+    ascending, e.g. a class's TBT target so that strict users come first.
+    """
+    rows = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        if ri[i, PF] > 0 and holding(ri, i):
+            rows[m] = i
+            m += 1
+    started = m
+    for i in range(n):
+        if ri[i, PF] > 0 and not holding(ri, i):
+            rows[m] = i
+            m += 1
+    if not spf or m - started < 2:
+        return rows[:m]
+    waiting = rows[started:m]
+    key = np.empty(waiting.size)
+    for j in range(waiting.size):
+        key[j] = ri[waiting[j], PROMPT]
+    waiting = waiting[np.argsort(key, kind="mergesort")]
+    if rank.size == n:
+        for j in range(waiting.size):
+            key[j] = rank[waiting[j]]
+        waiting = waiting[np.argsort(key, kind="mergesort")]
+    rows[started:m] = waiting
+    return rows[:m]
 
 
 @numba.njit(cache=True)
@@ -426,6 +520,15 @@ class Policy:
     def for_workload(self, workload: object) -> "Policy":
         """This policy told the traffic it serves (e.g. the classes' latency targets); most policies ignore it."""
         return self
+
+    def token_budget(self, b_max: int) -> int:
+        """The most tokens a batch of this policy holds on an engine of budget ``b_max`` (its own cap may bind).
+
+        >>> from llmstab.fluid_models.policies import Sarathi
+        >>> Sarathi().token_budget(512)
+        512
+        """
+        return b_max
 
     @property
     def label(self) -> str:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numba
 
-from .base import BLOCK_SIZE, BLOCKS, CTX, DC, EVICT, PF, TAKE_D, TAKE_P, Policy, admit, clear, open_room, secure_decode
+from .base import (BLOCK_SIZE, BLOCKS, CTX, DC, EVICT, LATEST_ARRIVED, PF, TAKE_D, TAKE_P, Policy, admit, clear,
+                   open_room, secure_decode)
 
 
 @numba.njit(cache=True)
@@ -27,7 +28,7 @@ def fcfs_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
             budget -= x
             slots -= 1
         elif ri[i, DC] > 0 and (0 < ri[i, BLOCKS] and ri[i, CTX] < ri[i, BLOCKS] * eng[BLOCK_SIZE]
-                                or secure_decode(ri, rf, n, i, room, take)):
+                                or secure_decode(ri, rf, n, i, room, take, LATEST_ARRIVED)):
             take[i, TAKE_D] = 1
             budget -= 1
             slots -= 1

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .base import NO_LIMIT, PF, Policy, add_decodes, add_prefills, clear, open_room, tokens_taken
-from .slai import chunked_prefills, holding, waiting_order
+from .base import NO_LIMIT, Policy, add_decodes, add_prefills, add_prefills_in, clear, open_room, prefill_order, \
+    tokens_taken
 
 
 @numba.njit(cache=True)
@@ -18,15 +18,8 @@ def sarathi_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
     add_decodes(ri, rf, n, room, take, NO_LIMIT)
     if params.size == 0 or params[0] == 0:
         add_prefills(ri, n, room, take, 0)
-        return tokens_taken(b_max, room)
-    started = np.empty(n, np.int64)  # shortest-prompt-first: started prompts first, then waiting ones by length
-    m = 0
-    for i in range(n):
-        if holding(ri, i) and ri[i, PF] > 0:
-            started[m] = i
-            m += 1
-    chunked_prefills(ri, started[:m], room, take)
-    chunked_prefills(ri, waiting_order(ri, n, params, True, False), room, take)
+    else:  # shortest-prompt-first: started prompts first, then waiting ones by length
+        add_prefills_in(ri, prefill_order(ri, n, np.empty(0), True), room, take, 0)
     return tokens_taken(b_max, room)
 
 

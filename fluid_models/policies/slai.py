@@ -14,12 +14,18 @@ One batch, in the order of the reference scheduler (``../shared/specs/SLAI.md`` 
 4. the other decodes fill the rest of the budget in LST order, at most
    ``beta`` decodes in all.
 
-A decode that finds no free KV block preempts the most recently paused prefill,
-or, if none, itself (SLAI's victim rule, unlike vLLM's latest arrival).
+A decode that needs a new KV block and finds none preempts the most recently
+paused prefill, or, if none, itself (SLAI's victim rule, unlike vLLM's latest
+arrival). Two departures from the reference, both vLLM's behaviour, keep
+requests from evicting each other forever in a small cache: a decode whose last
+block has room needs no free block (the reference checks the free pool even
+then), and new prompts are admitted only while the blocks the remaining decodes
+need to grow stay free (vLLM serves running requests before admitting; in the
+reference an admission can take the block a later decode needs, and that
+decode evicts itself).
 
-Requests are *holding KV* when they hold blocks or have started: with memory
-unlimited (the checkers' view) a row holds nothing, so a started request is
-told apart from a waiting one by its progress.
+``alpha`` counts the requests holding KV (:func:`~.base.holding`) plus those the
+batch admits.
 
 Examples
 --------
@@ -36,69 +42,22 @@ import numba
 import numpy as np
 
 from .base import (ARRIVAL, BLOCKS, CLASS, CLOCK, CTX, DC, EVICT, FREE_BLOCKS, LAST_BATCH_END, LAST_TOKEN,
-                   MEAN_BATCH, PF, PROMPT, SCRATCH, TAKE_D, TAKE_P, TOTAL_BLOCKS, Policy, admit, clear, evict,
-                   open_room, tokens_taken)
+                   LATEST_PAUSED, MEAN_BATCH, PF, SCRATCH, TAKE_D, TAKE_P, TOTAL_BLOCKS, Policy, add_decodes_in,
+                   add_prefills_in, clear, holding, open_room, prefill_order, tokens_taken)
 
-__all__ = ["SLAI", "slai_kernel", "holding", "waiting_order", "chunked_prefills"]
+__all__ = ["SLAI", "slai_kernel"]
 
 # params slots
 _TAU, _ALPHA, _BETA, _DLO, _DHI, _MEMLIM, _SPF, _PRIORITY, _FIXED, _DEFAULT_TBT = range(10)
 _CLASS_TBT = 10
 # the building blocks' room slots used here (see base.open_room)
-_BUDGET, _SLOTS, _FREE, _ACTIVE_LEFT, _BS = 0, 1, 2, 3, 5
-
-
-@numba.njit(cache=True)
-def holding(ri, i):
-    """Whether request ``i`` holds KV: it holds blocks, or its prefill has started (or is done)."""
-    return ri[i, BLOCKS] > 0 or ri[i, PF] < ri[i, PROMPT] or ri[i, PF] == 0
+_ACTIVE_LEFT, _WATERMARK, _BS = 3, 4, 5
 
 
 @numba.njit(cache=True)
 def _class_tbt(params, c):
     k = _CLASS_TBT + c
     return params[k] if 0 <= c and k < params.size else params[_DEFAULT_TBT]
-
-
-@numba.njit(cache=True)
-def waiting_order(ri, n, params, spf, priority):
-    """Waiting rows (not holding KV, prompt left): in queue order, or by ``(TBT target if priority, prompt)`` if ``spf``."""
-    rows = np.empty(n, np.int64)
-    m = 0
-    for i in range(n):
-        if not holding(ri, i) and ri[i, PF] > 0:
-            rows[m] = i
-            m += 1
-    rows = rows[:m]
-    if not spf or m < 2:
-        return rows
-    key = np.empty(m)
-    for j in range(m):
-        key[j] = ri[rows[j], PROMPT]
-    rows = rows[np.argsort(key, kind="mergesort")]
-    if priority:
-        for j in range(m):
-            key[j] = _class_tbt(params, ri[rows[j], CLASS])
-        rows = rows[np.argsort(key, kind="mergesort")]
-    return rows
-
-
-@numba.njit(cache=True)
-def chunked_prefills(ri, rows, room, take):
-    """Prefill chunks for ``rows`` in order: ``min(pf, budget)`` each; a waiting row must be admitted first,
-    and the first one memory cannot admit stops the rest. Returns the tokens added."""
-    added = 0
-    for i in rows:
-        if room[_BUDGET] <= 0 or room[_SLOTS] <= 0:
-            break
-        if ri[i, BLOCKS] == 0 and not holding(ri, i) and not admit(ri, i, room):
-            break
-        x = min(ri[i, PF], room[_BUDGET])
-        take[i, TAKE_P] = x
-        room[_BUDGET] -= x
-        room[_SLOTS] -= 1
-        added += x
-    return added
 
 
 @numba.njit(cache=True)
@@ -134,56 +93,34 @@ def _decode_order(ri, rf, n):
 
 
 @numba.njit(cache=True)
-def _paused_victim(ri, n, take):
-    """The most recently paused prefill not yet in this batch, or -1."""
-    for j in range(n - 1, -1, -1):
-        if ri[j, BLOCKS] > 0 and ri[j, PF] > 0 and take[j, TAKE_P] == 0 and take[j, EVICT] == 0:
-            return j
-    return -1
-
-
-@numba.njit(cache=True)
-def _slai_secure(ri, rf, n, i, room, take):
-    """Room for one decode token of ``i``; SLAI preempts the latest paused prefill, else ``i`` itself."""
-    if ri[i, BLOCKS] == 0:
-        return admit(ri, i, room)
-    while room[_FREE] <= 0:  # the reference checks the pool, even when i's last block has room
-        victim = _paused_victim(ri, n, take)
-        if victim < 0:
-            evict(ri, i, room, take)
-            rf[i, SCRATCH] = np.nan
-            return False
-        evict(ri, victim, room, take)
-        rf[victim, SCRATCH] = np.nan
-    if ri[i, CTX] + 1 > ri[i, BLOCKS] * room[_BS]:
-        room[_FREE] -= 1
-    return True
-
-
-@numba.njit(cache=True)
-def _decodes(ri, rf, n, rows, room, take, now, critical, cap):
-    """Decodes of ``rows`` in order (only those with ``LST <= now`` if ``critical``), at most ``cap``."""
-    added = 0
+def _growing(ri, rows, take, block_size, cap):
+    """Decodes of ``rows`` not yet served whose next token needs a new KV block (at most ``cap``)."""
+    count = 0
     for i in rows:
-        if added >= cap or room[_BUDGET] <= 0 or room[_SLOTS] <= 0:
+        if count >= cap:
             break
-        if critical and now < rf[i, SCRATCH]:
-            break
-        if take[i, TAKE_D] or take[i, EVICT]:
-            continue
-        if not _slai_secure(ri, rf, n, i, room, take):
-            continue
-        take[i, TAKE_D] = 1
-        room[_BUDGET] -= 1
-        room[_SLOTS] -= 1
-        added += 1
-    return added
+        if take[i, TAKE_P] == 0 and take[i, TAKE_D] == 0 and take[i, EVICT] == 0 and ri[i, BLOCKS] > 0 \
+                and ri[i, CTX] + 1 > ri[i, BLOCKS] * block_size:
+            count += 1
+    return count
+
+
+@numba.njit(cache=True)
+def _new_prefill_rank(ri, n, params):
+    """Each row's TBT target if user priority is on (strict users sort first), else nothing."""
+    if params[_PRIORITY] == 0:
+        return np.empty(0)
+    rank = np.empty(n)
+    for i in range(n):
+        rank[i] = _class_tbt(params, ri[i, CLASS])
+    return rank
 
 
 @numba.njit(cache=True)
 def slai_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
     clear(n, take)
-    room = open_room(eng, min(b_max, np.int64(params[_TAU])), k_max)
+    budget = min(b_max, np.int64(params[_TAU]))
+    room = open_room(eng, budget, k_max)
     holders = 0
     for i in range(n):
         holders += holding(ri, i)
@@ -191,17 +128,16 @@ def slai_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
     _set_deadlines(ri, rf, n, eng, params)
     order = _decode_order(ri, rf, n)
     beta = np.int64(params[_BETA])
-    crit = _decodes(ri, rf, n, order, room, take, eng[CLOCK], True, beta)
-    paused = np.empty(n, np.int64)
-    m = 0
-    for i in range(n):
-        if holding(ri, i) and ri[i, PF] > 0 and take[i, EVICT] == 0:
-            paused[m] = i
-            m += 1
-    chunked_prefills(ri, paused[:m], room, take)
-    chunked_prefills(ri, waiting_order(ri, n, params, params[_SPF] != 0, params[_PRIORITY] != 0), room, take)
-    _decodes(ri, rf, n, order, room, take, eng[CLOCK], False, beta - crit)
-    return tokens_taken(min(b_max, np.int64(params[_TAU])), room)
+    crit = add_decodes_in(ri, rf, n, order, room, take, beta, eng[CLOCK], LATEST_PAUSED)
+    # admissions leave the blocks the remaining decodes need to grow (vLLM serves running requests before
+    # admitting): else a decode short of the block an admission just took evicts itself, and two requests
+    # can take turns evicting each other forever
+    reserve = _growing(ri, order, take, room[_BS], beta - crit)
+    room[_WATERMARK] += reserve
+    add_prefills_in(ri, prefill_order(ri, n, _new_prefill_rank(ri, n, params), params[_SPF] != 0), room, take, 0)
+    room[_WATERMARK] -= reserve
+    add_decodes_in(ri, rf, n, order, room, take, beta - crit, np.inf, LATEST_PAUSED)
+    return tokens_taken(budget, room)
 
 
 @dataclass(frozen=True)
@@ -258,6 +194,14 @@ class SLAI(Policy):
             raise ValueError(f"memory_limit must lie in (0, 1], got {self.memory_limit!r}")
         if self.order not in ("spf", "fcfs"):
             raise ValueError(f"order must be 'spf' or 'fcfs', got {self.order!r}")
+
+    def token_budget(self, b_max: int) -> int:
+        """``min(b_max, tau)``: SLAI's own token budget caps its batches.
+
+        >>> SLAI(tau=512).token_budget(513)
+        512
+        """
+        return min(b_max, self.tau)
 
     def for_workload(self, workload: object) -> "SLAI":
         """This policy with each class's TBT target (``default_tbt_s`` where a class has none)."""
