@@ -14,10 +14,10 @@ Bad values raise :class:`~llmstab.checkers.errors.InputError` naming the field.
 Examples
 --------
 >>> node, att = split_attention({"kind": "staircase", "unit": "s", "attention": {"decode": "1e-7"}}, "engine.batch_time")
->>> sorted(node), att.decode_exact
-(['kind', 'unit'], 1/10000)
+>>> sorted(node), str(att.decode_exact)
+(['kind', 'unit'], '1/10000')
 >>> parse_memory({"kv_cache": {"tokens": 64, "block_size": 16}, "max_active_requests": 2}, "engine")
-{'kv_cache': KVCache(blocks=4, block_size=16, watermark=0), 'max_active_requests': 2}
+{'kv_cache': KVCache(blocks=4, block_size=16, watermark=Fraction(0, 1)), 'max_active_requests': 2}
 >>> parse_memory({"kv_cache": {"blocks": 10, "watermark": 1}}, "engine")
 Traceback (most recent call last):
 ...
@@ -26,9 +26,8 @@ llmstab.fluid_models.errors.InputError: engine.kv_cache.watermark: must lie in [
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
-
-import sympy
 
 from llmstab.fluid_models.batch_time import Attention, exact_number
 from llmstab.fluid_models.engine import KVCache
@@ -39,10 +38,10 @@ __all__ = ["MEMORY_KEYS", "split_attention", "parse_memory"]
 
 #: The engine keys this module reads.
 MEMORY_KEYS = ("kv_cache", "max_active_requests")
-_UNITS_IN_MS = {"ms": sympy.Integer(1), "s": sympy.Integer(1000), "us": sympy.Rational(1, 1000)}
+_UNITS_IN_MS = {"ms": Fraction(1), "s": Fraction(1000), "us": Fraction(1, 1000)}
 
 
-def _number(value: Any, where: str) -> sympy.Rational:
+def _number(value: Any, where: str) -> Fraction:
     try:
         number = exact_number(value)
     except (TypeError, ValueError):
@@ -92,7 +91,7 @@ def split_attention(node: Any, where: str) -> tuple[Any, Attention | None]:
     if not isinstance(node, dict) or "attention" not in node:
         return node, None
     rest = {k: v for k, v in node.items() if k != "attention"}
-    unit = _UNITS_IN_MS.get(rest.get("unit", "ms"), sympy.Integer(1))  # a bad unit is reported by the family parser
+    unit = _UNITS_IN_MS.get(rest.get("unit", "ms"), Fraction(1))  # a bad unit is reported by the family parser
     att = _mapping(node["attention"], f"{where}.attention", {"decode", "prefill"})
     coeffs = {k: _number(att.get(k, 0), f"{where}.attention.{k}") * unit for k in ("decode", "prefill")}
     return rest, Attention(**coeffs)

@@ -61,11 +61,11 @@ class CheckReport:
             lines.append(
                 f"  capacity : {float(cap['tokens_per_ms']):.4g} tokens/ms = {float(cap['tokens_per_s']):.6g} tokens/s"
                 + (f" (exact {cap['exact_tokens_per_ms']})" if "exact_tokens_per_ms" in cap else "")
-                + (f" = {float(cap['requests_per_s']):.4g} requests/s for this mix" if "requests_per_s" in cap else ""))
+                + (f" = {_per_s(cap['requests_per_s'], 'request')} for this mix" if "requests_per_s" in cap else ""))
         if "tokens_per_s" in load:
             lines.append(
                 f"  load     : {float(load['tokens_per_s']):.6g} tokens/s"
-                + (f" ({float(load['requests_per_s']):.4g} requests/s)" if "requests_per_s" in load else "")
+                + (f" ({_per_s(load['requests_per_s'], 'request')})" if "requests_per_s" in load else "")
                 + (f" = {float(load['utilisation']):.1%} of capacity" if "utilisation" in load else ""))
         lines += self.verdict_lines()
         return "\n".join(lines)
@@ -80,3 +80,13 @@ class CheckReport:
         if simulated and "seed" in self.extra:
             lines.append(f"  simulations seeded with {self.extra['seed']} (llmstab check --seed)")
         return lines
+
+
+def _per_s(value: object, unit: str) -> str:
+    """A rate to 4 significant figures with its unit, singular when it reads 1.
+
+    >>> _per_s(1, "request"), _per_s(2.5, "request"), _per_s(0.99999, "request")
+    ('1 request/s', '2.5 requests/s', '1 request/s')
+    """
+    text = f"{float(value):.4g}"
+    return f"{text} {unit}/s" if text == "1" else f"{text} {unit}s/s"

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.workload import Workload
-from llmstab.theory.capacity import EngineCapacity, b, engine_capacity
+from llmstab.theory.capacity import EngineCapacity, capacity_from_times
 
 from .verdict import Evidence, Verdict
 
@@ -48,8 +48,21 @@ THEOREM_2B = "Li-Dai-Peng (arXiv 2504.07347) Theorem 2(b)"
 
 
 def capacity_of(engine: Engine) -> EngineCapacity:
-    """The exact token capacity of ``engine`` (without a request limit)."""
-    return engine_capacity(engine.batch_time.expression(b), engine.token_budget)
+    """The exact token capacity of ``engine`` (without a request limit), in Fractions, without sympy.
+
+    The same maximiser, value and candidates as
+    :func:`llmstab.theory.capacity.engine_capacity` on the model's expression:
+    float times from the model, exact ones from ``model.exact``, the pieces'
+    ends from ``model.piece_ends``.
+
+    >>> from llmstab.fluid_models.batch_time import Staircase
+    >>> cap = capacity_of(Engine(Staircase("11.28", "35.47", 128), token_budget=512))
+    >>> cap.tokens_per_ms, cap.candidates_checked
+    (Fraction(12800, 3829), 1)
+    """
+    model, budget = engine.batch_time, engine.token_budget
+    return capacity_from_times(model.table(budget)[1:], lambda sizes: [model.exact(k) for k in sizes],
+                               model.piece_ends(budget), budget)
 
 
 def capacity_summary(capacity: EngineCapacity, workload: Workload) -> dict:
@@ -100,9 +113,18 @@ def policy_verdict(engine: Engine, capacity: EngineCapacity, work: WorkConservat
         "theorem",
         f"{THEOREM_2B}: a work-conserving policy is stable for every load below b_max/t_(b_max) = "
         f"{capacity.full_batch_rate} tokens/ms, and (Theorem 2(a)) no policy is stable above it, "
-        f"since b*t_(b_max) <= b_max*t_b for all b <= b_max (every b screened in floating point, the {capacity.candidates_checked} leading candidates compared exactly)",
+        f"since b*t_(b_max) <= b_max*t_b for all b <= b_max (every b screened in floating point, {_leading(capacity.candidates_checked)} compared exactly)",
         {"theorem": THEOREM_2B, "capacity_tokens_per_ms": capacity.tokens_per_ms}))
     return Verdict("maximally-stable", evidence)
+
+
+def _leading(count: int) -> str:
+    """``the leading candidate`` or ``the N leading candidates``.
+
+    >>> _leading(1), _leading(3)
+    ('the leading candidate', 'the 3 leading candidates')
+    """
+    return "the leading candidate" if count == 1 else f"the {count} leading candidates"
 
 
 def _inefficient_full_batch(engine: Engine, capacity: EngineCapacity) -> Evidence:

@@ -19,9 +19,8 @@ llmstab.fluid_models.errors.InputError: workload.classes: the shares sum to 1/2,
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
-
-import sympy
 
 from llmstab.fluid_models.batch_time import exact_number
 from llmstab.fluid_models.errors import InputError
@@ -30,17 +29,17 @@ from llmstab.fluid_models.slo import SLO, parse_slo
 __all__ = ["class_rate", "check_shares", "parse_slo", "SLO"]
 
 
-def _positive(value: Any, where: str) -> sympy.Rational:
+def _positive(value: Any, where: str) -> Fraction:
     try:
         number = exact_number(value)
-    except (TypeError, ValueError, SyntaxError, sympy.SympifyError):
+    except (TypeError, ValueError, SyntaxError):
         raise InputError(where, f"must be a number, got {value!r}") from None
     if number <= 0:
         raise InputError(where, f"must be positive, got {value}")
     return number
 
 
-def class_rate(workload: dict, item: dict, at: str, where: str = "workload") -> sympy.Rational:
+def class_rate(workload: dict, item: dict, at: str, where: str = "workload") -> Fraction:
     """The rate of class ``item``: its own ``rate``, or the workload's ``rate`` times its ``share``."""
     if workload.get("rate") is None:
         if "share" in item:
@@ -62,6 +61,6 @@ def check_shares(workload: dict, where: str) -> None:
     """With a workload ``rate``, the classes' shares must sum to exactly 1."""
     if workload.get("rate") is None:
         return
-    total = sum((exact_number(c["share"]) for c in workload["classes"]), sympy.Integer(0))
+    total = sum((exact_number(c["share"]) for c in workload["classes"]), Fraction(0))
     if total != 1:
         raise InputError(f"{where}.classes", f"the shares sum to {total}, not 1")

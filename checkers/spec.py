@@ -18,7 +18,7 @@ Examples
 ...                               "prompt": {"dist": "deterministic", "mean": 129},
 ...                               "decode": {"dist": "geometric", "mean": 112}}]}})
 >>> spec.engine.token_budget, spec.policy.name, spec.workload.token_rate
-(512, 'sarathi', 3374)
+(512, 'sarathi', Fraction(3374, 1))
 >>> engine_spec_from_document({"engine": {}})
 Traceback (most recent call last):
 ...
@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
-
-import sympy
 
 from llmstab.fluid_models.batch_time import BatchTimeModel, PiecewiseLinear, Staircase, Table, Tiled, TiledAttention, exact_number
 from llmstab.fluid_models.distributions import Deterministic, Empirical, Geometric, LengthDistribution, Poisson, Uniform
@@ -71,7 +70,7 @@ __all__ = [
     "MAX_TIME_MS",
 ]
 
-UNITS_IN_MS = {"ms": sympy.Integer(1), "s": sympy.Integer(1000), "us": sympy.Rational(1, 1000)}
+UNITS_IN_MS = {"ms": Fraction(1), "s": Fraction(1000), "us": Fraction(1, 1000)}
 
 # --- limits checked at the door (README, "Input limits"): beyond them the toolkit would run for hours or run out
 # of memory (a b_max of 1e9 asks for an 8 TiB array), so an input past one is refused with one line, never half-run.
@@ -83,11 +82,11 @@ MAX_LENGTH = 10**7
 #: Most request classes in one workload.
 MAX_CLASSES = 1000
 #: Arrival rates of a class, requests per second.
-MIN_RATE, MAX_RATE = sympy.Rational(1, 10**6), sympy.Integer(10) ** 6
+MIN_RATE, MAX_RATE = Fraction(1, 10**6), Fraction(10**6)
 #: Largest absolute value of any number, and the smallest non-zero one.
-MAX_MAGNITUDE, MIN_MAGNITUDE = sympy.Integer(10) ** 12, sympy.Rational(1, 10**12)
+MAX_MAGNITUDE, MIN_MAGNITUDE = Fraction(10**12), Fraction(1, 10**12)
 #: Batch-time coefficients, in ms: a non-zero one lies in [1e-6, 1e9] ms (a nanosecond to about 11 days).
-MIN_TIME_MS, MAX_TIME_MS = sympy.Rational(1, 10**6), sympy.Integer(10) ** 9
+MIN_TIME_MS, MAX_TIME_MS = Fraction(1, 10**6), Fraction(10**9)
 
 
 @dataclass(frozen=True)
@@ -169,12 +168,12 @@ def _required(node: dict, key: str, where: str) -> Any:
     return node[key]
 
 
-def _number(value: Any, where: str, *, positive: bool = False, nonnegative: bool = False) -> sympy.Rational:
+def _number(value: Any, where: str, *, positive: bool = False, nonnegative: bool = False) -> Fraction:
     """An exact number (int, float read by its decimal text, or text such as ``"3/4"``) of sensible magnitude."""
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         raise InputError(where, f"must be at most {float(MAX_MAGNITUDE):g} in size, got a number too large for a float")
     try:
-        number = sympy.Rational(number_from_text(value)) if isinstance(value, str) else exact_number(value)
+        number = number_from_text(value) if isinstance(value, str) else exact_number(value)
     except (TypeError, ValueError) as exc:
         why = f" ({exc})" if isinstance(value, str) else ""
         raise InputError(where, f"must be a number, got {show(value)}{why}") from None
@@ -214,7 +213,7 @@ def _tokens(value: Any, where: str, minimum: int = 1) -> int:
 # --- batch time ------------------------------------------------------------------------------
 
 
-def _time(value: Any, where: str, unit: sympy.Rational, **checks: bool) -> sympy.Rational:
+def _time(value: Any, where: str, unit: Fraction, **checks: bool) -> Fraction:
     """A batch-time coefficient in ms: zero, or of magnitude in [MIN_TIME_MS, MAX_TIME_MS] once in ms."""
     ms = _number(value, where, **checks) * unit
     if ms and not MIN_TIME_MS <= abs(ms) <= MAX_TIME_MS:
@@ -223,11 +222,11 @@ def _time(value: Any, where: str, unit: sympy.Rational, **checks: bool) -> sympy
     return ms
 
 
-def _scaled(node: dict, key: str, where: str, unit: sympy.Rational, **checks: bool) -> sympy.Rational:
+def _scaled(node: dict, key: str, where: str, unit: Fraction, **checks: bool) -> Fraction:
     return _time(_required(node, key, where), f"{where}.{key}", unit, **checks)
 
 
-def _staircase(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
+def _staircase(node: dict, where: str, unit: Fraction, base_dir: Path) -> BatchTimeModel:
     _only(node, where, {"kind", "unit", "c", "a", "b0"})
     return Staircase(
         c=_scaled(node, "c", where, unit, positive=True),
@@ -236,7 +235,7 @@ def _staircase(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> 
     )
 
 
-def _piecewise_linear(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
+def _piecewise_linear(node: dict, where: str, unit: Fraction, base_dir: Path) -> BatchTimeModel:
     _only(node, where, {"kind", "unit", "c", "a", "b0"})
     return PiecewiseLinear(
         c=_scaled(node, "c", where, unit, positive=True),
@@ -245,7 +244,7 @@ def _piecewise_linear(node: dict, where: str, unit: sympy.Rational, base_dir: Pa
     )
 
 
-def _tiled(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
+def _tiled(node: dict, where: str, unit: Fraction, base_dir: Path) -> BatchTimeModel:
     _only(node, where, {"kind", "unit", "t_lin", "b_col", "t_nl", "c", "t_attn", "context"})
     fields = dict(
         t_lin=_scaled(node, "t_lin", where, unit, positive=True),
@@ -261,7 +260,7 @@ def _tiled(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> Batc
                                            maximum=MAX_LENGTH))
 
 
-def _table(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
+def _table(node: dict, where: str, unit: Fraction, base_dir: Path) -> BatchTimeModel:
     _only(node, where, {"kind", "unit", "tokens", "times"})
     tokens, times = _required(node, "tokens", where), _required(node, "times", where)
     if not isinstance(tokens, list) or not isinstance(times, list) or not tokens:
@@ -275,7 +274,7 @@ def _table(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> Batc
     return Table(tuple(xs), tuple(ys))
 
 
-def _profile(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
+def _profile(node: dict, where: str, unit: Fraction, base_dir: Path) -> BatchTimeModel:
     """A model file written by ``llmstab fit`` (path relative to the input file)."""
     from llmstab.fluid_models.profiling.fitting import read_model_file
     from llmstab.fluid_models.profiling.profiles import ProfileError
@@ -289,7 +288,7 @@ def _profile(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> Ba
     return parse_batch_time(inner, f"{where}.file", base_dir)
 
 
-def _preset(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> BatchTimeModel:
+def _preset(node: dict, where: str, unit: Fraction, base_dir: Path) -> BatchTimeModel:
     """A named preset shipped with the package (``llmstab presets`` lists them)."""
     from llmstab.fluid_models.profiling.presets import preset_info
     from llmstab.fluid_models.profiling.profiles import ProfileError
@@ -302,7 +301,7 @@ def _preset(node: dict, where: str, unit: sympy.Rational, base_dir: Path) -> Bat
     return parse_batch_time(inner, where, base_dir)
 
 
-BATCH_TIME_PARSERS: dict[str, Callable[[dict, str, sympy.Rational, Path], BatchTimeModel]] = {
+BATCH_TIME_PARSERS: dict[str, Callable[[dict, str, Fraction, Path], BatchTimeModel]] = {
     "staircase": _staircase,
     "piecewise_linear": _piecewise_linear,
     "tiled": _tiled,
@@ -327,7 +326,7 @@ def parse_batch_time(node: Any, where: str = "engine.batch_time", base_dir: Path
 # --- distributions ---------------------------------------------------------------------------
 
 
-def _mean_length(node: dict, where: str) -> sympy.Rational:
+def _mean_length(node: dict, where: str) -> Fraction:
     mean = _number(_required(node, "mean", where), f"{where}.mean")
     if not 1 <= mean <= MAX_LENGTH:
         raise InputError(f"{where}.mean", f"must lie between 1 and {MAX_LENGTH:,} tokens, got {show(node['mean'])}")
@@ -450,7 +449,7 @@ def parse_policy(node: Any, where: str = "policy") -> Policy:
         raise InputError(where, str(exc)) from None
 
 
-def _rate(rate: sympy.Rational, where: str) -> sympy.Rational:
+def _rate(rate: Fraction, where: str) -> Fraction:
     """A class's arrival rate (requests/s) within [MIN_RATE, MAX_RATE]."""
     if not MIN_RATE <= rate <= MAX_RATE:
         raise InputError(where, f"{float(rate):.4g} requests/s lies outside [{float(MIN_RATE):g}, {float(MAX_RATE):g}] "

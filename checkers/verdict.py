@@ -23,11 +23,10 @@ Examples
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
-
-import sympy
 
 __all__ = ["Evidence", "Verdict", "LOAD_VERDICTS", "POLICY_VERDICTS", "jsonable", "exact_text"]
 
@@ -37,15 +36,22 @@ EVIDENCE_KINDS = ("theorem", "certificate", "counterexample", "simulation", "not
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with exact numbers turned into floats (and their exact text kept where useful)."""
+    """``value`` with exact numbers turned into floats (and their exact text kept where useful).
+
+    An exact integer (a sympy ``Integer``; a Fraction of the single-engine model
+    layer with denominator 1) stays an int, other exact rationals become floats,
+    other sympy objects their text.
+
+    >>> jsonable({"a": Fraction(3, 4), "b": [Fraction(2), 1.5, None]})
+    {'a': 0.75, 'b': [2, 1.5, None]}
+    """
     if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
         return value
-    if isinstance(value, (sympy.Integer,)):
-        return int(value)
-    if isinstance(value, (sympy.Rational, Fraction, sympy.Float)):
-        return float(value)
-    if isinstance(value, sympy.Basic):
-        return str(value)
+    if isinstance(value, Fraction):
+        return int(value) if value.denominator == 1 else float(value)
+    sympy = sys.modules.get("sympy")  # a sympy object exists only if sympy was imported
+    if sympy is not None and isinstance(value, sympy.Basic):
+        return _sympy_jsonable(value, sympy)
     if isinstance(value, float):
         return value
     if isinstance(value, dict):
@@ -59,16 +65,31 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _sympy_jsonable(value: Any, sympy: Any) -> Any:
+    """A sympy number as an int or a float; any other sympy object as its text."""
+    if isinstance(value, sympy.Integer):
+        return int(value)
+    if isinstance(value, (sympy.Rational, sympy.Float)):
+        return float(value)
+    return str(value)
+
+
+def _is_rational(value: Any) -> bool:
+    """Whether ``value`` is an exact rational: a Fraction or a sympy Rational."""
+    sympy = sys.modules.get("sympy")
+    return isinstance(value, Fraction) or (sympy is not None and isinstance(value, sympy.Rational))
+
+
 def exact_text(value: Any) -> Any:
     """The exact numbers inside ``value`` as text (non-integer rationals only; ``None`` if there are none).
 
     Mirrors the nesting of dicts and lists, keeping only the entries that hold
     an exact number, so a reader can re-check what ``data`` shows as floats.
 
-    >>> exact_text({"a": Fraction(3, 4), "b": 0.5, "c": [sympy.Rational(1, 3), 2]})
+    >>> exact_text({"a": Fraction(3, 4), "b": 0.5, "c": [Fraction(1, 3), 2]})
     {'a': '3/4', 'c': ['1/3', None]}
     """
-    if isinstance(value, (Fraction, sympy.Rational)) and not isinstance(value, bool):
+    if _is_rational(value):
         return None if value == int(value) else str(value)
     if isinstance(value, dict):
         out = {str(k): exact_text(v) for k, v in value.items()}

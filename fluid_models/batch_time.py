@@ -1,8 +1,12 @@
 """Batch-time models: how long one engine iteration lasts, as a function of its token count.
 
-Every model works in milliseconds, evaluates vectorised in numpy (``model(b)``),
+Every model works in milliseconds, evaluates vectorised in numpy (``model(b)``)
+and exactly at one batch size (``model.exact(b)``, a :class:`fractions.Fraction`),
 and exposes the same function as an exact sympy expression (``model.expression(b)``)
 whose coefficients are rationals, so that theory can decide inequalities exactly.
+sympy is imported only when an expression is asked for: the exact numbers of a
+check are Fractions (:func:`exact_number`, through
+:func:`llmstab.theory.exact_linalg.to_fraction`).
 
 Examples
 --------
@@ -10,22 +14,32 @@ Examples
 >>> float(m(512))
 153.16
 >>> m.exact(512)
-3829/25
+Fraction(3829, 25)
+>>> import sympy
 >>> m.expression(sympy.Symbol("b", positive=True, integer=True))
 3547*ceiling(b/128)/100 + 282/25
+>>> m.piece_ends(512).tolist()[:6]
+[1, 2, 127, 128, 129, 130]
 """
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from fractions import Fraction
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import sympy
 from numpy.typing import ArrayLike
 
+from llmstab.theory.capacity import ends_from_floors, floors_of_points, floors_of_steps
+from llmstab.theory.exact_linalg import to_fraction, to_rational
+
 from .numbers import number_from_text
+
+if TYPE_CHECKING:
+    import sympy
 
 __all__ = [
     "BatchTimeModel",
@@ -39,30 +53,43 @@ __all__ = [
 ]
 
 
-def exact_number(value: object) -> sympy.Rational:
-    """Return ``value`` as an exact rational, reading floats by their decimal text.
+def exact_number(value: object) -> Fraction:
+    """Return ``value`` as an exact :class:`~fractions.Fraction`, reading floats by their decimal text.
 
     ``0.1`` becomes ``1/10`` (not the binary double nearest to it), which is
-    what a user who wrote ``0.1`` in a file meant.
+    what a user who wrote ``0.1`` in a file meant. Ints, Fractions and sympy
+    rationals are taken as they are (through
+    :func:`~llmstab.theory.exact_linalg.to_fraction`); booleans, non-finite
+    floats and other types are refused.
 
     >>> exact_number(11.28)
-    282/25
+    Fraction(282, 25)
     >>> exact_number("3/4")
-    3/4
+    Fraction(3, 4)
     """
-    if isinstance(value, sympy.Rational):
-        return value
     if isinstance(value, bool):
         raise TypeError("a boolean is not a number")
-    if isinstance(value, (int, np.integer)):
-        return sympy.Integer(int(value))
+    sympy = sys.modules.get("sympy")  # a sympy number exists only if sympy was imported
+    if isinstance(value, (int, np.integer, Fraction)) or (sympy is not None and isinstance(value, sympy.Rational)):
+        return to_fraction(int(value) if isinstance(value, np.integer) else value)
     if isinstance(value, (float, np.floating)):
         if not np.isfinite(value):
             raise ValueError(f"{value} is not finite")
-        return sympy.Rational(repr(float(value)))
+        return to_fraction(float(value))
     if isinstance(value, str):
-        return sympy.Rational(number_from_text(value))  # refuses "1/0" and "1e99999999" (a hang) with ValueError
+        return number_from_text(value)  # refuses "1/0" and "1e99999999" (a hang) with ValueError
     raise TypeError(f"{value!r} is not a number")
+
+
+def _ceiling_ends(coefficient: Fraction, width: int, token_budget: int) -> np.ndarray | None:
+    """:meth:`BatchTimeModel.piece_ends` of ``coefficient * ceiling(b / width)`` plus terms linear in ``b``.
+
+    Read as sympy reads the expression: no switch at all when the coefficient
+    is 0 or ``width`` is 1 (then ``ceiling(b) = b``).
+    """
+    if not coefficient or width == 1:
+        return ends_from_floors(floors_of_points([], token_budget), token_budget)
+    return ends_from_floors(floors_of_steps(Fraction(1, width), Fraction(0), token_budget), token_budget)
 
 
 class BatchTimeModel(ABC):
@@ -78,14 +105,30 @@ class BatchTimeModel(ABC):
     def expression(self, b: sympy.Symbol) -> sympy.Expr:
         """The batch time as an exact sympy expression in the token count ``b``."""
 
-    def exact(self, tokens: int) -> sympy.Rational:
-        """Exact batch time (ms) of a batch of ``tokens`` tokens, as a rational."""
+    def exact(self, tokens: int) -> Fraction:
+        """Exact batch time (ms) of a batch of ``tokens`` tokens, as a Fraction (from the expression)."""
+        import sympy
+
         b = sympy.Symbol("b", positive=True, integer=True)
-        return sympy.Rational(self.expression(b).subs(b, int(tokens)))
+        return to_fraction(sympy.Rational(self.expression(b).subs(b, int(tokens))))
 
     def table(self, b_max: int) -> np.ndarray:
         """Batch times for ``b = 0, 1, ..., b_max`` as a float array (index = tokens)."""
         return np.asarray(self(np.arange(b_max + 1)), dtype=float)
+
+    def piece_ends(self, token_budget: int) -> np.ndarray | None:
+        """The batch sizes at the ends of the pieces on which ``t_b`` is linear (``None``: not piecewise linear).
+
+        The capacity compares only these sizes exactly
+        (:func:`llmstab.theory.capacity.capacity_from_times`). By default read from
+        :meth:`expression` (:func:`llmstab.theory.capacity.piece_ends`); the
+        families override it with the same sizes computed without sympy.
+        """
+        import sympy
+
+        from llmstab.theory.capacity import piece_ends
+
+        return piece_ends(self.expression(sympy.Symbol("b", positive=True, integer=True)), token_budget)
 
     @abstractmethod
     def parameters(self) -> dict:
@@ -103,8 +146,8 @@ class _FixedPlusSteps(BatchTimeModel):
     c: object
     a: object
     b0: int
-    c_exact: sympy.Rational = field(init=False, repr=False, compare=False)
-    a_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+    c_exact: Fraction = field(init=False, repr=False, compare=False)
+    a_exact: Fraction = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "c_exact", exact_number(self.c))
@@ -122,9 +165,9 @@ class _FixedPlusSteps(BatchTimeModel):
         return float(self.c_exact) + float(self.a_exact) * self._steps(np.asarray(tokens, dtype=np.int64))
 
     def expression(self, b: sympy.Symbol) -> sympy.Expr:
-        return self.c_exact + self.a_exact * self._steps_expression(b)
+        return to_rational(self.c_exact) + to_rational(self.a_exact) * self._steps_expression(b)
 
-    def exact(self, tokens: int) -> sympy.Rational:
+    def exact(self, tokens: int) -> Fraction:
         return self.c_exact + self.a_exact * int(self._steps(np.int64(tokens)))
 
     def parameters(self) -> dict:
@@ -141,7 +184,17 @@ class Staircase(_FixedPlusSteps):
         return _ceil_div(b, self.b0)
 
     def _steps_expression(self, b: sympy.Symbol) -> sympy.Expr:
+        import sympy
+
         return sympy.ceiling(b / self.b0)
+
+    def piece_ends(self, token_budget: int) -> np.ndarray | None:
+        """The steps' ends (``ceiling(b/b0)`` is ``b`` when ``b0 = 1``; no steps when ``a = 0``).
+
+        >>> Staircase(1, 2, 8).piece_ends(16).tolist()
+        [1, 2, 7, 8, 9, 10, 15, 16]
+        """
+        return _ceiling_ends(self.a_exact, self.b0, token_budget)
 
 
 @dataclass(frozen=True)
@@ -154,7 +207,18 @@ class PiecewiseLinear(_FixedPlusSteps):
         return np.maximum(0, b - self.b0)
 
     def _steps_expression(self, b: sympy.Symbol) -> sympy.Expr:
+        import sympy
+
         return sympy.Max(0, b - self.b0)
+
+    def piece_ends(self, token_budget: int) -> np.ndarray | None:
+        """Around ``b0``, where ``max(0, b - b0)`` switches (it is ``b - b0`` throughout when ``b0 <= 1``).
+
+        >>> PiecewiseLinear(1, 2, 4).piece_ends(12).tolist()
+        [1, 3, 4, 5, 6, 12]
+        """
+        floors = floors_of_points([Fraction(self.b0)] if self.a_exact and self.b0 > 1 else [], token_budget)
+        return ends_from_floors(floors, token_budget)
 
 
 @dataclass(frozen=True)
@@ -171,9 +235,9 @@ class Tiled(BatchTimeModel):
     t_nl: object = 0
     c: object = 0
     kind: ClassVar[str] = "tiled"
-    t_lin_exact: sympy.Rational = field(init=False, repr=False, compare=False)
-    t_nl_exact: sympy.Rational = field(init=False, repr=False, compare=False)
-    c_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+    t_lin_exact: Fraction = field(init=False, repr=False, compare=False)
+    t_nl_exact: Fraction = field(init=False, repr=False, compare=False)
+    c_exact: Fraction = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "t_lin_exact", exact_number(self.t_lin))
@@ -189,11 +253,18 @@ class Tiled(BatchTimeModel):
         )
 
     def expression(self, b: sympy.Symbol) -> sympy.Expr:
-        return self.c_exact + self.t_lin_exact * sympy.ceiling(b / self.b_col) + self.t_nl_exact * b
+        import sympy
 
-    def exact(self, tokens: int) -> sympy.Rational:
+        return (to_rational(self.c_exact) + to_rational(self.t_lin_exact) * sympy.ceiling(b / self.b_col)
+                + to_rational(self.t_nl_exact) * b)
+
+    def exact(self, tokens: int) -> Fraction:
         b = int(tokens)
         return self.c_exact + self.t_lin_exact * (-(-b // self.b_col)) + self.t_nl_exact * b
+
+    def piece_ends(self, token_budget: int) -> np.ndarray | None:
+        """The tiles' ends (``ceiling(b/b_col)``; the per-token terms are linear)."""
+        return _ceiling_ends(self.t_lin_exact, self.b_col, token_budget)
 
     def parameters(self) -> dict:
         return {"kind": self.kind, "t_lin": self.t_lin, "b_col": self.b_col, "t_nl": self.t_nl, "c": self.c}
@@ -209,7 +280,7 @@ class TiledAttention(Tiled):
     keeps the batch time a function of the token count alone.
 
     >>> m = TiledAttention(t_lin=2, b_col=64, t_nl="0.001", t_attn="0.00001", context=1000)
-    >>> m.exact(64) == Tiled(t_lin=2, b_col=64, t_nl="0.001").exact(64) + sympy.Rational(64, 100)
+    >>> m.exact(64) == Tiled(t_lin=2, b_col=64, t_nl="0.001").exact(64) + Fraction(64, 100)
     True
     """
 
@@ -218,7 +289,7 @@ class TiledAttention(Tiled):
     kind: ClassVar[str] = "tiled"  # the same input kind, with the attention fields
 
     @property
-    def attention_per_token(self) -> sympy.Rational:
+    def attention_per_token(self) -> Fraction:
         """``t_attn * context``: ms of attention per token in the batch."""
         return exact_number(self.t_attn) * exact_number(self.context)
 
@@ -226,9 +297,9 @@ class TiledAttention(Tiled):
         return super().__call__(tokens) + float(self.attention_per_token) * np.asarray(tokens, dtype=np.int64)
 
     def expression(self, b: sympy.Symbol) -> sympy.Expr:
-        return super().expression(b) + self.attention_per_token * b
+        return super().expression(b) + to_rational(self.attention_per_token) * b
 
-    def exact(self, tokens: int) -> sympy.Rational:
+    def exact(self, tokens: int) -> Fraction:
         return super().exact(tokens) + self.attention_per_token * int(tokens)
 
     def parameters(self) -> dict:
@@ -272,12 +343,15 @@ class Table(BatchTimeModel):
         return np.interp(np.asarray(tokens, dtype=float), self._x, self._y)
 
     def expression(self, b: sympy.Symbol) -> sympy.Expr:
-        pieces = [(self.times[0], b <= self.tokens[0])]
-        for (x0, y0), (x1, y1) in zip(zip(self.tokens, self.times), zip(self.tokens[1:], self.times[1:])):
+        import sympy
+
+        times = [to_rational(t) for t in self.times]
+        pieces = [(times[0], b <= self.tokens[0])]
+        for (x0, y0), (x1, y1) in zip(zip(self.tokens, times), zip(self.tokens[1:], times[1:])):
             pieces.append((y0 + (y1 - y0) * (b - x0) / (x1 - x0), b <= x1))
         return sympy.Piecewise(*pieces)
 
-    def exact(self, tokens: int) -> sympy.Rational:
+    def exact(self, tokens: int) -> Fraction:
         b = int(tokens)
         if b <= self.tokens[0]:
             return self.times[0]
@@ -285,7 +359,7 @@ class Table(BatchTimeModel):
             raise ValueError(f"{b} tokens lies beyond the table (max {self.tokens[-1]})")
         i = int(np.searchsorted(self._x, b))
         x0, x1, y0, y1 = self.tokens[i - 1], self.tokens[i], self.times[i - 1], self.times[i]
-        return y0 + (y1 - y0) * sympy.Rational(b - x0, x1 - x0)
+        return y0 + (y1 - y0) * Fraction(b - x0, x1 - x0)
 
     def parameters(self) -> dict:
         return {"kind": self.kind, "tokens": list(self.tokens), "times": [str(t) for t in self.times]}
@@ -307,17 +381,17 @@ class Attention:
     --------
     >>> att = Attention(decode="1.4e-4", prefill="2e-5")
     >>> att.decode_exact
-    7/50000
+    Fraction(7, 50000)
     >>> att.exact(decode_contexts=[100, 200], prefill_chunks=[(0, 64)])
-    1037/12500
+    Fraction(1037, 12500)
     >>> att.prompt_cost(128) == att.exact(prefill_chunks=[(0, 64), (64, 64)])
     True
     """
 
     decode: object = 0
     prefill: object = 0
-    decode_exact: sympy.Rational = field(init=False, repr=False, compare=False)
-    prefill_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+    decode_exact: Fraction = field(init=False, repr=False, compare=False)
+    prefill_exact: Fraction = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("decode", "prefill"):
@@ -326,16 +400,15 @@ class Attention:
                 raise ValueError(f"attention.{name} must be >= 0, got {getattr(self, name)!r}")
             object.__setattr__(self, f"{name}_exact", value)
 
-    def exact(self, decode_contexts: ArrayLike = (), prefill_chunks: ArrayLike = ()) -> sympy.Rational:
+    def exact(self, decode_contexts: ArrayLike = (), prefill_chunks: ArrayLike = ()) -> Fraction:
         """Exact attention time (ms) of decodes at ``decode_contexts`` and chunks ``(start, size)``."""
-        dec = sum((sympy.Integer(int(c)) for c in decode_contexts), sympy.Integer(0))
-        pf = sum((sympy.Integer(int(c)) * (int(s) + sympy.Rational(int(c), 2)) for s, c in prefill_chunks),
-                 sympy.Integer(0))
+        dec = sum(int(c) for c in decode_contexts)
+        pf = sum((int(c) * (int(s) + Fraction(int(c), 2)) for s, c in prefill_chunks), Fraction(0))
         return self.decode_exact * dec + self.prefill_exact * pf
 
-    def prompt_cost(self, prompt: int) -> sympy.Rational:
+    def prompt_cost(self, prompt: int) -> Fraction:
         """Exact prefill attention (ms) of a whole prompt: ``prefill * p**2 / 2``."""
-        return self.prefill_exact * sympy.Rational(int(prompt) ** 2, 2)
+        return self.prefill_exact * Fraction(int(prompt) ** 2, 2)
 
     def parameters(self) -> dict:
         """The coefficients, as written in an input file."""

@@ -71,7 +71,7 @@ class Pool:
 class KVTransfer:
     """The prefill-to-decode link: ``ms_per_token`` of link time per prompt token, then ``ms_fixed`` latency.
 
-    >>> KVTransfer.from_bandwidth(gb_per_s=25, bytes_per_token=131072).ms_per_token
+    >>> print(KVTransfer.from_bandwidth(gb_per_s=25, bytes_per_token=131072).ms_per_token)
     2048/390625
     """
 

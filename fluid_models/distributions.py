@@ -1,6 +1,6 @@
 """Token-length distributions of prompts (prefill) and outputs (decode).
 
-Each distribution knows its exact mean and second moment (sympy rationals),
+Each distribution knows its exact mean and second moment (:class:`fractions.Fraction`),
 whether its support is bounded, and samples positive integers with a numpy
 ``Generator``. Lengths are at least 1.
 
@@ -8,7 +8,7 @@ Examples
 --------
 >>> d = Geometric(mean=112)
 >>> d.mean, d.second_moment, d.bounded
-(112, 24976, False)
+(Fraction(112, 1), Fraction(24976, 1), False)
 >>> import numpy as np
 >>> Deterministic(129).sample(np.random.default_rng(0), 3)
 array([129, 129, 129])
@@ -20,8 +20,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from fractions import Fraction
+
 import numpy as np
-import sympy
 
 from .batch_time import exact_number
 
@@ -36,12 +37,12 @@ class LengthDistribution(ABC):
 
     @property
     @abstractmethod
-    def mean(self) -> sympy.Rational:
+    def mean(self) -> Fraction:
         """Exact mean length."""
 
     @property
     @abstractmethod
-    def second_moment(self) -> sympy.Rational:
+    def second_moment(self) -> Fraction:
         """Exact ``E[L^2]``."""
 
     @property
@@ -71,12 +72,12 @@ class Deterministic(LengthDistribution):
     kind: ClassVar[str] = "deterministic"
 
     @property
-    def mean(self) -> sympy.Rational:
-        return sympy.Integer(self.value)
+    def mean(self) -> Fraction:
+        return Fraction(self.value)
 
     @property
-    def second_moment(self) -> sympy.Rational:
-        return sympy.Integer(self.value) ** 2
+    def second_moment(self) -> Fraction:
+        return Fraction(self.value) ** 2
 
     @property
     def max(self) -> int:
@@ -99,7 +100,7 @@ class _GivenMean(LengthDistribution):
         object.__setattr__(self, "mean_value", exact_number(mean))
 
     @property
-    def mean(self) -> sympy.Rational:
+    def mean(self) -> Fraction:
         return self.mean_value
 
     @property
@@ -117,7 +118,7 @@ class Geometric(_GivenMean):
     kind: ClassVar[str] = "geometric"
 
     @property
-    def second_moment(self) -> sympy.Rational:
+    def second_moment(self) -> Fraction:
         m = self.mean_value
         return 2 * m**2 - m  # Var = (1-p)/p^2 = m^2 - m
 
@@ -132,7 +133,7 @@ class Poisson(_GivenMean):
     kind: ClassVar[str] = "poisson"
 
     @property
-    def second_moment(self) -> sympy.Rational:
+    def second_moment(self) -> Fraction:
         lam = self.mean_value - 1
         return (1 + lam) ** 2 + lam
 
@@ -149,13 +150,13 @@ class Uniform(LengthDistribution):
     kind: ClassVar[str] = "uniform"
 
     @property
-    def mean(self) -> sympy.Rational:
-        return sympy.Rational(self.low + self.high, 2)
+    def mean(self) -> Fraction:
+        return Fraction(self.low + self.high, 2)
 
     @property
-    def second_moment(self) -> sympy.Rational:
+    def second_moment(self) -> Fraction:
         n = self.high - self.low + 1
-        return sympy.Rational(n * n - 1, 12) + self.mean**2
+        return Fraction(n * n - 1, 12) + self.mean**2
 
     @property
     def max(self) -> int:
@@ -185,12 +186,12 @@ class Empirical(LengthDistribution):
         object.__setattr__(self, "values", v)
 
     @property
-    def mean(self) -> sympy.Rational:
-        return sympy.Rational(int(self.values.sum()), self.values.size)
+    def mean(self) -> Fraction:
+        return Fraction(int(self.values.sum()), self.values.size)
 
     @property
-    def second_moment(self) -> sympy.Rational:
-        return sympy.Rational(int((self.values.astype(object) ** 2).sum()), self.values.size)
+    def second_moment(self) -> Fraction:
+        return Fraction(int((self.values.astype(object) ** 2).sum()), self.values.size)
 
     @property
     def max(self) -> int:
@@ -216,20 +217,20 @@ def drawn_as_pairs(prompt: LengthDistribution, decode: LengthDistribution) -> bo
             and prompt.source == decode.source and prompt.values.size == decode.values.size)
 
 
-def product_moment(prompt: LengthDistribution, decode: LengthDistribution) -> sympy.Rational:
+def product_moment(prompt: LengthDistribution, decode: LengthDistribution) -> Fraction:
     """Exact ``E[p * d]`` of one request's prompt and decode lengths.
 
     The mean of the row products when the two are drawn as pairs
     (:func:`drawn_as_pairs`), else ``E[p] * E[d]`` (independent lengths).
 
     >>> product_moment(Uniform(1, 3), Geometric(5))
-    10
+    Fraction(10, 1)
     >>> import numpy as np
     >>> p = Empirical(np.array([1, 3]), source="trace:x"); d = Empirical(np.array([2, 4]), source="trace:x")
     >>> product_moment(p, d), p.mean * d.mean
-    (7, 6)
+    (Fraction(7, 1), Fraction(6, 1))
     """
     if drawn_as_pairs(prompt, decode):
         products = prompt.values.astype(object) * decode.values.astype(object)
-        return sympy.Rational(int(products.sum()), prompt.values.size)
+        return Fraction(int(products.sum()), prompt.values.size)
     return prompt.mean * decode.mean

@@ -15,9 +15,9 @@ Examples
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-
-import sympy
+from fractions import Fraction
 
 from .batch_time import Attention, BatchTimeModel, exact_number
 
@@ -36,7 +36,7 @@ class KVCache:
     blocks: int
     block_size: int = 16
     watermark: object = 0
-    watermark_exact: sympy.Rational = field(init=False, repr=False, compare=False)
+    watermark_exact: Fraction = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("blocks", "block_size"):
@@ -63,7 +63,7 @@ class KVCache:
     @property
     def watermark_blocks(self) -> int:
         """Blocks admission must leave free."""
-        return int(sympy.floor(self.watermark_exact * self.blocks))
+        return math.floor(self.watermark_exact * self.blocks)
 
     @property
     def admissible_blocks(self) -> int:

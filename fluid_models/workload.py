@@ -1,23 +1,22 @@
 """Traffic: request classes with an arrival rate and prompt/decode length distributions.
 
 Rates are in requests per second; token rates in tokens per second. All are exact
-rationals so that a load can be compared with a capacity without rounding.
+rationals (:class:`fractions.Fraction`) so that a load can be compared with a capacity without rounding.
 
 Examples
 --------
 >>> from llmstab.fluid_models.distributions import Deterministic
 >>> w = Workload((RequestClass("chat", 14, Deterministic(129), Deterministic(112)),))
 >>> w.token_rate
-3374
+Fraction(3374, 1)
 >>> w.scaled(0.5).token_rate
-1687
+Fraction(1687, 1)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-
-import sympy
+from fractions import Fraction
 
 from .batch_time import exact_number
 from .distributions import LengthDistribution
@@ -40,12 +39,12 @@ class RequestClass:
         object.__setattr__(self, "rate", exact_number(self.rate))
 
     @property
-    def tokens_per_request(self) -> sympy.Rational:
+    def tokens_per_request(self) -> Fraction:
         """``m_p + m_d``: mean tokens one request needs processed."""
         return self.prompt.mean + self.decode.mean
 
     @property
-    def token_rate(self) -> sympy.Rational:
+    def token_rate(self) -> Fraction:
         """``lambda (m_p + m_d)`` in tokens per second."""
         return self.rate * self.tokens_per_request
 
@@ -57,24 +56,24 @@ class Workload:
     classes: tuple[RequestClass, ...]
 
     @property
-    def rate(self) -> sympy.Rational:
+    def rate(self) -> Fraction:
         """Total request rate (per s)."""
-        return sum((c.rate for c in self.classes), sympy.Integer(0))
+        return sum((c.rate for c in self.classes), Fraction(0))
 
     @property
-    def token_rate(self) -> sympy.Rational:
+    def token_rate(self) -> Fraction:
         """Total token load (tokens per s)."""
-        return sum((c.token_rate for c in self.classes), sympy.Integer(0))
+        return sum((c.token_rate for c in self.classes), Fraction(0))
 
     @property
-    def prefill_rate(self) -> sympy.Rational:
+    def prefill_rate(self) -> Fraction:
         """Prefill tokens arriving per second."""
-        return sum((c.rate * c.prompt.mean for c in self.classes), sympy.Integer(0))
+        return sum((c.rate * c.prompt.mean for c in self.classes), Fraction(0))
 
     @property
-    def decode_rate(self) -> sympy.Rational:
+    def decode_rate(self) -> Fraction:
         """Decode tokens arriving per second."""
-        return sum((c.rate * c.decode.mean for c in self.classes), sympy.Integer(0))
+        return sum((c.rate * c.decode.mean for c in self.classes), Fraction(0))
 
     @property
     def bounded(self) -> bool:

@@ -35,6 +35,7 @@ False
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Union
 
@@ -43,10 +44,10 @@ from llmstab.checkers.pipeline import check_source
 from llmstab.checkers.report import CheckReport
 from llmstab.checkers.spec import EngineSpec, load_document
 from llmstab.checkers.verdict import Verdict
-from llmstab.fluid_models.networks.network import Network
 from llmstab.fluid_models.policies import Policy
 
 if TYPE_CHECKING:
+    from llmstab.fluid_models.networks.network import Network
     from llmstab.checkers.work_conservation import WorkConservationResult
     from llmstab.fluid_models.networks.simulator import NetworkSimulation
     from llmstab.fluid_models.region import CapacityRegion
@@ -56,7 +57,14 @@ __all__ = ["check", "load", "region", "simulate", "is_work_conserving", "work_co
            "is_stable", "load_verdict", "is_maximally_stable", "policy_verdict", "Source"]
 
 #: What the functions accept: a file path, a parsed document, or what :func:`load` returned.
-Source = Union[str, Path, Mapping, EngineSpec, Network]
+Source = Union[str, Path, Mapping, EngineSpec, "Network"]
+
+
+def _is_network(value: object) -> bool:
+    """Whether ``value`` is a :class:`~llmstab.fluid_models.networks.network.Network` (its module is not imported
+    for the question: nothing is a Network before it is)."""
+    module = sys.modules.get("llmstab.fluid_models.networks.network")
+    return module is not None and isinstance(value, module.Network)
 
 
 def check(source: str | Path | Mapping, *, simulate: bool = True, seed: int = 0) -> CheckReport:
@@ -106,7 +114,7 @@ def load(source: Source) -> EngineSpec | Network:
     ...
     llmstab.fluid_models.errors.InputError: engine.batch_time: missing
     """
-    if isinstance(source, (EngineSpec, Network)):
+    if isinstance(source, EngineSpec) or _is_network(source):
         return source
     if isinstance(source, Mapping):
         document, name, base_dir = source, "<document>", Path(".")
@@ -162,7 +170,7 @@ def simulate(source: Source, *, horizon_s: float | None = None, n_requests: int 
     (3, 20.0)
     """
     spec = load(source)
-    if isinstance(spec, Network):
+    if _is_network(spec):
         from llmstab.checkers.network_check import default_horizon
         from llmstab.fluid_models.networks.simulator import simulate_network
 

@@ -66,3 +66,45 @@ def test_to_fraction_reads_a_float_as_its_shortest_decimal(x):
     f = to_fraction(x)
     assert float(f) == x and f == Fraction(repr(x))
     assert to_fraction(sympy.Rational(f.numerator, f.denominator)) == f == to_fraction(to_rational(f))
+
+
+# --- the capacity without sympy (llmstab.checkers.single_engine.capacity_of) is the sympy computation's twin ---
+
+from llmstab.checkers.single_engine import capacity_of  # noqa: E402
+from llmstab.fluid_models.batch_time import PiecewiseLinear, Staircase, Table, Tiled, TiledAttention  # noqa: E402
+from llmstab.fluid_models.engine import Engine  # noqa: E402
+from llmstab.theory.capacity import b, engine_capacity  # noqa: E402
+
+coefficients = st.fractions(min_value=0, max_value=50, max_denominator=20)
+positive = st.fractions(min_value=Fraction(1, 20), max_value=50, max_denominator=20)
+
+
+@st.composite
+def batch_time_models(draw):
+    """Every family, with the edge cases sympy simplifies away (a = 0, b0 = 0 or 1, b_col = 1)."""
+    family = draw(st.sampled_from(["staircase", "piecewise_linear", "tiled", "tiled_attention", "table"]))
+    width = draw(st.integers(1, 300))
+    if family == "staircase":
+        return Staircase(c=draw(positive), a=draw(coefficients), b0=width)
+    if family == "piecewise_linear":
+        return PiecewiseLinear(c=draw(positive), a=draw(coefficients), b0=draw(st.integers(0, 300)))
+    if family == "table":
+        tokens = sorted(draw(st.sets(st.integers(1, 600), min_size=1, max_size=5)))
+        return Table(tuple(tokens) + (1000,), tuple(draw(positive) for _ in range(len(tokens) + 1)))
+    fields = dict(t_lin=draw(coefficients), b_col=width, t_nl=draw(coefficients), c=draw(positive))
+    if family == "tiled":
+        return Tiled(**fields)
+    return TiledAttention(**fields, t_attn=draw(coefficients), context=draw(st.integers(0, 50)))
+
+
+@settings(max_examples=60)
+@given(model=batch_time_models(), budget=st.integers(1, 1000))
+def test_capacity_without_sympy_equals_the_sympy_capacity(model, budget):
+    """Same maximiser, same exact rates and the same candidate count (printed by ``llmstab check``)."""
+    fast, symbolic = capacity_of(Engine(model, budget)), engine_capacity(model.expression(b), budget)
+    assert isinstance(fast.tokens_per_ms, Fraction) and isinstance(symbolic.tokens_per_ms, sympy.Rational)
+    assert (fast.best_batch, fast.full_batch_is_best, fast.candidates_checked) == (
+        symbolic.best_batch, symbolic.full_batch_is_best, symbolic.candidates_checked)
+    assert fast.tokens_per_ms == to_fraction(symbolic.tokens_per_ms)
+    assert fast.full_batch_rate == to_fraction(symbolic.full_batch_rate)
+    assert str(fast.tokens_per_ms) == str(symbolic.tokens_per_ms)

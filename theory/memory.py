@@ -30,9 +30,12 @@ True
 
 from __future__ import annotations
 
-import sympy
+from typing import TYPE_CHECKING
 
 from .work import _exact, decode_attention_sum
+
+if TYPE_CHECKING:
+    import sympy
 
 __all__ = ["kv_token_batches", "memory_necessary", "request_limit_necessary", "blocks_for", "largest_request_fits",
            "bari_assumption_4", "memory_never_binds"]

@@ -24,36 +24,65 @@ Examples
 d*p + d*(d - 1)/2
 >>> prefill_chunks_telescope()
 True
+>>> import sympy
 >>> expected_work(tau=sympy.Rational(1, 4), k_pf=0, k_dec=0, moments={"p": 100, "d": 10})
 55/2
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+import functools
+from typing import TYPE_CHECKING, Any, Mapping
 
-import sympy
+if TYPE_CHECKING:
+    import sympy
 
 __all__ = ["p", "d", "tau", "k_pf", "k_dec", "MOMENT_NAMES", "decode_attention_sum", "prefill_chunks_telescope",
            "chunked_prefill_sum", "work_per_request", "expected_work_expression", "expected_work", "load"]
 
-p, d = sympy.symbols("p d", nonnegative=True, integer=True)
-tau, k_pf, k_dec = sympy.symbols("tau k_pf k_dec", nonnegative=True)
-_k, _s, _c, _m, _j = sympy.symbols("k s c m j", nonnegative=True, integer=True)
-
 #: The moments ``E[W]`` needs, by the monomial they are the expectation of.
 MOMENT_NAMES = {(1, 0): "p", (0, 1): "d", (2, 0): "p2", (1, 1): "pd", (0, 2): "d2"}
+
+p: sympy.Symbol  # prompt length; p, d, tau, k_pf, k_dec are created (and sympy imported) on first use
+d: sympy.Symbol  # output length
+tau: sympy.Symbol  # ms per token at the most efficient batch size
+k_pf: sympy.Symbol  # prefill attention coefficient
+k_dec: sympy.Symbol  # decode attention coefficient
+
+
+@functools.cache
+def _symbols() -> dict[str, Any]:
+    """The module's sympy symbols, by name (public ``p d tau k_pf k_dec``; summation indices ``k s c m j``)."""
+    import sympy
+
+    names = dict(zip(("p", "d"), sympy.symbols("p d", nonnegative=True, integer=True)))
+    names.update(zip(("tau", "k_pf", "k_dec"), sympy.symbols("tau k_pf k_dec", nonnegative=True)))
+    names.update(zip(("_k", "_s", "_c", "_m", "_j"), sympy.symbols("k s c m j", nonnegative=True, integer=True)))
+    return names
+
+
+def __getattr__(name: str) -> Any:
+    """The symbols ``p``, ``d``, ``tau``, ``k_pf``, ``k_dec`` (sympy is imported on first use)."""
+    if name in ("p", "d", "tau", "k_pf", "k_dec"):
+        return _symbols()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def decode_attention_sum() -> sympy.Expr:
     """``sum_{k=0}^{d-1} (p + k)``: the contexts a request's decode tokens attend to (also its KV token-batches)."""
-    total = sympy.summation(p + _k, (_k, 0, d - 1))
-    return sympy.factor_terms(sympy.expand(total) - d * p) + d * p
+    import sympy
+
+    s = _symbols()
+    total = sympy.summation(s["p"] + s["_k"], (s["_k"], 0, s["d"] - 1))
+    return sympy.factor_terms(sympy.expand(total) - s["d"] * s["p"]) + s["d"] * s["p"]
 
 
 def prefill_chunks_telescope() -> bool:
     """Whether ``c (s + c/2) = ((s + c)^2 - s^2) / 2`` holds identically (so chunking never changes the sum)."""
-    return sympy.expand(_c * (_s + _c / 2) - ((_s + _c) ** 2 - _s ** 2) / 2) == 0
+    import sympy
+
+    c, start = _symbols()["_c"], _symbols()["_s"]
+    return sympy.expand(c * (start + c / 2) - ((start + c) ** 2 - start ** 2) / 2) == 0
 
 
 def chunked_prefill_sum(chunks: int) -> sympy.Expr:
@@ -62,12 +91,16 @@ def chunked_prefill_sum(chunks: int) -> sympy.Expr:
     >>> chunked_prefill_sum(4)
     8*c**2
     """
-    return sympy.simplify(sympy.summation(_c * (_j * _c + _c / 2), (_j, 0, chunks - 1)))
+    import sympy
+
+    c, j = _symbols()["_c"], _symbols()["_j"]
+    return sympy.simplify(sympy.summation(c * (j * c + c / 2), (j, 0, chunks - 1)))
 
 
 def work_per_request() -> sympy.Expr:
     """``W(p, d)``: GPU time (ms) of one request at batches of the most efficient size."""
-    return (p + d) * tau + k_pf * p ** 2 / 2 + k_dec * decode_attention_sum()
+    s = _symbols()
+    return (s["p"] + s["d"]) * s["tau"] + s["k_pf"] * s["p"] ** 2 / 2 + s["k_dec"] * decode_attention_sum()
 
 
 def expected_work_expression() -> sympy.Expr:
@@ -76,7 +109,9 @@ def expected_work_expression() -> sympy.Expr:
     >>> expected_work_expression()
     -E_d*k_dec/2 + E_d*tau + E_d2*k_dec/2 + E_p*tau + E_p2*k_pf/2 + E_pd*k_dec
     """
-    poly = sympy.Poly(sympy.expand(work_per_request()), p, d)
+    import sympy
+
+    poly = sympy.Poly(sympy.expand(work_per_request()), _symbols()["p"], _symbols()["d"])
     total = sympy.Integer(0)
     for (i, j), coeff in poly.terms():
         total += coeff * (sympy.Symbol(f"E_{MOMENT_NAMES[(i, j)]}") if (i, j) != (0, 0) else 1)
@@ -89,9 +124,12 @@ def expected_work(tau: object, k_pf: object, k_dec: object, moments: Mapping[str
     ``moments`` maps ``p``, ``d`` and, when an attention coefficient is not zero,
     ``p2``, ``pd``, ``d2`` (``E[p^2]``, ``E[p d]``, ``E[d^2]``) to exact numbers.
     """
-    values = {globals()["tau"]: _exact(tau), globals()["k_pf"]: _exact(k_pf), globals()["k_dec"]: _exact(k_dec)}
+    import sympy
+
+    s = _symbols()
+    values = {s["tau"]: _exact(tau), s["k_pf"]: _exact(k_pf), s["k_dec"]: _exact(k_dec)}
     expr = expected_work_expression().subs(values)
-    needed = {s.name[2:] for s in expr.free_symbols}
+    needed = {sym.name[2:] for sym in expr.free_symbols}
     missing = needed - set(moments)
     if missing:
         raise KeyError(f"moments needed: {sorted(missing)}")
@@ -108,7 +146,9 @@ def load(rate_per_s: object, work_ms: object) -> sympy.Rational:
 
 
 def _exact(value: object) -> sympy.Rational:
-    """A number as an exact rational (a float or a string by its decimal text)."""
+    """A number as an exact sympy rational (a float or a string by its decimal text; a Fraction exactly)."""
+    import sympy
+
     if isinstance(value, float):
         return sympy.Rational(repr(value))
     return sympy.Rational(value.strip()) if isinstance(value, str) else sympy.Rational(value)

@@ -1,15 +1,16 @@
-"""``llmstab derive FILE [--latex]``: the symbolic derivation of the engine's capacity and drift."""
+"""``llmstab derive FILE [--latex]``: the symbolic derivation of the engine's capacity and drift.
+
+sympy and the derivation are imported when the command runs, not when it is
+registered, so ``llmstab derive --help`` answers at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import sympy
-
-from llmstab.theory.capacity import b
-from llmstab.theory.derivation import Step, render, single_engine_derivation
-
-from ..spec import load_engine_spec
+if TYPE_CHECKING:
+    from llmstab.theory.derivation import Step
 
 __all__ = ["register"]
 
@@ -32,10 +33,15 @@ def k_max_caveat(token_budget: int, k_max: int | None) -> str | None:
 def render_text(steps: list[Step]) -> str:
     """Numbered lines; an equation is written ``lhs = rhs`` (no ``Eq(...)``).
 
+    >>> import sympy
+    >>> from llmstab.theory.capacity import b
+    >>> from llmstab.theory.derivation import Step
     >>> print(render_text([Step("batch time (ms)", sympy.Eq(sympy.Symbol("t_b"), 2 * b + 1))]))
     1. batch time (ms):
          t_b = 2*b + 1
     """
+    import sympy
+
     def text(expr: sympy.Basic) -> str:
         if isinstance(expr, sympy.Equality):
             return f"{sympy.sstr(expr.lhs)} = {sympy.sstr(expr.rhs)}"
@@ -45,12 +51,19 @@ def render_text(steps: list[Step]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from llmstab.theory.capacity import b
+    from llmstab.theory.derivation import render, single_engine_derivation
+    from llmstab.theory.exact_linalg import to_rational
+
+    from ..spec import load_engine_spec
+
     spec = load_engine_spec(args.file)
     model = spec.engine.batch_time
     params = {"c": getattr(model, "c_exact", None), "a": getattr(model, "a_exact", None), "b0": getattr(model, "b0", None)}
+    params = {k: None if v is None else to_rational(v) for k, v in params.items()}
     caveat = k_max_caveat(spec.engine.token_budget, spec.engine.max_batch_requests)
     steps = single_engine_derivation(model.expression(b), spec.engine.token_budget, model.kind, params,
-                                     token_load_per_ms=None if caveat else spec.workload.token_rate / 1000)
+                                     token_load_per_ms=None if caveat else to_rational(spec.workload.token_rate / 1000))
     if caveat:
         print(("% " if args.latex else "") + caveat)
     print(render(steps, latex=True) if args.latex else render_text(steps))
