@@ -49,7 +49,7 @@ from .single_engine import capacity_of
 from .sweep import SweepExecutor
 
 __all__ = ["StabilityCapacity", "stability_capacity", "evaluate_load", "slo_capacity", "slo_capacities",
-           "default_loads", "compare_to_baseline"]
+           "miss_reasons", "default_loads", "compare_to_baseline"]
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def evaluate_load(engine: Engine, policy: Policy, workload: Workload, rps: float
     slos = _slos(workload)
     scaled = workload.scaled(sympy.Rational(repr(float(rps))) / workload.rate)
     result = simulate(engine, policy.for_workload(scaled), scaled, n_requests=n_requests, seed=seed,
-                      record_batches=True)
+                      record_latency=True)
     metrics = latency_metrics(result, slos)
     names = [c.name for c in workload.classes]
     overall = metrics["all"] if len(names) > 1 else metrics[names[0]]
@@ -158,6 +158,27 @@ def _executor(workers: int | None, n_jobs: int, engine: Engine, policies: dict[s
                          warm_up=functools.partial(_warm_up, engine, tuple(policies.values()), workload))
 
 
+def miss_reasons(point: dict) -> str:
+    """Which targets a load point missed, with the measured percentile (or that nothing was measured).
+
+    >>> miss_reasons({"slo": {"chat": {"ttft_s": 0.5, "ttft_percentile": 50.0, "ttft_at_percentile_s": 0.75,
+    ...                                "met": False},
+    ...                       "batch": {"tbt_s": 0.1, "tbt_percentile": 99.0, "tbt_at_percentile_s": None,
+    ...                                 "met": False}}})
+    'chat: TTFT P50 0.75 s > 0.5 s; batch: TBT P99 not measured (no tokens in this run)'
+    """
+    out = []
+    for name, slo in point["slo"].items():
+        for key, label, unit in (("ttft", "TTFT", "requests"), ("tbt", "TBT", "tokens")):
+            target, value = slo.get(f"{key}_s"), slo.get(f"{key}_at_percentile_s")
+            head = f"{name}: {label} P{slo.get(f'{key}_percentile', 0):g}"
+            if target is not None and value is None:
+                out.append(f"{head} not measured (no {unit} in this run)")
+            elif target is not None and not value <= target:
+                out.append(f"{head} {value:.4g} s > {target:g} s")
+    return "; ".join(out)
+
+
 class _Bisection:
     """One policy's search state: its points, the bracket, the bisections left (the same whatever runs them)."""
 
@@ -185,7 +206,8 @@ class _Bisection:
         out = {"policy": policy.label, "requests_per_point": n_requests, "seed": seed, "refinements": refine,
                "slo_capacity_rps": self.lo, "bracket_rps": [self.lo, self.hi]}
         if self.lo is None:
-            out["note"] = f"no load meets this SLO: the lowest load tried ({self.grid[0]:.4g} req/s) misses it"
+            out["note"] = (f"no load meets this SLO: the lowest load tried ({self.grid[0]:.4g} req/s) misses it "
+                           f"({miss_reasons(self.points[0])})")
         diverging = [pt["rps"] for pt in self.points if pt["diverging"]]
         out["divergence_rps"] = min(diverging) if diverging else None
         out["points"] = sorted(self.points, key=lambda pt: pt["rps"])

@@ -8,7 +8,9 @@ finds the SLO capacity of Sarathi-Serve (FCFS), Sarathi-Serve (SPF) and SLAI,
 and SLAI's median TTFT at Sarathi-Serve FCFS's capacity. Writes
 ``slai_study.json`` beside this file (read by notebooks/07_slai_slo_capacity.ipynb)::
 
-    python examples/slai_study.py [REQUESTS_PER_POINT] [HEADLINE_REQUESTS]
+    python examples/slai_study.py [REQUESTS_PER_POINT] [HEADLINE_REQUESTS] [WORKERS]
+
+With ``WORKERS`` the points run on a local Dask cluster of that many processes (the same numbers).
 """
 
 from __future__ import annotations
@@ -34,26 +36,28 @@ def coefficients() -> list[float]:
     return [0.0] + [decode_attention_bound("mistral-7b", 960.0, (e, e))[0] for e in EFFICIENCIES]
 
 
-def study(k_dec: float, n_requests: int, seed: int = 0) -> dict:
+def study(k_dec: float, n_requests: int, seed: int = 0, workers: int | None = None) -> dict:
     """Both ratios, and Sarathi SPF's capacity, at one decode-attention coefficient."""
     spec = load_engine_spec(HERE / "slai_sharegpt_slo.yaml")
     engine = dataclasses.replace(spec.engine, attention=Attention(decode=repr(k_dec), prefill=0))
     loads = default_loads(stability_capacity(engine, spec.workload), 10)
     challengers = {"slai": spec.policy, "sarathi_spf": Sarathi(order="spf")}
-    result = compare_to_baseline(engine, Sarathi(), challengers, spec.workload, loads, n_requests=n_requests, seed=seed)
+    result = compare_to_baseline(engine, Sarathi(), challengers, spec.workload, loads, n_requests=n_requests, seed=seed,
+                                 workers=workers)
     return {"k_dec_ms": k_dec, "requests_per_point": n_requests, **result}
 
 
 def main(argv: list[str]) -> None:
     n = int(argv[0]) if argv else 2048
     headline_n = int(argv[1]) if len(argv) > 1 else 8192
+    workers = int(argv[2]) if len(argv) > 2 else None
     ks = coefficients()
     out = {"efficiencies": list(EFFICIENCIES), "sensitivity": [], "headline": None}
     for k in ks:
         t = time.perf_counter()
-        out["sensitivity"].append(study(k, n))
+        out["sensitivity"].append(study(k, n, workers=workers))
         print(f"k_dec = {k:.3e} ms: {time.perf_counter() - t:.0f} s", flush=True)
-    out["headline"] = study(ks[2], headline_n)
+    out["headline"] = study(ks[2], headline_n, workers=workers)
     (HERE / "slai_study.json").write_text(json.dumps(out, indent=1))
 
 

@@ -71,6 +71,19 @@ def test_a_load_grid_that_already_misses_the_slo_says_so(example, tmp_path):
     assert r.returncode == 0, r.stderr
     pol = json.loads(r.stdout)["policies"]["sarathi"]
     assert pol["slo_capacity_rps"] is None and "no load meets this SLO" in pol["note"]
+    assert "strict: TTFT P50" in pol["note"] and "> 0.001 s" in pol["note"]   # which target, by how much
+
+
+def test_a_class_without_requests_in_the_run_is_named_not_silently_missed(tmp_path):
+    doc = yaml.safe_load(yaml.safe_dump(DOC))
+    doc["workload"]["classes"][0]["share"], doc["workload"]["classes"][1]["share"] = 0.0001, 0.9999
+    path = tmp_path / "rare.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    r = llmstab("capacity", str(path), "--requests", "20", "--loads", "1,2", "--json")
+    assert r.returncode == 0, r.stderr
+    pol = json.loads(r.stdout)["policies"]["sarathi"]
+    assert pol["slo_capacity_rps"] is None
+    assert "strict: TTFT P50 not measured (no requests in this run)" in pol["note"]
 
 
 @pytest.mark.parametrize("args, field", [
@@ -147,8 +160,10 @@ def test_the_python_function_refuses_a_bad_worker_count():
 def _fake_point(thresholds):
     """A stand-in for a simulated load point: the SLO is met up to the policy's threshold (req/s)."""
     def evaluate(engine, policy, workload, rps, *, n_requests, seed):
-        return {"rps": float(rps), "ttft_p50_s": rps, "tbt_p99_s": {}, "met": rps <= thresholds[policy.label],
-                "diverging": None}
+        met = rps <= thresholds[policy.label]
+        return {"rps": float(rps), "ttft_p50_s": rps, "tbt_p99_s": {}, "met": met, "diverging": None,
+                "slo": {"c": {"ttft_s": thresholds[policy.label], "ttft_percentile": 50.0,
+                              "ttft_at_percentile_s": rps, "met": met}}}
     return evaluate
 
 
