@@ -16,8 +16,6 @@ Examples
 
 from __future__ import annotations
 
-import sympy
-
 from llmstab.fluid_models.batch_time import Tiled
 
 from .memory_check import MemoryStep
@@ -25,7 +23,8 @@ from .pipeline import CheckContext, Step
 from .verdict import Evidence, Verdict
 
 __all__ = ["CapacityStep", "Theorem2Step", "RegionStep", "RegionPolicyStep", "TilingStep", "SettleLoadStep",
-           "EmpiricalCapacityStep", "NonBindingKMaxStep", "ConsistencyStep", "ENGINE_STEPS"]
+           "EmpiricalCapacityStep", "NonBindingKMaxStep", "ConsistencyStep", "LongPromptsStep", "LongPromptsNoteStep",
+           "ENGINE_STEPS"]
 
 
 def _has_k_max(ctx: CheckContext) -> bool:
@@ -127,7 +126,7 @@ class RegionPolicyStep(Step):
     name, order, simulates = "region-policy", 310, True
 
     def applies(self, ctx: CheckContext) -> bool:
-        return _has_k_max(ctx)
+        return _has_k_max(ctx) and not _blocked(ctx)
 
     def run(self, ctx: CheckContext) -> None:
         from .region_policy import check_policy_region
@@ -188,10 +187,12 @@ class SettleLoadStep(Step):
         capacity = ctx.capacity.get("tokens_per_s")
         critical = (capacity is not None and ctx.spec.workload.token_rate == capacity) or \
             ctx.capacity.get("position") == "boundary"
-        return ctx.load_verdict.verdict == "inconclusive" and not critical
+        return ctx.load_verdict.verdict == "inconclusive" and not critical and not _blocked(ctx)
 
     def run(self, ctx: CheckContext) -> None:
-        from .simulation_check import settle_load
+        from .growth import fluid_prediction
+        from .simulation_budget import WorkBudget
+        from .simulation_check import run_until_settled, settle_load
 
         spec = ctx.spec
         seen = _diverging_run_at_the_load(ctx.policy_verdict)
@@ -201,7 +202,12 @@ class SettleLoadStep(Step):
                 {"theory": [e.to_json() for e in ctx.load_verdict.evidence]})])
             return
         scalar = None if _has_k_max(ctx) else ctx.capacity.get("tokens_per_s")  # with k_max: a region
-        settled = settle_load(spec.engine, spec.policy, spec.workload, seed=ctx.seed, capacity_tokens_per_s=scalar)
+        fluid = None if scalar is None else fluid_prediction(spec.workload, scalar)
+        run = ctx.memo("settle-run", lambda: run_until_settled(
+            spec.engine, spec.policy, spec.workload, seed=ctx.seed, fluid_rate=fluid,
+            budget=ctx.memo("simulation-budget", WorkBudget)))
+        settled = settle_load(spec.engine, spec.policy, spec.workload, seed=ctx.seed, capacity_tokens_per_s=scalar,
+                              run=run)
         note = Evidence("note", "theory left this load undecided, so it was settled by simulation",
                         {"theory": [e.to_json() for e in ctx.load_verdict.evidence]})
         ctx.load_verdict = Verdict(settled.verdict, [*settled.evidence, note])
@@ -214,16 +220,21 @@ class EmpiricalCapacityStep(Step):
 
     def applies(self, ctx: CheckContext) -> bool:
         return (ctx.policy_verdict.verdict == "not-maximally-stable" and not _has_k_max(ctx)
-                and ctx.capacity.get("tokens_per_s") is not None)
+                and ctx.capacity.get("tokens_per_s") is not None and not _blocked(ctx))
 
     def run(self, ctx: CheckContext) -> None:
+        import sympy
+
+        from .simulation_budget import WorkBudget
         from .simulation_check import empirical_capacity
 
         spec, capacity = ctx.spec, ctx.capacity["tokens_per_s"]
         fraction = spec.workload.token_rate / capacity
         unstable_here = ctx.load_verdict.verdict == "unstable" and fraction < 1
         top = fraction if unstable_here else sympy.Rational(99, 100)  # start from a load seen to diverge
-        found = empirical_capacity(spec.engine, spec.policy, spec.workload, capacity, seed=ctx.seed, top=top, steps=2)
+        found = empirical_capacity(spec.engine, spec.policy, spec.workload, capacity, seed=ctx.seed, top=top, steps=2,
+                                   budget=ctx.memo("simulation-budget", WorkBudget),
+                                   top_run=ctx.stored("settle-run") if unstable_here else None)
         ctx.policy_verdict = Verdict(ctx.policy_verdict.verdict, [*ctx.policy_verdict.evidence, found])
 
 
@@ -240,6 +251,87 @@ def _strictly_inside(ctx: CheckContext) -> bool:
     capacity = ctx.capacity.get("tokens_per_s")
     below = capacity is not None and ctx.spec.workload.token_rate < capacity
     return below and (not _has_k_max(ctx) or ctx.capacity.get("position") == "inside")
+
+
+def _long_prompt_classes(ctx: CheckContext) -> list[dict]:
+    """The classes whose prompts may exceed ``b_max``, for a policy with the ``long_prompts`` option."""
+    if getattr(ctx.spec.policy, "long_prompts", None) is None:
+        return []
+    b_max = ctx.spec.engine.token_budget
+    return [{"class": c.name, "longest_prompt": c.prompt.max} for c in ctx.spec.workload.classes
+            if c.prompt.max is None or c.prompt.max > b_max]
+
+
+def _prompts_text(ctx: CheckContext, classes: list[dict]) -> str:
+    """``class long (prompts up to 290 tokens), longer than b_max = 128``: the classes with prompts over ``b_max``."""
+    def one(c: dict) -> str:
+        top = "unbounded" if c["longest_prompt"] is None else f"up to {c['longest_prompt']:,} tokens"
+        return f"{c['class']} (prompts {top})"
+
+    names = ", ".join(one(c) for c in classes)
+    return f"class{'es' if len(classes) > 1 else ''} {names}, longer than b_max = {ctx.spec.engine.token_budget:,}"
+
+
+def _blocked(ctx: CheckContext) -> bool:
+    """Whether :class:`LongPromptsStep` found the queue blocked for good (nothing left to simulate)."""
+    return bool(ctx.extra.get("long_prompts_blocked"))
+
+
+class LongPromptsStep(Step):
+    """``long_prompts: reject``: a prompt longer than ``b_max`` is never admitted and blocks the queue behind it.
+
+    The literal whole-prompt rule of a scheduler that never chunks a prefill
+    (vLLM, FasterTransformer) admits prompts first come, first served while
+    they fit whole in the budget; a prompt longer than ``b_max`` never fits, so
+    once one arrives no later prompt is ever admitted and the backlog grows
+    without bound, however light the load. The input is valid (the user asks
+    what this rule does with this traffic), so the answer is a verdict, not an
+    input error: the load is ``unstable`` and the policy ``not-maximally-stable``
+    (the same mix at any lower rate lies inside the capacity region and blocks
+    too), and the simulation steps are skipped (the engine would only stall).
+    """
+
+    name, order = "long-prompts", 305
+
+    def applies(self, ctx: CheckContext) -> bool:
+        return getattr(ctx.spec.policy, "long_prompts", None) == "reject" and bool(_long_prompt_classes(ctx))
+
+    def run(self, ctx: CheckContext) -> None:
+        classes = _long_prompt_classes(ctx)
+        data = {"long_prompts": "reject", "b_max": ctx.spec.engine.token_budget, "classes": classes}
+        ctx.extra = {**ctx.extra, "long_prompts_blocked": data}
+        why = (f"with long_prompts: reject, {_prompts_text(ctx, classes)}: such a prompt never fits whole in a "
+               "batch, so it is never admitted, and whole-prompt admission being first come, first served, "
+               "no prompt behind it is admitted either")
+        ctx.load_verdict = Verdict("unstable", [Evidence(
+            "counterexample", f"{why}; once one arrives the backlog grows without bound", data),
+            *ctx.load_verdict.evidence])
+        ctx.policy_verdict = Verdict("not-maximally-stable", [Evidence(
+            "counterexample", f"{why}; this mix at any lower rate, inside the capacity region, blocks the same way",
+            data), *ctx.policy_verdict.evidence])
+
+
+class LongPromptsNoteStep(Step):
+    """``long_prompts: split`` (the default) with prompts longer than ``b_max``: both verdicts name the choice.
+
+    Serving such a prompt in budget-sized pieces is a modelling choice (the
+    literal rule would block, :class:`LongPromptsStep`) on which the verdicts
+    may depend, so the evidence of each says it was made.
+    """
+
+    name, order = "long-prompts-note", 995
+
+    def applies(self, ctx: CheckContext) -> bool:
+        return getattr(ctx.spec.policy, "long_prompts", None) == "split" and bool(_long_prompt_classes(ctx))
+
+    def run(self, ctx: CheckContext) -> None:
+        classes = _long_prompt_classes(ctx)
+        note = Evidence("note", f"with long_prompts: split (the default), {_prompts_text(ctx, classes)}, are served "
+                        "alone in budget-sized pieces over consecutive prefill-only batches; under long_prompts: "
+                        "reject (the literal whole-prompt rule) they would block the queue and the load would be "
+                        "unstable", {"long_prompts": "split", "b_max": ctx.spec.engine.token_budget, "classes": classes})
+        ctx.load_verdict = Verdict(ctx.load_verdict.verdict, [*ctx.load_verdict.evidence, note])
+        ctx.policy_verdict = Verdict(ctx.policy_verdict.verdict, [*ctx.policy_verdict.evidence, note])
 
 
 class ConsistencyStep(Step):
@@ -272,5 +364,6 @@ class ConsistencyStep(Step):
 
 
 #: The standard chain, run by :func:`llmstab.checkers.pipeline.run_steps` in ``order``.
-ENGINE_STEPS: list[Step] = [NonBindingKMaxStep(), CapacityStep(), Theorem2Step(), RegionStep(), RegionPolicyStep(), TilingStep(),
-                            MemoryStep(), SettleLoadStep(), EmpiricalCapacityStep(), ConsistencyStep()]
+ENGINE_STEPS: list[Step] = [NonBindingKMaxStep(), CapacityStep(), Theorem2Step(), RegionStep(), LongPromptsStep(),
+                            RegionPolicyStep(), TilingStep(), MemoryStep(), SettleLoadStep(), EmpiricalCapacityStep(),
+                            ConsistencyStep(), LongPromptsNoteStep()]

@@ -52,7 +52,7 @@ from llmstab.fluid_models.batch_time import exact_number
 from llmstab.fluid_models.simulation.simulator import SimulationResult
 from llmstab.fluid_models.workload import Workload
 
-__all__ = ["GrowthEstimate", "estimate_growth", "fluid_prediction"]
+__all__ = ["GrowthEstimate", "estimate_growth", "fluid_prediction", "duration", "seconds"]
 
 
 def fluid_prediction(workload: Workload, capacity_tokens_per_s: object) -> sympy.Rational:
@@ -110,6 +110,40 @@ def _plain(x: float, digits: int) -> str:
     return f"{rounded:.{max(0, digits - 1 - int(np.floor(np.log10(abs(rounded)))))}f}"
 
 
+def _trimmed(x: float, digits: int) -> str:
+    """:func:`_plain` without trailing zeros (``12000.0`` -> ``12000``)."""
+    text = _plain(x, digits)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+#: Units for :func:`duration`: (seconds per unit, name), used from this many seconds up.
+_UNITS = ((86_400.0, "days", 172_800.0), (3_600.0, "h", 7_200.0), (60.0, "min", 120.0), (1.0, "s", 1.0))
+
+
+def duration(x_s: float) -> str:
+    """A time for a person, in the unit that keeps it short: ms, s, min, h or days (3 significant digits).
+
+    >>> duration(0.0123), duration(42.0), duration(179.2), duration(692_000.0), duration(float("nan"))
+    ('12.3 ms', '42 s', '2.99 min', '8.01 days', 'nan s')
+    """
+    if not np.isfinite(x_s):
+        return f"{x_s} s"
+    for size, unit, start in _UNITS:
+        if abs(x_s) >= start:
+            return f"{_trimmed(x_s / size, 3)} {unit}"
+    return f"{_trimmed(x_s * 1000.0, 3)} ms"
+
+
+def seconds(x_s: float) -> str:
+    """Simulated seconds, without an exponent, and in hours or days as well when that long.
+
+    >>> seconds(382.9), seconds(12000.0), seconds(692_000.0)
+    ('382.9 s', '12000 s (3.33 h)', '692000 s (8.01 days)')
+    """
+    text = f"{_trimmed(x_s, 6)} s"
+    return text if not np.isfinite(x_s) or abs(x_s) < 7_200 else f"{text} ({duration(x_s)})"
+
+
 @dataclass(frozen=True)
 class GrowthEstimate:
     """The backlog's growth rate over ``[window_start, horizon_s]``, with a confidence interval.
@@ -160,8 +194,8 @@ class GrowthEstimate:
     def statement(self) -> str:
         """One sentence with the verdict, the numbers and the horizon."""
         ci = f"{_plain(self.rate, 4)} ± {_plain(self.half_width, 2)} tokens/s ({self.confidence:.0%} CI)"
-        where = (f"over [{self.window_start:.6g}, {self.horizon_s:.6g}] s, the second half of a "
-                 f"{self.horizon_s:.6g} s horizon ({self.windows} batch means)")
+        where = (f"over [{_trimmed(self.window_start, 6)}, {_trimmed(self.horizon_s, 6)}] s, the second half of a "
+                 f"{seconds(self.horizon_s)} horizon ({self.windows} batch means)")
         fluid = "" if self.fluid_rate is None else (f"; fluid prediction {_plain(self.fluid_rate, 4)} tokens/s "
                                                     "(for a policy that fills every batch once backlogged)")
         if self.diverging:

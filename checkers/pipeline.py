@@ -20,8 +20,14 @@ The standard steps (:data:`llmstab.checkers.engine_steps.ENGINE_STEPS`)::
     300 region              k_max: the load against the capacity region, certified exactly
     310 region-policy       k_max: the policy simulated strictly inside the region     (simulates)
     400 tiling              tiled batch time: optimal tiling, Bari-Hegde-de Veciana Theorems 1-2
+    305 long-prompts        long_prompts: reject and prompts longer than b_max: the queue blocks
     800 settle-load         an undecided load settled by simulation                       (simulates)
     900 empirical-capacity  a policy that is not maximally stable: where it diverges     (simulates)
+    990 consistency         a load seen to diverge inside capacity refutes maximal stability
+    995 long-prompts-note   long_prompts: split and prompts longer than b_max: both verdicts say so
+
+Every simulating step charges one work budget per check
+(:mod:`llmstab.checkers.simulation_budget`, memo key ``simulation-budget``).
 
 How to add a step
 -----------------
@@ -114,6 +120,10 @@ class CheckContext:
             self._memo[key] = compute()
         return self._memo[key]
 
+    def stored(self, key: Hashable) -> Any:
+        """What :meth:`memo` stored under ``key`` in this check, or ``None`` if nothing was computed for it."""
+        return self._memo.get(key)
+
     @property
     def exact_capacity(self) -> "EngineCapacity":
         """The engine's exact scalar capacity ``max_b b/t_b`` (without the request limit)."""
@@ -126,7 +136,8 @@ class CheckContext:
         """The work-conservation scan of the policy's kernel."""
         from .work_conservation import check_work_conservation
 
-        return self.memo("work-conservation", lambda: check_work_conservation(self.spec.policy, seed=self.seed))
+        return self.memo("work-conservation", lambda: check_work_conservation(
+            self.spec.policy, seed=self.seed, engine=self.spec.engine))
 
     @property
     def region(self) -> "CapacityRegion":
