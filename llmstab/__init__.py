@@ -11,8 +11,8 @@ stays cheap):
   (:func:`work_conservation_certificate`), :func:`is_stable`
   (:func:`load_verdict`), :func:`is_maximally_stable` (:func:`policy_verdict`).
 
-The toolkit's folders install as ``llmstab.theory`` (sympy: exact capacities, theorem
-conditions, certificates), ``llmstab.fluid_models`` (batch-time models, workloads, policies,
+The toolkit's folders install as ``llmstab.theory`` (exact capacities in Fractions; theorem
+conditions and derivations in sympy, imported only for them; certificates), ``llmstab.fluid_models`` (batch-time models, workloads, policies,
 simulators, networks) and ``llmstab.checkers`` (decision procedures, the check pipeline and the CLI).
 
 Examples

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .exact_linalg import to_fraction, to_rational
+
 if TYPE_CHECKING:
     import sympy
 
@@ -145,7 +147,7 @@ def capacity_from_times(times: np.ndarray, exact_time: Callable[[list[int]], lis
         on_an_end[ends - 1] = True
         keep &= on_an_end
     candidates = sorted(set(sizes[keep].tolist()) | {token_budget})
-    exact = [to_exact(t) for t in exact_time(candidates)]
+    exact = [to_fraction(t) for t in exact_time(candidates)]
     best_i = 0
     for i in range(1, len(candidates)):  # k / t_k compared by cross-multiplying; a later (larger) k wins ties
         if candidates[i] * exact[best_i] >= candidates[best_i] * exact[i]:
@@ -155,13 +157,6 @@ def capacity_from_times(times: np.ndarray, exact_time: Callable[[list[int]], lis
     return EngineCapacity(token_budget=token_budget, best_batch=candidates[best_i], tokens_per_ms=best_value,
                           full_batch_rate=full, full_batch_is_best=bool(full == best_value),
                           candidates_checked=len(candidates))
-
-
-def to_exact(value: object) -> Fraction:
-    """An exact batch time as a Fraction (ints and Fractions as they are; sympy rationals through ``p/q``)."""
-    from .exact_linalg import to_fraction
-
-    return to_fraction(value)
 
 
 def engine_capacity(batch_time: sympy.Expr, token_budget: int) -> EngineCapacity:
@@ -209,13 +204,6 @@ def engine_capacity(batch_time: sympy.Expr, token_budget: int) -> EngineCapacity
     cap = capacity_from_times(times, exact_time, piece_ends(batch_time, token_budget), token_budget)
     return EngineCapacity(token_budget, cap.best_batch, to_rational(cap.tokens_per_ms),
                           to_rational(cap.full_batch_rate), cap.full_batch_is_best, cap.candidates_checked)
-
-
-def to_rational(value: Fraction) -> "sympy.Rational":
-    """A Fraction as a sympy Rational (:func:`llmstab.theory.exact_linalg.to_rational`)."""
-    from .exact_linalg import to_rational as convert
-
-    return convert(value)
 
 
 def _fraction_printer() -> type:
