@@ -35,7 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from llmstab.fluid_models.networks.fluid import FluidError, FluidNetwork, FluidPath
+from llmstab.fluid_models.networks.fluid import FluidError, FluidNetwork, FluidPath, nonzero_state
 from llmstab.fluid_models.networks.network import Network, capacity_of
 from llmstab.fluid_models.policies import Policy
 from llmstab.fluid_models.workload import RequestClass, Workload
@@ -110,15 +110,10 @@ def _ratio_text(ratio: object) -> str:
     return f"{text} = {float(sympy.Rational(text)):.4g}" if len(text) <= 12 else f"about {float(sympy.Rational(text)):.4g}"
 
 
-def _nonzero(labels: tuple, state: list) -> dict:
-    """The buffers of ``state`` that hold fluid, exact values as text."""
-    return {lab: str(x) for lab, x in zip(labels, state) if x}
-
-
 def _path_evidence(path: FluidPath) -> Evidence:
     """The self-similar diverging path as a counterexample; its data lists every breakpoint (exact)."""
     c = path.certificate
-    start, cycle = _nonzero(path.labels, path.states[0]), _nonzero(path.labels, c["state0"])
+    start, cycle = nonzero_state(path.labels, path.states[0]), nonzero_state(path.labels, c["state0"])
     return Evidence(
         "counterexample",
         f"an exact piecewise-linear fluid path from {_state_text(start)} reaches {_state_text(cycle)} at "
@@ -126,8 +121,8 @@ def _path_evidence(path: FluidPath) -> Evidence:
         "that state; the fluid model is invariant under (q, t) -> (r q, r t), so the path repeats at growing "
         "scale and its total grows without bound",
         {"initial_state": start, "t0": str(c["t0"]), "t1": str(c["t1"]), "ratio": str(c["ratio"]),
-         "state_at_t0": cycle, "state_at_t1": _nonzero(path.labels, c["state1"]),
-         "breakpoints": [{"t": str(t), "state": _nonzero(path.labels, q)} for t, q in zip(path.times, path.states)]})
+         "state_at_t0": cycle, "state_at_t1": nonzero_state(path.labels, c["state1"]),
+         "breakpoints": [{"t": str(t), "state": nonzero_state(path.labels, q)} for t, q in zip(path.times, path.states)]})
 
 
 def default_horizon(net: Network) -> float:

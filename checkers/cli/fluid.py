@@ -5,7 +5,8 @@
 buffer holds 100) and says whether it drains or grows. Under complete priority
 lists the path is exact and piecewise linear (rationals), and self-similar paths
 are continued exactly for a few cycles; otherwise it is integrated numerically.
-``--plot`` draws each buffer's content over time. ``network-plot`` draws the
+``--json`` lists every breakpoint of an exact path (``path``: time and
+non-empty buffers, exact). ``--plot`` draws each buffer's content over time. ``network-plot`` draws the
 engines, the routes between them, where traffic enters and leaves, and each
 engine's service order (:mod:`llmstab.checkers.cli.network_plot`).
 """
@@ -17,7 +18,7 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
-from llmstab.fluid_models.networks.fluid import FluidError, FluidNetwork, FluidPath
+from llmstab.fluid_models.networks.fluid import FluidError, FluidNetwork, FluidPath, nonzero_state
 from llmstab.fluid_models.networks.network import Network
 
 from ..errors import InputError
@@ -109,8 +110,11 @@ def _run_fluid(args: argparse.Namespace) -> int:
                "end_time_s": float(path.times[-1]),
                "final_state": {lab: float(x) for lab, x in zip(path.labels, path.states[-1])
                                if x > 1e-9 * max(1.0, float(sum(path.states[-1])))},
-               "certificate": jsonable({k: str(v) if isinstance(v, Fraction) else v for k, v in (path.certificate or {}).items()
-                                        if k not in ("state0", "state1")})}
+               "certificate": jsonable({k: nonzero_state(path.labels, v) if k in ("state0", "state1") else
+                                        str(v) if isinstance(v, Fraction) else v
+                                        for k, v in (path.certificate or {}).items()}),
+               "path": [{"t": str(t), "state": nonzero_state(path.labels, q)} for t, q in zip(path.times, path.states)]
+               if path.exact else None}
     if args.plot:
         plot_path(path, args.plot)
         summary["plot"] = str(args.plot)

@@ -156,18 +156,19 @@ def _draw_entries_and_exits(ax, net: Network, pos: dict, boxes: dict) -> None:
     slots: dict[str, int] = {}
     for ci, c in enumerate(net.classes):
         colour = COLOURS[ci % len(COLOURS)]
-        ends = [(s, f"{c.name} enters\n{c.rate} req/s", True) for s in c.steps if sg.in_degree(s.id) == 0]
-        ends += [(s, f"{c.name} leaves", False) for s in c.steps if sg.out_degree(s.id) == 0]
+        ends = [(s, f"{c.name} enters ({s.id})\n{c.rate} req/s", True) for s in c.steps if sg.in_degree(s.id) == 0]
+        ends += [(s, f"{c.name} leaves\nafter {s.id}", False) for s in c.steps if sg.out_degree(s.id) == 0]
         for s, text, entering in ends:
             x, y = pos[s.engine]
             k = slots[s.engine] = slots.get(s.engine, -1) + 1
             away = math.atan2(y - cy, x - cx) if (x, y) != (cx, cy) else math.pi / 2
             angle = away + (0.55 if entering else -0.55) + 0.35 * (k // 2) * (1 if k % 2 else -1)
-            far = (x + 1.05 * math.cos(angle), y + 0.95 * math.sin(angle))
+            far = (x + 1.2 * math.cos(angle), y + 1.0 * math.sin(angle))
             ax.text(*far, text, color=colour, ha="center", va="center", fontsize=8.5, weight="bold")
-            a, b = (far, (x, y)) if entering else ((x, y), far)
+            near = (x + 0.95 * math.cos(angle), y + 0.72 * math.sin(angle))  # the arrow stops short of the text
+            a, b = (near, (x, y)) if entering else ((x, y), near)
             patches = (None, boxes[s.engine]) if entering else (boxes[s.engine], None)
-            _arrow(ax, a, b, colour, 0.0, "--", patches, (14, 2) if entering else (2, 14))
+            _arrow(ax, a, b, colour, 0.0, "--", patches)
 
 
 def plot_network(net: Network, out: str | Path, title: str = "") -> None:
@@ -208,7 +209,8 @@ def network_figure(net: Network, title: str = ""):
     pos = layout(net)
     xs, ys = [x for x, _ in pos.values()], [y for _, y in pos.values()]
     width, height = max(xs) - min(xs) + 3.2, max(ys) - min(ys) + 3.0
-    fig, ax = plt.subplots(figsize=(min(16, max(8.5, 2.0 * width)), min(12, 1.4 + 1.5 * height)))
+    size = (min(16, max(8.5, 2.0 * width)), min(12, 1.2 + 1.4 * height))
+    fig, ax = plt.subplots(figsize=size)
     boxes = _draw_engines(ax, net, fn, pos)
     _draw_moves(ax, net, pos, boxes)
     _draw_entries_and_exits(ax, net, pos, boxes)
@@ -221,10 +223,10 @@ def network_figure(net: Network, title: str = ""):
                  + ": routes and priorities", fontsize=12)
     fig.text(0.5, 0.01, _footer(net, fn), ha="center", va="bottom", fontsize=7, wrap=True, color="#444444")
     ax.set_xlim(min(xs) - 1.6, max(xs) + 1.6)
-    ax.set_ylim(min(ys) - 1.3, max(ys) + 1.3)
+    ax.set_ylim(min(ys) - 1.15, max(ys) + 1.15)
     ax.set_aspect("equal")
     ax.set_axis_off()
-    fig.tight_layout(rect=(0, 0.09, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.8 / size[1], 1, 1 - 0.3 / size[1]))  # room for the footer and the title
     return fig
 
 

@@ -47,7 +47,7 @@ from llmstab.theory.exact_linalg import solve, to_fraction, to_rational
 from ..errors import InputError
 from .network import Buffer, Network
 
-__all__ = ["FluidNetwork", "FluidPath", "FluidError"]
+__all__ = ["FluidNetwork", "FluidPath", "FluidError", "nonzero_state"]
 
 
 class FluidError(InputError):
@@ -73,6 +73,15 @@ def _solve_float(A: list, b: list) -> list:
     if not np.allclose(M @ x, rhs, atol=1e-9):
         raise FluidError("the allocation equations have no solution")
     return list(x)
+
+
+def nonzero_state(labels: Sequence[str], state: Sequence) -> dict[str, str]:
+    """The buffers of ``state`` that hold fluid (requests), exact values as text, for reports.
+
+    >>> nonzero_state(("A1.p", "A1.d"), [Fraction(5, 2), Fraction(0)])
+    {'A1.p': '5/2'}
+    """
+    return {lab: str(x) for lab, x in zip(labels, state) if x}
 
 
 @dataclass(frozen=True)
