@@ -300,14 +300,14 @@ def compare_to_baseline(engine: Engine, baseline: Policy, challengers: dict[str,
 
     Examples
     --------
-    >>> from llmstab.checkers.spec import engine_spec_from_document
+    >>> from llmstab.fluid_models.batch_time import Staircase
+    >>> from llmstab.fluid_models.distributions import Deterministic
     >>> from llmstab.fluid_models.policies import Sarathi
-    >>> lengths = {"prompt": {"dist": "deterministic", "mean": 100}, "decode": {"dist": "deterministic", "mean": 10}}
-    >>> spec = engine_spec_from_document({"engine": {"batch_time": {"kind": "staircase", "c": 10, "a": 10,
-    ...     "b0": 64}, "token_budget": 64}, "policy": "sarathi", "workload": {"classes": [{"name": "chat",
-    ...     "rate": 1, "slo": {"ttft_s": 0.05}, **lengths}]}})
-    >>> out = compare_to_baseline(spec.engine, Sarathi(), {"same": Sarathi()}, spec.workload, [2, 20],
-    ...                           n_requests=200, seed=0, refine=1)
+    >>> from llmstab.fluid_models.slo import SLO
+    >>> from llmstab.fluid_models.workload import RequestClass
+    >>> chat = RequestClass("chat", 1, Deterministic(100), Deterministic(10), SLO(ttft_s=0.05))
+    >>> out = compare_to_baseline(Engine(Staircase(10, 10, 64), 64), Sarathi(), {"same": Sarathi()},
+    ...                           Workload((chat,)), [2, 20], n_requests=200, seed=0, refine=1)
     >>> out["challengers"]["same"]["capacity_change"], out["challengers"]["same"]["ttft_change"]
     (0.0, 0.0)
     """
