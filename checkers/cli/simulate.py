@@ -17,8 +17,8 @@ from llmstab.fluid_models.simulation.arrivals import read_trace_csv
 from llmstab.fluid_models.simulation.simulator import SimulationResult
 
 from ..errors import InputError
-from ..growth import GrowthEstimate
-from ..simulation_check import simulate_spec
+from ..growth import GrowthEstimate, duration, seconds
+from ..simulation_check import plural, simulate_spec
 from ..spec import engine_spec_from_document, load_document
 from .arguments import parse_positive, parse_seed, save_plot
 
@@ -60,20 +60,22 @@ def simulate_file(path: str | Path, *, horizon_s: float | None = None, n_request
             bar.close()
 
 
-def _fmt(summary: dict, scale: float = 1000.0) -> str:
+def _fmt(summary: dict) -> str:
+    """``p50 / p90 / p99`` of a latency summary (seconds), each in the unit that suits it (ms, s, min, ...)."""
     if not summary["n"]:
         return "-"
-    return f"{summary['p50'] * scale:.4g} / {summary['p90'] * scale:.4g} / {summary['p99'] * scale:.4g}"
+    return " / ".join(duration(summary[q]) for q in ("p50", "p90", "p99"))
 
 
 def to_text(result: SimulationResult, growth: GrowthEstimate) -> str:
-    """The run for a person: counts, throughput, per-class percentiles (ms) and the growth statement."""
+    """The run for a person: counts, throughput, per-class latency percentiles and the growth statement."""
     lines = [
         f"llmstab simulate: {result.policy} on one engine (b_max = {result.token_budget}), "
         f"{result.arrivals} arrivals, seed {result.seed}",
-        f"  horizon   : {result.end_time:.6g} s, {result.trace.size} requests arrived, "
-        f"{int(result.finished.sum())} finished, {result.n_batches} batches"
-        + (f" (stopped early: more than {result.stopped_at_backlog} requests present)" if result.stopped_at_backlog else ""),
+        f"  horizon   : {seconds(result.end_time)}, {plural(result.trace.size, 'request')} arrived, "
+        f"{int(result.finished.sum()):,} finished, {plural(result.n_batches, 'batch')}"
+        + (f" (stopped early: more than {plural(result.stopped_at_backlog, 'request')} present)"
+           if result.stopped_at_backlog else ""),
         f"  throughput: {result.throughput_tokens:.6g} tokens/s processed"
         + ("" if result.offered_token_rate is None else f" of {result.offered_token_rate:.6g} offered")
         + f"; engine busy {result.busy_time / result.end_time:.1%} of the time" if result.end_time > 0 else "",
@@ -85,7 +87,7 @@ def to_text(result: SimulationResult, growth: GrowthEstimate) -> str:
                      f"{m['preemptions']} preemptions ({m['recomputed_tokens']} tokens recomputed); admission waited "
                      f"{m['admission_stalls']['memory']} batches for memory, {m['admission_stalls']['request_limit']} "
                      "for the request limit")
-    lines.append("  latency (ms, p50 / p90 / p99):")
+    lines.append("  latency (p50 / p90 / p99):")
     for name, m in result.metrics().items():
         lines.append(f"    {name:<10} finished {m['finished']:>7}  {m['throughput_requests_per_s']:.4g} req/s  "
                      f"TTFT {_fmt(m['ttft_s'])}  TBT {_fmt(m['tbt_s'])}  worst TBT {_fmt(m['worst_tbt_s'])}  "
