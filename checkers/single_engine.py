@@ -99,6 +99,8 @@ def policy_verdict(engine: Engine, capacity: EngineCapacity, work: WorkConservat
             "note", "with a request limit k_max the capacity is a region (Li-Dai-Peng Section 6) and "
             "Theorem 2(b) does not apply; work conservation alone does not decide maximal stability",
             {"k_max": engine.max_batch_requests})])
+    if not work.work_conserving and work.capped_by_design:
+        return work.capped_verdict()
     evidence = [work.evidence()]
     if not work.work_conserving:
         evidence.append(Evidence(

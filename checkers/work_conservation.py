@@ -27,19 +27,89 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 
 import numba
 import numpy as np
 from numba import types
 
+from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.policies import Policy
 from llmstab.fluid_models.policies.base import KERNEL_TYPE, NO_LIMIT, run_on_lengths
 from llmstab.fluid_models.state import Batch, EngineState
+from llmstab.theory.exact_linalg import to_fraction
 
-from .verdict import Evidence
+from .verdict import Evidence, Verdict
 
-__all__ = ["WorkConservationResult", "check_work_conservation"]
+__all__ = ["Violation", "WorkConservationResult", "check_work_conservation", "decode_cap_divergence", "summarise_state"]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A state where the policy's batch breaks a batch constraint or leaves room a feasible batch fills."""
+
+    state: EngineState
+    b_max: int
+    k_max: int | None
+    batch: Batch
+    max_tokens: int
+    problem: str
+
+    def describe(self) -> str:
+        """One line: the state (summarised when long), the batch and what fits.
+
+        >>> from llmstab.fluid_models.state import Batch
+        >>> v = Violation(EngineState((0, 1), (1, 1)), 2, None, Batch((0, 1), (0, 0)), 2, "x").describe()
+        >>> v.split(" get ")[1]
+        'a batch of 1 token (1 prefill, 0 decode), but 2 fit (x)'
+        """
+        b = self.batch
+        prefill = sum(b.prefill)
+        return (f"with b_max = {self.b_max}, resident requests {summarise_state(self.state)} get a batch of "
+                f"{_count(b.tokens, 'token')} ({prefill} prefill, {b.tokens - prefill} decode), "
+                f"but {self.max_tokens} fit ({self.problem})")
+
+    def to_json(self) -> dict:
+        """The numbers, with the state summarised: request count, prefill and decode totals."""
+        st = self.state
+        return {"b_max": self.b_max, "k_max": self.k_max, "requests": st.size,
+                "prefilling_requests": sum(1 for p in st.prefill_left if p > 0),
+                "prefill_tokens_left": sum(st.prefill_left), "decode_tokens_left": sum(st.decode_left),
+                "batch_prefill_tokens": sum(self.batch.prefill), "batch_decode_tokens": sum(self.batch.decode),
+                "batch_tokens": self.batch.tokens, "max_feasible_tokens": self.max_tokens}
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+#: States longer than this are summarised, never listed.
+_LISTED_REQUESTS = 6
+
+
+def summarise_state(state: EngineState) -> str:
+    """A state in a few words: listed when short, else counted.
+
+    >>> summarise_state(EngineState((0, 3), (1, 2)))
+    '(remaining prefill, decode) = [(0, 1), (3, 2)]'
+    >>> summarise_state(EngineState((0,) * 129, (2,) * 129))
+    '129 requests: 129 decoding (2 decode tokens left each)'
+    """
+    pairs = list(zip(state.prefill_left, state.decode_left))
+    if len(pairs) <= _LISTED_REQUESTS:
+        return f"(remaining prefill, decode) = {pairs}"
+    decoding = [d for p, d in pairs if p == 0]
+    prefilling = [p for p, _ in pairs if p > 0]
+    parts = []
+    if decoding:
+        low, high = min(decoding), max(decoding)
+        left = f"{_count(low, 'decode token')} left each" if low == high else f"{low}..{high} decode tokens left"
+        parts.append(f"{len(decoding)} decoding ({left})")
+    if prefilling:
+        parts.append(f"{len(prefilling)} with prefill left ({_count(sum(prefilling), 'token')} in all, "
+                     f"at most {max(prefilling)})")
+    return f"{len(pairs)} requests: " + ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -48,7 +118,12 @@ class WorkConservationResult:
 
     When ``work_conserving`` is false, ``counterexample`` is the state, ``b_max``
     / ``k_max`` the limits, ``batch`` what the policy formed, ``max_tokens`` what
-    a feasible batch could hold, and ``problem`` says what went wrong.
+    a feasible batch could hold (within the policy's own budget), and ``problem``
+    says what went wrong. ``at_engine_budget`` is a violation at the engine's
+    own budget ``engine_budget`` when one was asked for and found;
+    ``capped_by_design`` says the policy caps the decodes of a batch by its own
+    rule (:meth:`Policy.decode_cap`), and ``divergence`` is then, when it exists,
+    a load inside the engine's capacity that the cap provably cannot carry.
     """
 
     policy: str
@@ -61,45 +136,75 @@ class WorkConservationResult:
     batch: Batch | None = None
     max_tokens: int | None = None
     problem: str = ""
+    engine_budget: int | None = None
+    at_engine_budget: Violation | None = None
+    capped_by_design: bool = False
+    divergence: Evidence | None = None
+
+    @property
+    def violation(self) -> Violation | None:
+        """The minimal counterexample as a :class:`Violation` (None if work-conserving)."""
+        if self.work_conserving:
+            return None
+        return Violation(self.counterexample, self.b_max, self.k_max, self.batch, self.max_tokens, self.problem)
+
+    def capped_verdict(self) -> Verdict:
+        """The policy verdict of a policy that caps decodes by design and is not work-conserving.
+
+        Not maximally stable when :attr:`divergence` shows a load inside the
+        capacity that diverges; else inconclusive: a counterexample to work
+        conservation removes Theorem 2(b)'s guarantee, it proves no divergence.
+        """
+        from .single_engine import THEOREM_2B
+
+        if self.divergence is not None:
+            return Verdict("not-maximally-stable", [self.evidence(), self.divergence])
+        return Verdict("inconclusive", [self.evidence(), Evidence(
+            "note", "Theorem 2(b) needs work conservation, which the counterexample breaks, so no theorem says the "
+            "policy is maximally stable; but a counterexample is not a divergence, and the policy's decode cap "
+            "per batch over the shortest batch still reaches the capacity, so it excludes no load below it",
+            {"theorem": THEOREM_2B})])
 
     def evidence(self) -> Evidence:
         """The result as an :class:`~llmstab.checkers.verdict.Evidence` item."""
         if self.work_conserving:
             return Evidence(
                 "certificate",
-                f"{self.policy} filled every batch to min(b_max, demand) in all {self.states_examined} states examined "
-                f"(exhaustive up to {self.exhaustive_bounds['max_requests']} requests, plus random larger states)",
+                f"{self.policy} filled every batch to min(its budget, demand) in all {self.states_examined} states "
+                f"examined (exhaustive up to {self.exhaustive_bounds['max_requests']} requests, plus random larger "
+                "states" + (f" and structured states at b_max = {self.engine_budget}" if self.engine_budget else "")
+                + ")",
                 {"states_examined": self.states_examined, "exhaustive_bounds": self.exhaustive_bounds},
             )
-        labels = [chr(ord("A") + i) for i in range(self.counterexample.size)]
-        return Evidence(
-            "counterexample",
-            f"{self.policy} is not work-conserving: with b_max = {self.b_max}, resident requests "
-            f"(remaining prefill, decode) = {list(zip(self.counterexample.prefill_left, self.counterexample.decode_left))} "
-            f"get the batch {self.batch.describe(labels)} of {self.batch.tokens} tokens, "
-            f"but {self.max_tokens} fit ({self.problem})",
-            {
-                "prefill_left": self.counterexample.prefill_left,
-                "decode_left": self.counterexample.decode_left,
-                "b_max": self.b_max,
-                "k_max": self.k_max,
-                "batch_prefill": self.batch.prefill,
-                "batch_decode": self.batch.decode,
-                "batch_tokens": self.batch.tokens,
-                "max_feasible_tokens": self.max_tokens,
-                "states_examined": self.states_examined,
-            },
-        )
+        found = self.violation
+        numbers = {**found.to_json(), "states_examined": self.states_examined}
+        if found.state.size <= _LISTED_REQUESTS:
+            numbers.update(prefill_left=found.state.prefill_left, decode_left=found.state.decode_left)
+        text = f"{self.policy} is not work-conserving: {found.describe()}"
+        if self.at_engine_budget is not None and self.at_engine_budget.b_max != found.b_max:
+            text += f"; at the engine's own b_max: {self.at_engine_budget.describe()}"
+            numbers["at_engine_budget"] = self.at_engine_budget.to_json()
+        elif self.engine_budget is not None and found.b_max != self.engine_budget:
+            text += (f"; Theorem 2(b) asks for work conservation at the engine's own b_max = {self.engine_budget}, "
+                     f"and there no violation was found (the counterexample scaled by {self.engine_budget} // "
+                     f"{found.b_max}, and states of up to {2 * self.engine_budget} decoding requests), so this "
+                     f"counterexample at b_max = {found.b_max} shows the rule can leave room, not that it does "
+                     "on this engine")
+        return Evidence("counterexample", text, numbers)
 
 
 def _failure(policy: Policy, state: EngineState, b_max: int, k_max: int | None) -> tuple[Batch, int, str] | None:
+    """``(batch, most tokens, problem)`` if ``policy`` fails in ``state``: an infeasible batch, or one that
+    leaves room that a feasible batch within the policy's own budget (:meth:`Policy.token_budget`) fills."""
     batch = policy.form_batch(state, b_max, k_max)
     problems = batch.violations(state, b_max, k_max)
-    best = state.max_batch_tokens(b_max, k_max)
+    own = policy.token_budget(b_max)
+    best = state.max_batch_tokens(own, k_max)
     if problems:
         return batch, best, "infeasible batch: " + "; ".join(problems)
     if batch.tokens < best:
-        return batch, best, f"batch < min(b_max, demand) = {best}"
+        cap = "b_max" if own == b_max else f"the policy's own budget {own}"
+        return batch, best, f"batch < min({cap}, demand) = {best}"
     return None
 
 
@@ -111,11 +216,12 @@ _i8m = types.int64[:, ::1]
 _RANDOM_PREFILL, _RANDOM_DECODE, _RANDOM_REQUESTS, _RANDOM_BUDGET = 600, 50, 12, 1024
 
 
-@numba.njit(types.int64(KERNEL_TYPE, _f8a, _i8a, _i8m, _i8m, _i8a, _i8a, _i8a), cache=True)
-def _first_failure(kernel, params, memory0, pfs, dcs, sizes, b_maxes, k_maxes):
+@numba.njit(types.int64(KERNEL_TYPE, _f8a, _i8a, _i8m, _i8m, _i8a, _i8a, _i8a, _i8a), cache=True)
+def _first_failure(kernel, params, memory0, pfs, dcs, sizes, b_maxes, k_maxes, fills):
     """Index of the first case ``(pfs[c], dcs[c], b_maxes[c], k_maxes[c])`` that fails, or -1.
 
-    Fails: an infeasible batch, or fewer tokens than the largest feasible batch.
+    Fails: an infeasible batch, or fewer tokens than the largest feasible batch within
+    ``fills[c]`` tokens (the policy's own budget at ``b_maxes[c]``).
     """
     width = pfs.shape[1]
     take_p = np.zeros(width, np.int64)
@@ -139,7 +245,7 @@ def _first_failure(kernel, params, memory0, pfs, dcs, sizes, b_maxes, k_maxes):
             used += take_p[i] + take_d[i]
             if take_p[i] > 0 or take_d[i] > 0:
                 served += 1
-        if not ok or used != tokens or served > k_max or tokens < min(b_max, total):
+        if not ok or used != tokens or served > k_max or tokens < min(fills[c], total):
             return c
     return -1
 
@@ -164,8 +270,11 @@ class _Cases:
     def first_failure(self, policy: Policy) -> int:
         """Index of the first case where ``policy``'s own kernel fails, or -1."""
         limits = np.where(self.k_maxes < 0, NO_LIMIT, self.k_maxes).astype(np.int64)
+        budgets = np.unique(self.b_maxes)
+        own = np.array([policy.token_budget(int(b)) for b in budgets], np.int64)
+        fills = np.ascontiguousarray(own[np.searchsorted(budgets, self.b_maxes)])
         return int(_first_failure(policy.compiled_kernel(), policy.parameters(), policy.initial_memory(), self.pfs,
-                                  self.dcs, self.sizes, self.b_maxes, limits))
+                                  self.dcs, self.sizes, self.b_maxes, limits, fills))
 
 
 def _limit(k_max: int | None) -> int:
@@ -254,6 +363,47 @@ def _lowest(value: int, low: int, fails) -> int:
     return high
 
 
+def _scaled(state: EngineState, b_max: int, target: int) -> EngineState:
+    """``state`` scaled from budget ``b_max`` towards ``target``: each prompt ``k`` times longer and each
+    decoding request ``k`` times over, ``k = target // b_max``, so that the demand scales by ``k``."""
+    k = max(1, target // b_max)
+    pf, dc = [], []
+    for p, d in zip(state.prefill_left, state.decode_left):
+        copies = 1 if p > 0 else k
+        pf += [p * k] * copies
+        dc += [d] * copies
+    return EngineState(tuple(pf), tuple(dc))
+
+
+def _structured(m: int, kind: int, b_max: int) -> EngineState:
+    """``m`` decoding requests, plus nothing (``kind`` 0), one waiting prompt of ``b_max`` tokens (1), or ``m``
+    one-token prompts (2): the states where per-batch caps on decodes or on requests show."""
+    prompts = {0: (), 1: (b_max,), 2: (1,) * m}[kind]
+    return EngineState((0,) * m + prompts, (2,) * m + (2,) * len(prompts))
+
+
+def _at_engine_budget(policy: Policy, found: Violation | None, b_max: int) -> tuple[Violation | None, int]:
+    """A violation at ``b_max`` (the scaled counterexample, else the least failing structured state), and the
+    number of states tried."""
+    tried = 0
+    if found is not None and found.k_max is None:
+        tried += 1
+        state = _scaled(found.state, found.b_max, b_max)
+        failure = _failure(policy, state, b_max, None)
+        if failure is not None:
+            return Violation(state, b_max, None, *failure), tried
+    for kind in (0, 1, 2):
+        m_values = sorted({1, *(2 ** e for e in range(b_max.bit_length() + 1))})
+        for m in m_values:
+            tried += 1
+            if _failure(policy, _structured(m, kind, b_max), b_max, None) is not None:
+                low = _lowest(m, m // 2 + 1, lambda v: _failure(policy, _structured(v, kind, b_max), b_max,
+                                                                None) is not None)
+                state = _structured(low, kind, b_max)
+                return Violation(state, b_max, None, *_failure(policy, state, b_max, None)), tried
+    return None, tried
+
+
 def check_work_conservation(
     policy: Policy,
     *,
@@ -264,8 +414,13 @@ def check_work_conservation(
     k_limits: tuple[int | None, ...] = (None,),
     random_states: int = 100,
     seed: int = 0,
+    engine: Engine | None = None,
 ) -> WorkConservationResult:
     """Search for a state where ``policy`` leaves budget unused that a feasible batch could fill.
+
+    The room a batch must fill is ``min(own budget, demand)``, where the own
+    budget is :meth:`Policy.token_budget` (``b_max``, or less for a policy that
+    caps its batches by design, like SLAI's ``tau``).
 
     Parameters
     ----------
@@ -279,21 +434,107 @@ def check_work_conservation(
         one is shrunk.
     seed
         Seed of the random draw; the result is reproducible.
+    engine
+        The engine: also look for a violation at its own ``b_max`` (the minimal
+        counterexample scaled up, then states of up to ``2 b_max`` decoding
+        requests, where caps on decodes or requests per batch show), and, for a
+        policy that caps decodes, for a load inside its capacity that diverges.
 
     Returns
     -------
     WorkConservationResult
-        The number of states examined, or a minimal counterexample.
+        The number of states examined, or a minimal counterexample (and one at
+        the engine's budget, and a diverging load, if found).
+
+    Examples
+    --------
+    >>> from llmstab.fluid_models.batch_time import Staircase
+    >>> from llmstab.fluid_models.policies import SLAI
+    >>> r = check_work_conservation(SLAI(beta=8), random_states=0, engine=Engine(Staircase(10, 10, 64), 512))
+    >>> r.work_conserving, r.at_engine_budget.state.size, r.at_engine_budget.batch.tokens, r.divergence.kind
+    (False, 9, 8, 'certificate')
     """
     bounds = {"max_requests": max_requests, "max_prefill": max_prefill, "max_decode": max_decode,
               "budgets": list(budgets), "k_limits": list(k_limits)}
-    small = _small_cases(max_requests, max_prefill, max_decode, tuple(budgets), tuple(k_limits))
+    result = _search(policy, bounds, random_states, seed)
+    if engine is None:
+        return result
+    budget = int(engine.token_budget)
+    found, tried = _at_engine_budget(policy, result.violation, budget)
+    if result.work_conserving and found is not None:
+        result = _counterexample(policy, bounds, result.states_examined + tried, found.state, found.b_max, None)
+    divergence = None if result.work_conserving else decode_cap_divergence(policy, engine)
+    return replace(result, engine_budget=budget, at_engine_budget=found, divergence=divergence,
+                   capped_by_design=policy.decode_cap() is not None,
+                   states_examined=result.states_examined + (0 if found is not None else tried))
+
+
+def _least_batch_time(engine: Engine) -> Fraction:
+    """The shortest batch of ``engine`` (ms, exact): the least of ``t_1 .. t_(b_max)``."""
+    model = engine.batch_time
+    table = np.asarray(model(np.arange(1, engine.token_budget + 1)), dtype=float)
+    near = np.flatnonzero(table <= table.min() * (1 + 1e-9) + 1e-12) + 1
+    return min(to_fraction(model.exact(int(k))) for k in near)
+
+
+def decode_cap_divergence(policy: Policy, engine: Engine) -> Evidence | None:
+    """A load inside ``engine``'s capacity that ``policy`` provably cannot carry because it caps decodes per batch.
+
+    A policy with at most ``cap`` decode tokens per batch (:meth:`Policy.decode_cap`)
+    serves decodes at most ``cap / t_min`` tokens per ms, ``t_min`` the shortest
+    batch. Below the capacity ``C``, a mix whose decode share ``s`` exceeds
+    ``cap / (t_min C)`` diverges at every load in ``(cap / (t_min s), C)``: its
+    decode backlog grows at least ``load * s - cap / t_min`` tokens per ms.
+    None if the policy has no cap, or the cap does not bind below capacity.
+
+    >>> from llmstab.fluid_models.batch_time import Staircase
+    >>> from llmstab.fluid_models.policies import SLAI
+    >>> e = decode_cap_divergence(SLAI(beta=8), Engine(Staircase(10, 10, 64), 512))
+    >>> e.data["decode_share"], e.data["exact_load_tokens_per_ms"], e.data["exact_growth_tokens_per_ms"]
+    ('2/3', '283/90', '229/135')
+    """
+    from .single_engine import capacity_of
+
+    cap = policy.decode_cap()
+    if cap is None:
+        return None
+    capacity = to_fraction(capacity_of(engine).tokens_per_ms)
+    t_min = _least_batch_time(engine)
+    rate = Fraction(cap) / t_min
+    if rate >= capacity:
+        return None
+    share = rate / capacity
+    # outputs per one-token prompt: decode share d/(d+1) at least halfway from the bound to 1
+    d = -(-(share.denominator + share.numerator) // (share.denominator - share.numerator))
+    mix = Fraction(d, d + 1)
+    load = (rate / mix + capacity) / 2
+    growth = load * mix - rate
+    return Evidence(
+        "certificate",
+        f"{policy.label} serves at most {cap} decode tokens per batch (its own cap) and no batch is shorter than "
+        f"t_min = {float(t_min):.4g} ms, so it serves decodes at most {float(rate):.4g} tokens/ms whatever the "
+        f"backlog, below the capacity {float(capacity):.4g} tokens/ms: every mix whose decode share exceeds "
+        f"{float(share):.1%} diverges at loads below capacity; e.g. one-token prompts with {d} output "
+        f"token{'s' if d > 1 else ''} (decode share {float(mix):.1%}) at {float(load):.4g} tokens/ms "
+        f"({float(load / capacity):.1%} of capacity) grow the decode backlog by at least {float(growth):.4g} tokens/ms",
+        {"decode_cap": cap, "exact_t_min_ms": str(t_min), "exact_decode_rate_tokens_per_ms": str(rate),
+         "exact_capacity_tokens_per_ms": str(capacity), "exact_decode_share_bound": str(share),
+         "decode_share": str(mix), "outputs_per_one_token_prompt": d, "exact_load_tokens_per_ms": str(load),
+         "exact_growth_tokens_per_ms": str(growth), "load_tokens_per_ms": float(load),
+         "growth_tokens_per_ms": float(growth)})
+
+
+def _search(policy: Policy, bounds: dict, random_states: int, seed: int) -> WorkConservationResult:
+    """The exhaustive small states, then the random larger ones (a failure is shrunk)."""
+    k_limits = tuple(bounds["k_limits"])
+    small = _small_cases(bounds["max_requests"], bounds["max_prefill"], bounds["max_decode"],
+                         tuple(bounds["budgets"]), k_limits)
     index = small.first_failure(policy)
     if index >= 0:
         return _counterexample(policy, bounds, index + 1, *small.case(index))
     examined = len(small.sizes)
     if random_states:
-        drawn = _random_cases(random_states, tuple(k_limits), seed)
+        drawn = _random_cases(random_states, k_limits, seed)
         index = drawn.first_failure(policy)
         if index >= 0:
             case = _shrink(policy, *drawn.case(index))

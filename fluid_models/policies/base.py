@@ -530,6 +530,16 @@ class Policy:
         """
         return b_max
 
+    def decode_cap(self) -> int | None:
+        """The most decode tokens a batch of this policy ever holds by its own rule, whatever the backlog
+        (``None``: no such cap, the engine's limits alone bind).
+
+        >>> from llmstab.fluid_models.policies import Sarathi
+        >>> Sarathi().decode_cap() is None
+        True
+        """
+        return None
+
     @property
     def label(self) -> str:
         """A short label naming the policy and its options."""

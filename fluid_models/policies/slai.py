@@ -203,6 +203,14 @@ class SLAI(Policy):
         """
         return min(b_max, self.tau)
 
+    def decode_cap(self) -> int:
+        """``min(alpha, beta)``: at most ``beta`` decodes per batch, and a decoding request holds KV (``alpha``).
+
+        >>> SLAI(alpha=64, beta=128).decode_cap()
+        64
+        """
+        return min(self.alpha, self.beta)
+
     def for_workload(self, workload: object) -> "SLAI":
         """This policy with each class's TBT target (``default_tbt_s`` where a class has none)."""
         targets = tuple(float(c.slo.tbt_s) if c.slo is not None and c.slo.tbt_s is not None else self.default_tbt_s
