@@ -16,7 +16,8 @@ write it to a temporary folder).
   both engines. STABLE (Dai and Weiss 1996; a linear Lyapunov certificate).
 * ``network_reentrant_20_unstable.yaml``: the same line with two heavy steps
   and a Lu-Kumar-style priority: each heavy step is fed through work that the
-  other engine serves last. UNSTABLE (a virtual station at load 1.086) although
+  other engine serves last. UNSTABLE (s2 and s5 form a virtual station at load
+  1.086; with the other steps whose feeders B or A serve last, one at 9/7) although
   both engines are at 0.8.
 """
 

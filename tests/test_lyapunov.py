@@ -203,8 +203,9 @@ def test_forty_buffer_certificate_drifts_down_along_the_discipline(reentrant_lbf
 def test_forty_buffer_unstable_line_gets_a_virtual_station_and_a_diverging_path():
     net = load_network(EXAMPLES / "network_reentrant_20_unstable.yaml")
     assert {float(u) for u in net.utilisation().values()} == {0.8}
-    verdict = check_network(net, simulate=False).load_verdict
-    assert verdict.verdict == "unstable"
+    report = check_network(net, simulate=False)
+    verdict = report.load_verdict
+    assert verdict.verdict == "unstable" and report.policy_verdict.verdict == "not-maximally-stable"
     kinds = [e.kind for e in verdict.evidence]
     station = verdict.evidence[0].data["virtual_station"]
     assert kinds[0] == "certificate" and "virtual station {s5.p, s5.d at A | s2.p, s2.d" in verdict.evidence[0].summary
