@@ -17,7 +17,7 @@ Examples
 >>> sorted(node), str(att.decode_exact)
 (['kind', 'unit'], '1/10000')
 >>> parse_memory({"kv_cache": {"tokens": 64, "block_size": 16}, "max_active_requests": 2}, "engine")
-{'kv_cache': KVCache(blocks=4, block_size=16, watermark=Fraction(0, 1)), 'max_active_requests': 2}
+{'kv_cache': KVCache(blocks=4, block_size=16, watermark=Exact(0, 1)), 'max_active_requests': 2}
 >>> parse_memory({"kv_cache": {"blocks": 10, "watermark": 1}}, "engine")
 Traceback (most recent call last):
 ...

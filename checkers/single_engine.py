@@ -58,7 +58,7 @@ def capacity_of(engine: Engine) -> EngineCapacity:
     >>> from llmstab.fluid_models.batch_time import Staircase
     >>> cap = capacity_of(Engine(Staircase("11.28", "35.47", 128), token_budget=512))
     >>> cap.tokens_per_ms, cap.candidates_checked
-    (Fraction(12800, 3829), 1)
+    (Exact(12800, 3829), 1)
     """
     model, budget = engine.batch_time, engine.token_budget
     return capacity_from_times(model.table(budget)[1:], lambda sizes: [model.exact(k) for k in sizes],

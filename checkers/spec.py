@@ -18,7 +18,7 @@ Examples
 ...                               "prompt": {"dist": "deterministic", "mean": 129},
 ...                               "decode": {"dist": "geometric", "mean": 112}}]}})
 >>> spec.engine.token_budget, spec.policy.name, spec.workload.token_rate
-(512, 'sarathi', Fraction(3374, 1))
+(512, 'sarathi', Exact(3374, 1))
 >>> engine_spec_from_document({"engine": {}})
 Traceback (most recent call last):
 ...
@@ -36,7 +36,6 @@ from typing import Any, Callable
 from llmstab.fluid_models.batch_time import BatchTimeModel, PiecewiseLinear, Staircase, Table, Tiled, TiledAttention, exact_number
 from llmstab.fluid_models.distributions import Deterministic, Empirical, Geometric, LengthDistribution, Poisson, Uniform
 from llmstab.fluid_models.engine import Engine
-from llmstab.fluid_models.numbers import number_from_text
 from llmstab.fluid_models.policies import POLICIES, Policy
 from llmstab.fluid_models.workload import RequestClass, Workload
 
@@ -173,7 +172,7 @@ def _number(value: Any, where: str, *, positive: bool = False, nonnegative: bool
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         raise InputError(where, f"must be at most {float(MAX_MAGNITUDE):g} in size, got a number too large for a float")
     try:
-        number = number_from_text(value) if isinstance(value, str) else exact_number(value)
+        number = exact_number(value)
     except (TypeError, ValueError) as exc:
         why = f" ({exc})" if isinstance(value, str) else ""
         raise InputError(where, f"must be a number, got {show(value)}{why}") from None

@@ -38,17 +38,18 @@ EVIDENCE_KINDS = ("theorem", "certificate", "counterexample", "simulation", "not
 def jsonable(value: Any) -> Any:
     """``value`` with exact numbers turned into floats (and their exact text kept where useful).
 
-    An exact integer (a sympy ``Integer``; a Fraction of the single-engine model
-    layer with denominator 1) stays an int, other exact rationals become floats,
-    other sympy objects their text.
+    An exact integer of the model layer (an :class:`~llmstab.theory.exact_linalg.Exact`,
+    as a sympy ``Integer`` before it) stays an int; other exact rationals (plain
+    Fractions, sympy rationals) become floats; other sympy objects their text.
 
-    >>> jsonable({"a": Fraction(3, 4), "b": [Fraction(2), 1.5, None]})
-    {'a': 0.75, 'b': [2, 1.5, None]}
+    >>> from llmstab.theory.exact_linalg import Exact
+    >>> jsonable({"a": Exact(3, 4), "b": [Exact(2), Fraction(2), 1.5, None]})
+    {'a': 0.75, 'b': [2, 2.0, 1.5, None]}
     """
     if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
         return value
     if isinstance(value, Fraction):
-        return int(value) if value.denominator == 1 else float(value)
+        return int(value) if type(value) is not Fraction and value.denominator == 1 else float(value)
     sympy = sys.modules.get("sympy")  # a sympy object exists only if sympy was imported
     if sympy is not None and isinstance(value, sympy.Basic):
         return _sympy_jsonable(value, sympy)

@@ -1,7 +1,8 @@
 """Batch-time models: how long one engine iteration lasts, as a function of its token count.
 
 Every model works in milliseconds, evaluates vectorised in numpy (``model(b)``)
-and exactly at one batch size (``model.exact(b)``, a :class:`fractions.Fraction`),
+and exactly at one batch size (``model.exact(b)``, a :class:`fractions.Fraction`:
+:class:`~llmstab.theory.exact_linalg.Exact`),
 and exposes the same function as an exact sympy expression (``model.expression(b)``)
 whose coefficients are rationals, so that theory can decide inequalities exactly.
 sympy is imported only when an expression is asked for: the exact numbers of a
@@ -14,7 +15,7 @@ Examples
 >>> float(m(512))
 153.16
 >>> m.exact(512)
-Fraction(3829, 25)
+Exact(3829, 25)
 >>> import sympy
 >>> m.expression(sympy.Symbol("b", positive=True, integer=True))
 3547*ceiling(b/128)/100 + 282/25
@@ -34,7 +35,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from llmstab.theory.capacity import ends_from_floors, floors_of_points, floors_of_steps
-from llmstab.theory.exact_linalg import to_fraction, to_rational
+from llmstab.theory.exact_linalg import Exact, to_fraction, to_rational
 
 from .numbers import number_from_text
 
@@ -53,8 +54,9 @@ __all__ = [
 ]
 
 
-def exact_number(value: object) -> Fraction:
-    """Return ``value`` as an exact :class:`~fractions.Fraction`, reading floats by their decimal text.
+def exact_number(value: object) -> Exact:
+    """Return ``value`` as an exact number (:class:`~llmstab.theory.exact_linalg.Exact`, a Fraction),
+    reading floats by their decimal text.
 
     ``0.1`` becomes ``1/10`` (not the binary double nearest to it), which is
     what a user who wrote ``0.1`` in a file meant. Ints, Fractions and sympy
@@ -63,21 +65,21 @@ def exact_number(value: object) -> Fraction:
     floats and other types are refused.
 
     >>> exact_number(11.28)
-    Fraction(282, 25)
+    Exact(282, 25)
     >>> exact_number("3/4")
-    Fraction(3, 4)
+    Exact(3, 4)
     """
     if isinstance(value, bool):
         raise TypeError("a boolean is not a number")
     sympy = sys.modules.get("sympy")  # a sympy number exists only if sympy was imported
     if isinstance(value, (int, np.integer, Fraction)) or (sympy is not None and isinstance(value, sympy.Rational)):
-        return to_fraction(int(value) if isinstance(value, np.integer) else value)
+        return Exact(to_fraction(int(value) if isinstance(value, np.integer) else value))
     if isinstance(value, (float, np.floating)):
         if not np.isfinite(value):
             raise ValueError(f"{value} is not finite")
-        return to_fraction(float(value))
+        return Exact(to_fraction(float(value)))
     if isinstance(value, str):
-        return number_from_text(value)  # refuses "1/0" and "1e99999999" (a hang) with ValueError
+        return Exact(number_from_text(value))  # refuses "1/0" and "1e99999999" (a hang) with ValueError
     raise TypeError(f"{value!r} is not a number")
 
 
@@ -110,7 +112,7 @@ class BatchTimeModel(ABC):
         import sympy
 
         b = sympy.Symbol("b", positive=True, integer=True)
-        return to_fraction(sympy.Rational(self.expression(b).subs(b, int(tokens))))
+        return Exact(to_fraction(sympy.Rational(self.expression(b).subs(b, int(tokens)))))
 
     def table(self, b_max: int) -> np.ndarray:
         """Batch times for ``b = 0, 1, ..., b_max`` as a float array (index = tokens)."""
@@ -381,9 +383,9 @@ class Attention:
     --------
     >>> att = Attention(decode="1.4e-4", prefill="2e-5")
     >>> att.decode_exact
-    Fraction(7, 50000)
+    Exact(7, 50000)
     >>> att.exact(decode_contexts=[100, 200], prefill_chunks=[(0, 64)])
-    Fraction(1037, 12500)
+    Exact(1037, 12500)
     >>> att.prompt_cost(128) == att.exact(prefill_chunks=[(0, 64), (64, 64)])
     True
     """

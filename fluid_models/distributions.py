@@ -1,6 +1,6 @@
 """Token-length distributions of prompts (prefill) and outputs (decode).
 
-Each distribution knows its exact mean and second moment (:class:`fractions.Fraction`),
+Each distribution knows its exact mean and second moment (:class:`~llmstab.theory.exact_linalg.Exact`, a Fraction),
 whether its support is bounded, and samples positive integers with a numpy
 ``Generator``. Lengths are at least 1.
 
@@ -8,7 +8,7 @@ Examples
 --------
 >>> d = Geometric(mean=112)
 >>> d.mean, d.second_moment, d.bounded
-(Fraction(112, 1), Fraction(24976, 1), False)
+(Exact(112, 1), Exact(24976, 1), False)
 >>> import numpy as np
 >>> Deterministic(129).sample(np.random.default_rng(0), 3)
 array([129, 129, 129])
@@ -20,9 +20,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from fractions import Fraction
-
 import numpy as np
+
+from llmstab.theory.exact_linalg import Exact
 
 from .batch_time import exact_number
 
@@ -37,12 +37,12 @@ class LengthDistribution(ABC):
 
     @property
     @abstractmethod
-    def mean(self) -> Fraction:
+    def mean(self) -> Exact:
         """Exact mean length."""
 
     @property
     @abstractmethod
-    def second_moment(self) -> Fraction:
+    def second_moment(self) -> Exact:
         """Exact ``E[L^2]``."""
 
     @property
@@ -72,12 +72,12 @@ class Deterministic(LengthDistribution):
     kind: ClassVar[str] = "deterministic"
 
     @property
-    def mean(self) -> Fraction:
-        return Fraction(self.value)
+    def mean(self) -> Exact:
+        return Exact(self.value)
 
     @property
-    def second_moment(self) -> Fraction:
-        return Fraction(self.value) ** 2
+    def second_moment(self) -> Exact:
+        return Exact(self.value) ** 2
 
     @property
     def max(self) -> int:
@@ -100,7 +100,7 @@ class _GivenMean(LengthDistribution):
         object.__setattr__(self, "mean_value", exact_number(mean))
 
     @property
-    def mean(self) -> Fraction:
+    def mean(self) -> Exact:
         return self.mean_value
 
     @property
@@ -118,7 +118,7 @@ class Geometric(_GivenMean):
     kind: ClassVar[str] = "geometric"
 
     @property
-    def second_moment(self) -> Fraction:
+    def second_moment(self) -> Exact:
         m = self.mean_value
         return 2 * m**2 - m  # Var = (1-p)/p^2 = m^2 - m
 
@@ -133,7 +133,7 @@ class Poisson(_GivenMean):
     kind: ClassVar[str] = "poisson"
 
     @property
-    def second_moment(self) -> Fraction:
+    def second_moment(self) -> Exact:
         lam = self.mean_value - 1
         return (1 + lam) ** 2 + lam
 
@@ -150,13 +150,13 @@ class Uniform(LengthDistribution):
     kind: ClassVar[str] = "uniform"
 
     @property
-    def mean(self) -> Fraction:
-        return Fraction(self.low + self.high, 2)
+    def mean(self) -> Exact:
+        return Exact(self.low + self.high, 2)
 
     @property
-    def second_moment(self) -> Fraction:
+    def second_moment(self) -> Exact:
         n = self.high - self.low + 1
-        return Fraction(n * n - 1, 12) + self.mean**2
+        return Exact(n * n - 1, 12) + self.mean**2
 
     @property
     def max(self) -> int:
@@ -186,12 +186,12 @@ class Empirical(LengthDistribution):
         object.__setattr__(self, "values", v)
 
     @property
-    def mean(self) -> Fraction:
-        return Fraction(int(self.values.sum()), self.values.size)
+    def mean(self) -> Exact:
+        return Exact(int(self.values.sum()), self.values.size)
 
     @property
-    def second_moment(self) -> Fraction:
-        return Fraction(int((self.values.astype(object) ** 2).sum()), self.values.size)
+    def second_moment(self) -> Exact:
+        return Exact(int((self.values.astype(object) ** 2).sum()), self.values.size)
 
     @property
     def max(self) -> int:
@@ -217,20 +217,20 @@ def drawn_as_pairs(prompt: LengthDistribution, decode: LengthDistribution) -> bo
             and prompt.source == decode.source and prompt.values.size == decode.values.size)
 
 
-def product_moment(prompt: LengthDistribution, decode: LengthDistribution) -> Fraction:
+def product_moment(prompt: LengthDistribution, decode: LengthDistribution) -> Exact:
     """Exact ``E[p * d]`` of one request's prompt and decode lengths.
 
     The mean of the row products when the two are drawn as pairs
     (:func:`drawn_as_pairs`), else ``E[p] * E[d]`` (independent lengths).
 
     >>> product_moment(Uniform(1, 3), Geometric(5))
-    Fraction(10, 1)
+    Exact(10, 1)
     >>> import numpy as np
     >>> p = Empirical(np.array([1, 3]), source="trace:x"); d = Empirical(np.array([2, 4]), source="trace:x")
     >>> product_moment(p, d), p.mean * d.mean
-    (Fraction(7, 1), Fraction(6, 1))
+    (Exact(7, 1), Exact(6, 1))
     """
     if drawn_as_pairs(prompt, decode):
         products = prompt.values.astype(object) * decode.values.astype(object)
-        return Fraction(int(products.sum()), prompt.values.size)
+        return Exact(int(products.sum()), prompt.values.size)
     return prompt.mean * decode.mean

@@ -1,22 +1,23 @@
 """Traffic: request classes with an arrival rate and prompt/decode length distributions.
 
 Rates are in requests per second; token rates in tokens per second. All are exact
-rationals (:class:`fractions.Fraction`) so that a load can be compared with a capacity without rounding.
+rationals (:class:`~llmstab.theory.exact_linalg.Exact`, a Fraction) so that a load can be compared with a capacity without rounding.
 
 Examples
 --------
 >>> from llmstab.fluid_models.distributions import Deterministic
 >>> w = Workload((RequestClass("chat", 14, Deterministic(129), Deterministic(112)),))
 >>> w.token_rate
-Fraction(3374, 1)
+Exact(3374, 1)
 >>> w.scaled(0.5).token_rate
-Fraction(1687, 1)
+Exact(1687, 1)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from fractions import Fraction
+
+from llmstab.theory.exact_linalg import Exact
 
 from .batch_time import exact_number
 from .distributions import LengthDistribution
@@ -39,12 +40,12 @@ class RequestClass:
         object.__setattr__(self, "rate", exact_number(self.rate))
 
     @property
-    def tokens_per_request(self) -> Fraction:
+    def tokens_per_request(self) -> Exact:
         """``m_p + m_d``: mean tokens one request needs processed."""
         return self.prompt.mean + self.decode.mean
 
     @property
-    def token_rate(self) -> Fraction:
+    def token_rate(self) -> Exact:
         """``lambda (m_p + m_d)`` in tokens per second."""
         return self.rate * self.tokens_per_request
 
@@ -56,24 +57,24 @@ class Workload:
     classes: tuple[RequestClass, ...]
 
     @property
-    def rate(self) -> Fraction:
+    def rate(self) -> Exact:
         """Total request rate (per s)."""
-        return sum((c.rate for c in self.classes), Fraction(0))
+        return sum((c.rate for c in self.classes), Exact(0))
 
     @property
-    def token_rate(self) -> Fraction:
+    def token_rate(self) -> Exact:
         """Total token load (tokens per s)."""
-        return sum((c.token_rate for c in self.classes), Fraction(0))
+        return sum((c.token_rate for c in self.classes), Exact(0))
 
     @property
-    def prefill_rate(self) -> Fraction:
+    def prefill_rate(self) -> Exact:
         """Prefill tokens arriving per second."""
-        return sum((c.rate * c.prompt.mean for c in self.classes), Fraction(0))
+        return sum((c.rate * c.prompt.mean for c in self.classes), Exact(0))
 
     @property
-    def decode_rate(self) -> Fraction:
+    def decode_rate(self) -> Exact:
         """Decode tokens arriving per second."""
-        return sum((c.rate * c.decode.mean for c in self.classes), Fraction(0))
+        return sum((c.rate * c.decode.mean for c in self.classes), Exact(0))
 
     @property
     def bounded(self) -> bool:

@@ -10,7 +10,9 @@ from fractions import Fraction
 import pytest
 
 from llmstab.checkers.report import CheckReport
+from llmstab.checkers.spec import load_engine_spec
 from llmstab.checkers.verdict import Evidence, Verdict, jsonable
+from llmstab.theory.exact_linalg import Exact
 
 from tests.conftest import ROOT
 
@@ -58,10 +60,13 @@ def test_derive_help_imports_no_sympy():
     assert probe["status"] == 0 and "--latex" in out and "sympy" not in probe["modules"]
 
 
-def test_integral_fractions_are_json_integers():
-    """A sympy Integer was printed as an int; the Fraction that replaces it is too (other rationals: floats)."""
-    assert jsonable({"n": Fraction(3374), "r": Fraction(1, 4)}) == {"n": 3374, "r": 0.25}
-    assert isinstance(jsonable(Fraction(6, 2)), int)
+def test_integral_exact_numbers_are_json_integers():
+    """A sympy Integer was printed as an int; the Exact that replaces it is too. A plain Fraction (what
+    to_fraction returns, e.g. in the region checks) is printed as a float, as before."""
+    assert jsonable({"n": Exact(3374), "r": Exact(1, 4), "f": Fraction(3)}) == {"n": 3374, "r": 0.25, "f": 3.0}
+    assert isinstance(jsonable(Exact(6, 2)), int) and isinstance(jsonable(Fraction(6, 2)), float)
+    assert isinstance(jsonable(load_engine_spec(ROOT / "examples/codellama34b_a100_sarathi.yaml").workload.token_rate),
+                      int)
 
 
 @pytest.mark.parametrize("rate, shown", [(Fraction(1), "(1 request/s)"), (Fraction(12), "(12 requests/s)"),

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .exact_linalg import to_fraction, to_rational
+from .exact_linalg import Exact, to_fraction, to_rational
 
 if TYPE_CHECKING:
     import sympy
@@ -94,7 +94,7 @@ class EngineCapacity:
     ``best_batch`` tokens; ``full_batch_rate`` is ``b_max / t_{b_max}``;
     ``full_batch_is_best`` says whether the two agree, i.e. whether
     ``b t_{b_max} <= b_max t_b`` holds for every ``b <= b_max`` (checked exactly).
-    The rates are :class:`fractions.Fraction` from :func:`capacity_from_times`,
+    The rates are :class:`~llmstab.theory.exact_linalg.Exact` (Fractions) from :func:`capacity_from_times`,
     sympy rationals from :func:`engine_capacity` (equal values, equal text).
     """
 
@@ -137,7 +137,7 @@ def capacity_from_times(times: np.ndarray, exact_time: Callable[[list[int]], lis
     >>> sizes = np.arange(1, 9)
     >>> cap = capacity_from_times(3 + 2 * sizes, lambda ks: [Fraction(3 + 2 * k) for k in ks], None, 8)
     >>> cap.best_batch, cap.tokens_per_ms, cap.full_batch_is_best
-    (8, Fraction(8, 19), True)
+    (8, Exact(8, 19), True)
     """
     sizes = np.arange(1, token_budget + 1)
     rates = sizes / (np.asarray(times, dtype=float) * np.ones(token_budget))
@@ -152,8 +152,7 @@ def capacity_from_times(times: np.ndarray, exact_time: Callable[[list[int]], lis
     for i in range(1, len(candidates)):  # k / t_k compared by cross-multiplying; a later (larger) k wins ties
         if candidates[i] * exact[best_i] >= candidates[best_i] * exact[i]:
             best_i = i
-    best_value = candidates[best_i] / exact[best_i]
-    full = token_budget / exact[-1]
+    best_value, full = Exact(candidates[best_i] / exact[best_i]), Exact(token_budget / exact[-1])
     return EngineCapacity(token_budget=token_budget, best_batch=candidates[best_i], tokens_per_ms=best_value,
                           full_batch_rate=full, full_batch_is_best=bool(full == best_value),
                           candidates_checked=len(candidates))

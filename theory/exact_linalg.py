@@ -30,23 +30,62 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Sequence
 
-__all__ = ["to_fraction", "to_rational", "dot", "solve", "solve_square"]
+__all__ = ["Exact", "to_fraction", "to_rational", "dot", "solve", "solve_square"]
 
 Vector = Sequence[Fraction]
 
 
-def to_fraction(value: object) -> Fraction:
-    """``value`` as an exact Fraction.
+def _closed(name: str):
+    """``Fraction.name`` returning an :class:`Exact` where Fraction returns a Fraction."""
+    method = getattr(Fraction, name)
 
-    Ints and Fractions as they are; sympy rationals through ``p`` / ``q``;
-    anything else (floats, numpy numbers, decimal or ratio text) through its
-    text, so a float is its shortest decimal representation.
+    def operator(self: "Exact", *args: object) -> object:
+        result = method(self, *args)
+        return Exact(result) if type(result) is Fraction else result
 
-    >>> to_fraction(2), to_fraction(1.25), to_fraction("-1e-3")
-    (Fraction(2, 1), Fraction(5, 4), Fraction(-1, 1000))
+    operator.__name__ = name
+    return operator
+
+
+class Exact(Fraction):
+    """An input-derived exact number: a Fraction that stays one under arithmetic with ints and Fractions.
+
+    It takes the place sympy's ``Rational`` held in the model layer (rates,
+    lengths, batch times): the same value, text and arithmetic, and, like a
+    sympy ``Integer``, an integral value is an int in JSON output
+    (:func:`llmstab.checkers.verdict.jsonable`). :func:`to_fraction` turns it
+    into a plain Fraction (a float in JSON, as every converted number was).
+
+    >>> x = Exact(3374) / 1000
+    >>> x, str(x), type(x * 1000).__name__, type(Fraction(1, 2) + x).__name__
+    (Exact(1687, 500), '1687/500', 'Exact', 'Exact')
+    >>> type(to_fraction(x)).__name__
+    'Fraction'
     """
-    if isinstance(value, Fraction):
+
+    __slots__ = ()
+    for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow"):
+        locals()[f"__{_name}__"] = _closed(f"__{_name}__")
+        locals()[f"__r{_name}__"] = _closed(f"__r{_name}__")
+    __neg__, __pos__, __abs__ = _closed("__neg__"), _closed("__pos__"), _closed("__abs__")
+    del _name
+
+
+def to_fraction(value: object) -> Fraction:
+    """``value`` as an exact (plain) Fraction.
+
+    Ints and Fractions as they are (an :class:`Exact` as a plain Fraction);
+    sympy rationals through ``p`` / ``q``; anything else (floats, numpy
+    numbers, decimal or ratio text) through its text, so a float is its
+    shortest decimal representation.
+
+    >>> to_fraction(2), to_fraction(1.25), to_fraction("-1e-3"), to_fraction(Exact(1, 3))
+    (Fraction(2, 1), Fraction(5, 4), Fraction(-1, 1000), Fraction(1, 3))
+    """
+    if type(value) is Fraction:
         return value
+    if isinstance(value, Fraction):
+        return Fraction(value.numerator, value.denominator)
     if isinstance(value, int):
         return Fraction(value)
     if hasattr(value, "p") and hasattr(value, "q"):  # sympy Rational / Integer
