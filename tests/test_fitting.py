@@ -298,3 +298,44 @@ def test_max_tokens_limits_the_fitted_range():
     limited = fit_profile(TOKENS, y, candidates=(32, 64, 128), max_tokens=1024)
     assert limited.best.token_range == (1, 1024) and limited.best.max_rel_error < 1e-6
     assert limited.best.tile == 64 and full.best.max_rel_error > 0.1
+
+
+def _fit_cli(path, timeout: float = 300):
+    """``llmstab fit PATH --json`` as a subprocess: its result and the CPU seconds it used."""
+    import resource
+    import subprocess
+    import sys
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, "-m", "llmstab.checkers.cli.main", "fit", str(path), "--json"],
+                          capture_output=True, text=True, timeout=timeout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return done, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _tiled_profile_csv(path, rows: int) -> None:
+    b = np.arange(1, rows + 1)
+    t = 10 + 0.03 * 64 * -(-b // 64) + 0.05 * np.sin(b)
+    path.write_text("tokens,time_ms\n" + "".join(f"{x},{y:.4f}\n" for x, y in zip(b, t)))
+
+
+def test_a_profile_at_the_row_limit_fits_within_ten_cpu_seconds(tmp_path):
+    """Issue 10: a large profile ran for minutes (by_tokens was quadratic; 50,000 rows passed the door)."""
+    from llmstab.checkers.cli.profile import MAX_PROFILE_ROWS
+
+    path = tmp_path / "at_limit.csv"
+    _tiled_profile_csv(path, MAX_PROFILE_ROWS)
+    done, cpu = _fit_cli(path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["chosen"]["n_points"] == MAX_PROFILE_ROWS and cpu < 10, cpu
+
+
+@pytest.mark.parametrize("rows", [20_001, 1_000_000])
+def test_a_profile_past_the_limit_is_refused_in_one_line_quickly(tmp_path, rows):
+    """Issue 10: a 1e6-row profile ended in a SolverError after 7.5 minutes."""
+    path = tmp_path / "huge.csv"
+    path.write_text("tokens,time_ms\n" + "1,1\n" * rows)
+    done, cpu = _fit_cli(path, timeout=120)
+    assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert f"{rows:,} rows exceed the limit" in done.stderr and cpu < 10, (done.stderr, cpu)

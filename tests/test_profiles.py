@@ -183,3 +183,13 @@ def test_slai(shared_data):
     assert np.all(np.diff(p.time_ms) > 0)
     with pytest.raises(ProfileError, match="repeated chunk"):
         read_slai(io.StringIO("chunk,batch_ms\n64,2\n64,3\n"))
+
+
+@settings(max_examples=40)
+@given(st.lists(st.tuples(st.integers(1, 6), st.floats(0.01, 100.0)), min_size=1, max_size=30))
+def test_by_tokens_is_the_median_time_at_each_token_count(rows):
+    """Issue 10: by_tokens compared every row with every token count (a 49,000-row fit spent minutes there)."""
+    tokens, times = (np.array(v) for v in zip(*rows))
+    xs, ys = Profile(tokens=tokens, time_ms=times).by_tokens()
+    assert xs.tolist() == sorted(set(tokens.tolist()))
+    assert ys.tolist() == [np.median(times[tokens == x]) for x in xs]

@@ -136,4 +136,34 @@ def test_region_plot_has_a_title_per_policy_and_complete_legend(tmp_path, monkey
     titles = [f.axes[0].get_title() for f in figures]
     assert titles[0] != titles[1] and "policy orca: inconclusive" in titles[0] and "Capacity region" in titles[0]
     legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
-    assert any(t.startswith("sarathi (b_max 128): bounded up to (0.59, 2.03)") for t in legend), legend
+    assert "sarathi (b_max 128): bounded up to 0.983 x the load, (0.59, 2.03) tokens/ms" in legend, legend
+
+
+def test_region_plot_shows_the_policys_own_evidence_on_the_loads_ray(tmp_path, monkeypatch):
+    """Issue 10: the plots were the same for every policy; each now marks what its verdict rests on."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from llmstab.checkers.cli.region import plot_region
+    from llmstab.checkers.verdict import Evidence, Verdict
+
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    verdict = Verdict("not-maximally-stable", [
+        Evidence("simulation", "orca simulated at 1 x the load: growing", {"load_scale": 1, "trend": "diverging"}),
+        Evidence("counterexample", "orca cannot form 29p+99d", {"region_margin": 1.02, "policy_margin": 0.84})])
+    report = {"subject": "one engine (b_max = 128, k_max = 100)", "margin": 1, "position": "boundary",
+              "load_verdict": Verdict("inconclusive", []), "policy_verdict": verdict, "policy_label": "orca",
+              "capacity": {"vertices_tokens_per_ms": [[0, 2.1], [0.6, 2.1], [2.7, 0]],
+                           "vertex_batch_types": ["0p+100d", "29p+99d", "128p+0d"]},
+              "load": {"prefill_tokens_per_ms": 0.6, "decode_tokens_per_ms": 2.1}}
+    plot_region(report, tmp_path / "orca.png")
+    ax = figures[0].axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "orca simulated at 1 x the load: diverging" in legend and "orca's batch types reach 0.84 x the load" in legend
+    reach = next(line for line in ax.get_lines() if line.get_label().startswith("orca's batch types"))
+    assert reach.get_xdata()[0] == pytest.approx(0.6 * 0.84) and reach.get_ydata()[0] == pytest.approx(2.1 * 0.84)
+    title = ax.get_title()
+    assert "load on the region's boundary (margin 1): inconclusive" in title and "policy orca: not-maximally" in title
+    assert (tmp_path / "orca.png").stat().st_size > 1000

@@ -223,45 +223,100 @@ def _text(report: dict) -> str:
     return "\n".join(lines)
 
 
+_POSITION = {"inside": "inside the region", "outside": "outside the region", "boundary": "on the region's boundary"}
+_TREND_COLOUR = {"diverging": "tab:red", "bounded": "tab:green", "undecided": "tab:gray"}
+_MARKERS = ("X", "P", "v", "^", "s", "D", "<", ">")
+
+
+def _word(value: object) -> str:
+    """A verdict's word (a :class:`Verdict` or the word itself)."""
+    return str(getattr(value, "verdict", value))
+
+
+def _plot_title(report: dict) -> str:
+    """The engine; where the load lies and its verdict; the policy's verdict (and whether it was simulated)."""
+    policy = report.get("policy_label")
+    margin = report.get("margin")
+    load_word = _word(report.get("load_verdict"))
+    lines = [f"Capacity region of {report.get('subject', 'one engine')}",
+             f"load {_POSITION.get(report.get('position'), 'not certified inside or outside')}"
+             + (f" (margin {float(margin):.4g})" if margin is not None else "")
+             + f": {load_word}" + (" (some scheduler carries it)" if load_word == "stable" else "")]
+    if report.get("policy_verdict") is not None:
+        evidence = getattr(report["policy_verdict"], "evidence", [])
+        skipped = any(e.kind == "note" and "skipped" in e.summary for e in evidence)
+        lines.append(f"policy {policy}: {_word(report['policy_verdict'])}" + (" (not simulated)" if skipped else ""))
+    return "\n".join(lines)
+
+
+def _policy_marks(report: dict) -> list[tuple[float, str, str, str]]:
+    """``(scale on the load's ray, label, marker, colour)`` for the policy's own evidence.
+
+    Its simulated test load with the trend seen there, and how far the batch
+    types it forms reach on the ray (the LP restricted to them).
+    """
+    policy, marks = report.get("policy_label"), []
+    for e in getattr(report.get("policy_verdict"), "evidence", []):
+        if e.kind == "simulation" and "load_scale" in e.data:
+            scale, trend = float(e.data["load_scale"]), e.data.get("trend", "?")
+            marks.append((scale, f"{policy} simulated at {scale:.3g} x the load: {trend}", "o",
+                          _TREND_COLOUR.get(trend, "tab:gray")))
+        elif e.data.get("policy_margin") is not None:
+            reach = float(e.data["policy_margin"])
+            marks.append((reach, f"{policy}'s batch types reach {reach:.3g} x the load", "d", "tab:purple"))
+    return marks
+
+
+def _simulated_marks(report: dict, load: tuple[float, float]) -> list[tuple[float | None, str, str, str]]:
+    """``(scale, label, marker, colour)`` per simulated policy: where it stayed bounded on the load's ray."""
+    marks = []
+    for i, sim in enumerate(report.get("simulated", [])):
+        point, name = sim["bounded_up_to_tokens_per_ms"], f"{sim['policy']} (b_max {sim['token_budget']})"
+        colour, marker = f"C{(i + 1) % 10}", _MARKERS[i % len(_MARKERS)]
+        if point is None:  # listed, so that a policy simulated is never silently left out of the picture
+            marks.append((None, f"{name}: diverged even at half the margin", marker, colour))
+            continue
+        x, y = float(point[0]), float(point[1])
+        scale = x / load[0] if load[0] else y / load[1]
+        marks.append((scale, f"{name}: bounded up to {scale:.3g} x the load, ({x:.3g}, {y:.3g}) tokens/ms", marker,
+                      colour))
+    return marks
+
+
 def plot_region(report: dict, path: str | Path) -> None:
-    """Draw the region, the load point and each simulated policy's empirical boundary point (PNG)."""
+    """Draw the region, the load's ray, the policy's evidence on it and each simulated policy's boundary (PNG).
+
+    The title names the engine and the policy, where the load lies (margin and
+    load verdict) and the policy verdict; the legend sits below the axes.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     verts = [(float(x), float(y)) for x, y in report["capacity"]["vertices_tokens_per_ms"]]
-    poly = [(0.0, 0.0)] + verts + [(0.0, 0.0)]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.fill([p[0] for p in poly], [p[1] for p in poly], alpha=0.2, label="capacity region")
-    ax.plot([p[0] for p in verts], [p[1] for p in verts], "o-")
+    load = (float(report["load"]["prefill_tokens_per_ms"]), float(report["load"]["decode_tokens_per_ms"]))
+    fig, ax = plt.subplots(figsize=(7, 6.5))
+    ax.fill([0.0] + [p[0] for p in verts], [0.0] + [p[1] for p in verts], alpha=0.2, label="capacity region")
+    ax.plot([p[0] for p in verts], [p[1] for p in verts], "o-", color="C0")
     for (x, y), bt in zip(verts, report["capacity"]["vertex_batch_types"]):
         ax.annotate(bt, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    lx, ly = float(report["load"]["prefill_tokens_per_ms"]), float(report["load"]["decode_tokens_per_ms"])
-    ax.plot([lx], [ly], "k*", markersize=12, label="load")
-    for sim in report.get("simulated", []):
-        point = sim["bounded_up_to_tokens_per_ms"]
-        name = f"{sim['policy']} (b_max {sim['token_budget']})"
-        if point is None:  # listed, so that a policy simulated is never silently left out of the picture
-            ax.plot([], [], " ", label=f"{name}: diverged even at half the margin")
-        else:
-            ax.plot([float(point[0])], [float(point[1])], "x", markersize=9,
-                    label=f"{name}: bounded up to ({float(point[0]):.3g}, {float(point[1]):.3g}) tokens/ms")
-    def word(v: object) -> str:
-        return str(getattr(v, "verdict", v))
-
-    verdicts = (f"load {report.get('position', '?')} the region (margin {float(report.get('margin') or 0):.3g}: "
-                f"{word(report.get('load_verdict'))} for some scheduler)")
-    if report.get("policy_verdict") is not None:
-        verdicts += f"\npolicy {report.get('policy_label', '')}: {word(report['policy_verdict'])}"
-    ax.set_title(f"Capacity region of {report.get('subject', 'one engine')}\n{verdicts}", fontsize=9)
+    marks = _policy_marks(report) + _simulated_marks(report, load)
+    reach = max([1.0, float(report.get("margin") or 0)] + [m[0] for m in marks if m[0] is not None])
+    ax.plot([0, load[0] * reach * 1.05], [0, load[1] * reach * 1.05], ":", color="0.4", lw=1, label="the load's ray")
+    ax.plot([load[0]], [load[1]], "k*", markersize=13, label="load", zorder=3)
+    for scale, label, marker, colour in marks:
+        xy = ([], []) if scale is None else ([load[0] * scale], [load[1] * scale])
+        ax.plot(*xy, marker, color=colour, markersize=14 if marker == "o" else 9, markerfacecolor="none" if marker in "od" else colour,
+                label=label, zorder=4)
+    ax.set_title(_plot_title(report), fontsize=9)
     ax.set_xlabel("prefill tokens per ms")
     ax.set_ylabel("decode tokens per ms")
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    shown = verts + [load] + [(load[0] * m[0], load[1] * m[0]) for m in marks if m[0] is not None]
+    ax.set_xlim(0, 1.15 * max(p[0] for p in shown))
+    ax.set_ylim(0, 1.12 * max(p[1] for p in shown))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.12), ncol=1, frameon=False)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
