@@ -48,11 +48,20 @@ def service_order(net: Network, fn: FluidNetwork | None, engine: str, shown: int
     return " > ".join(text) + (f" > ... ({more} more)" if more > 0 else "")
 
 
-def _wrapped(order: str, per_line: int = 4) -> str:
-    """A service order on lines of at most ``per_line`` entries (each line after the first starts with ``>``)."""
-    parts = order.split(" > ")
-    lines = [" > ".join(parts[i:i + per_line]) for i in range(0, len(parts), per_line)]
-    return "\n> ".join(lines)
+def _wrapped(order: str, width: int = 34) -> str:
+    """A service order on lines of at most about ``width`` characters, broken before a ``>``.
+
+    >>> print(_wrapped("plan.d = answer.d > plan.p = answer.p", 24))
+    plan.d = answer.d
+    > plan.p = answer.p
+    """
+    lines = [""]
+    for part in order.split(" > "):
+        if lines[-1] and len(lines[-1]) + 3 + len(part) > width:
+            lines.append("> " + part)
+        else:
+            lines[-1] += (" > " if lines[-1] else "") + part
+    return "\n".join(lines)
 
 
 def _rank(net: Network, step: str, engine: str) -> str:
@@ -75,11 +84,11 @@ def layout(net: Network) -> dict[str, tuple[float, float]]:
 
     >>> from llmstab.fluid_models.networks.examples import rybko_stolyar
     >>> layout(rybko_stolyar())
-    {'e1': (0.0, 0.0), 'e2': (2.2, 0.0)}
+    {'e1': (0.0, 0.0), 'e2': (3.0, 0.0)}
     """
     names = list(net.engines)
     if len(names) <= 2:
-        return {e: (2.2 * i, 0.0) for i, e in enumerate(names)}
+        return {e: (3.0 * i, 0.0) for i, e in enumerate(names)}
     if net.is_feedforward:
         g = nx.DiGraph(net.graph)
         g.remove_edges_from(list(nx.selfloop_edges(g)))
@@ -117,7 +126,7 @@ def _draw_engines(ax, net: Network, fn: FluidNetwork | None, pos: dict) -> dict:
         rho = f"rho = {float(util[e]):.2f}" if util[e] is not None else "rho: a region (k_max)"
         ax.text(x, y + 0.2, e, ha="center", va="center", fontsize=12, weight="bold", zorder=3)
         ax.text(x, y + 0.04, f"{ne.policy.name}, {rho}", ha="center", va="center", fontsize=9, zorder=3)
-        ax.text(x, y - 0.17, "serves: " + _wrapped(service_order(net, fn, e)), ha="center", va="center",
+        ax.text(x, y - 0.17, _wrapped("serves: " + service_order(net, fn, e)), ha="center", va="center",
                 fontsize=7.5, zorder=3, color="#333333")
     return boxes
 
@@ -131,16 +140,20 @@ def _arrow(ax, a, b, colour: str, rad: float, style: str = "-", patches=(None, N
 
 
 def _draw_moves(ax, net: Network, pos: dict, boxes: dict) -> None:
-    seen: dict[tuple, int] = {}
+    """One arrow per (engine, engine, class), labelled with every step it starts (three to a line)."""
+    grouped: dict[tuple, list[str]] = {}
     for e, f, label, ci in _moves(net):
+        grouped.setdefault((e, f, ci), []).append(label)
+    seen: dict[tuple, int] = {}
+    for (e, f, ci), labels in grouped.items():
         colour = COLOURS[ci % len(COLOURS)]
+        label = "\n".join(", ".join(labels[i:i + 3]) for i in range(0, len(labels), 3))
         n = seen[(e, f)] = seen.get((e, f), -1) + 1
         (x1, y1), (x2, y2) = pos[e], pos[f]
         if e == f:  # two steps in a row at one engine: a loop over the box
             top = y1 + BOX_H / 2 + 0.02
             _arrow(ax, (x1 - 0.22 - 0.1 * n, top), (x1 + 0.22 + 0.1 * n, top), colour, -1.1)
-            ax.text(x1, top + 0.28 + 0.1 * n, label, color=colour, ha="center", va="bottom",
-                    fontsize=9)
+            ax.text(x1, top + 0.28 + 0.1 * n, label, color=colour, ha="center", va="bottom", fontsize=9)
             continue
         rad = 0.25 + 0.15 * n
         _arrow(ax, (x1, y1), (x2, y2), colour, rad, patches=(boxes[e], boxes[f]))
@@ -236,10 +249,13 @@ def _plural(n: int, word: str) -> str:
 
 
 def _route_text(net: Network, c) -> str:
-    """A class's route by precedence level: ``plan -> search, code -> answer`` (parallel steps share a level)."""
+    """A class's route by precedence level: ``plan -> search, code -> answer`` (parallel steps share a
+    level; a long route shows its first three and last two levels)."""
     own = net.step_graph.subgraph(s.id for s in c.steps)
-    return " -> ".join(", ".join(sorted(level, key=[s.id for s in c.steps].index))
-                       for level in nx.topological_generations(own))
+    levels = [", ".join(sorted(level, key=[s.id for s in c.steps].index)) for level in nx.topological_generations(own)]
+    if len(levels) > 8:
+        levels = levels[:3] + [f"... ({len(c.steps)} steps) ..."] + levels[-2:]
+    return " -> ".join(levels)
 
 
 def _footer(net: Network, fn: FluidNetwork | None) -> str:
