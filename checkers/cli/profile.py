@@ -50,6 +50,15 @@ def _words(text: str) -> list[str]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``profile``, ``fit`` and ``presets`` subcommands."""
+    _add_profile(subparsers)
+    _add_fit(subparsers)
+    s = subparsers.add_parser("presets", help="list the shipped batch-time presets")
+    s.add_argument("name", nargs="?", help="one preset, shown in full")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(run=cmd_presets)
+
+
+def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("profile", help="time real iterations of a decoder model (random weights)")
     p.add_argument("--model", required=True, help="shipped config name (mistral-7b, llama-2-7b, codellama-34b, "
                    "llama-3-8b, tiny-llama) or a Hugging Face config.json")
@@ -80,6 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(run=cmd_profile)
 
+
+def _add_fit(subparsers: argparse._SubParsersAction) -> None:
     f = subparsers.add_parser("fit", help="fit batch-time models to a profile and write a model file")
     f.add_argument("profile", type=Path, help="profile CSV (llmstab profile's or a public one), or a folder "
                    "holding Vidur's attention.csv and mlp.csv")
@@ -103,11 +114,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--max-tokens", type=int, help="fit only the points with at most this many tokens")
     f.add_argument("--json", action="store_true", help="print one JSON object")
     f.set_defaults(run=cmd_fit)
-
-    s = subparsers.add_parser("presets", help="list the shipped batch-time presets")
-    s.add_argument("name", nargs="?", help="one preset, shown in full")
-    s.add_argument("--json", action="store_true", help="print JSON")
-    s.set_defaults(run=cmd_presets)
 
 
 _PROFILE_OPTIONS = ("model", "device", "out", "dtype", "warmup", "reps", "seed", "kinds", "max_prefill", "tile",
