@@ -186,6 +186,12 @@ def test_sarathi_spf_admits_shorter_prompts_first_after_started_ones():
     assert take[:, TAKE_P].tolist() == [0, 3, 4, 0]
 
 
+def test_sarathi_spf_never_prefills_a_request_it_just_preempted():
+    ri, rf = rows(dict(dc=5, last=1.0, ctx=16, blocks=1), dict(pf=3, prompt=8, blocks=1))  # the decode needs a block
+    _, take = run(Sarathi(order="spf"), ri, rf, engine(free=0), b_max=8)
+    assert take[:, EVICT].tolist() == [0, 1] and take[:, TAKE_P].tolist() == [0, 0] and take[0, TAKE_D] == 1
+
+
 def test_work_conservation_slai_is_conserving_unless_beta_binds():
     assert check_work_conservation(SLAI(tau=1024), random_states=50).work_conserving
     r = check_work_conservation(SLAI(beta=1), random_states=0)
