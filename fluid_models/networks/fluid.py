@@ -249,7 +249,9 @@ class FluidNetwork:
         keeps them empty, that group shares the rest in proportion to token content,
         later groups get nothing. The efforts solve one linear system (inflows depend
         on upstream efforts); an empty buffer whose need does not fit in what its
-        engine has left is treated as filling up, and the system is solved again.
+        engine has left is treated as filling up, and the system is solved again; a
+        buffer treated so while empty must not be served faster than it is fed (it
+        would hand its successors fluid it does not have).
         Priority fluid models can have several solutions (a flow may circulate
         through empty buffers, or one of them may fill up and cut the circulation);
         the one returned lets every empty buffer fill up that can do so
