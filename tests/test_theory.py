@@ -108,3 +108,20 @@ def test_capacity_without_sympy_equals_the_sympy_capacity(model, budget):
     assert fast.tokens_per_ms == to_fraction(symbolic.tokens_per_ms)
     assert fast.full_batch_rate == to_fraction(symbolic.full_batch_rate)
     assert str(fast.tokens_per_ms) == str(symbolic.tokens_per_ms)
+
+
+from llmstab.theory.exact_linalg import Exact  # noqa: E402
+
+OPERATIONS = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y, "/": lambda x, y: x / y}
+
+
+@settings(max_examples=100)
+@given(x=small, y=small.filter(bool), op=st.sampled_from(sorted(OPERATIONS)), exact_left=st.booleans())
+def test_exact_numbers_keep_their_type_and_fraction_values(x, y, op, exact_left):
+    """An Exact mixed with an int or a Fraction, on either side, is an Exact of the Fraction result."""
+    f, plain = OPERATIONS[op], y if exact_left else x
+    for other in (plain, int(plain)) if plain == int(plain) else (plain,):
+        left, right = (Exact(x), other) if exact_left else (other, Exact(y))
+        result = f(left, right)
+        assert type(result) is Exact and result == f(x, y)
+    assert type(to_fraction(Exact(x))) is Fraction

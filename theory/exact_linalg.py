@@ -64,11 +64,13 @@ class Exact(Fraction):
     """
 
     __slots__ = ()
-    for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow"):
-        locals()[f"__{_name}__"] = _closed(f"__{_name}__")
-        locals()[f"__r{_name}__"] = _closed(f"__r{_name}__")
+    __add__, __radd__ = _closed("__add__"), _closed("__radd__")
+    __sub__, __rsub__ = _closed("__sub__"), _closed("__rsub__")
+    __mul__, __rmul__ = _closed("__mul__"), _closed("__rmul__")
+    __truediv__, __rtruediv__ = _closed("__truediv__"), _closed("__rtruediv__")
+    __mod__, __rmod__ = _closed("__mod__"), _closed("__rmod__")
+    __pow__, __rpow__ = _closed("__pow__"), _closed("__rpow__")
     __neg__, __pos__, __abs__ = _closed("__neg__"), _closed("__pos__"), _closed("__abs__")
-    del _name
 
 
 def to_fraction(value: object) -> Fraction:
