@@ -52,7 +52,7 @@ from llmstab.fluid_models.batch_time import exact_number
 from llmstab.fluid_models.simulation.simulator import SimulationResult
 from llmstab.fluid_models.workload import Workload
 
-__all__ = ["GrowthEstimate", "estimate_growth", "fluid_prediction", "duration", "seconds"]
+__all__ = ["GrowthEstimate", "estimate_growth", "fluid_prediction", "duration", "seconds", "number"]
 
 
 def fluid_prediction(workload: Workload, capacity_tokens_per_s: object) -> sympy.Rational:
@@ -114,6 +114,15 @@ def _trimmed(x: float, digits: int) -> str:
     """:func:`_plain` without trailing zeros (``12000.0`` -> ``12000``)."""
     text = _plain(x, digits)
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def number(x: float) -> str:
+    """``x`` to 6 significant digits for prose: no exponent, no trailing zeros (the exact value stays in the data).
+
+    >>> number(3342.9120135), number(1.25e7), number(2892.0)
+    ('3342.91', '12500000', '2892')
+    """
+    return _trimmed(x, 6)
 
 
 #: Units for :func:`duration`: (seconds per unit, name), used from this many seconds up.

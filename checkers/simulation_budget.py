@@ -4,7 +4,8 @@ A batch of the compiled simulator costs about one unit per request present
 (the policy sees the running set and the head of the queue) plus a fixed
 overhead of about :data:`BATCH_OVERHEAD` units, so a run's work is counted in
 *request-batches*: its batches times ``BATCH_OVERHEAD +`` the mean number of
-requests present (:func:`run_cost`; one unit is at most about 0.5 microseconds of CPU). Before each run the work is predicted
+requests present (:func:`run_cost`; one unit is about 0.13 microseconds of CPU, less for
+requests that only wait in the queue). Before each run the work is predicted
 from the input (:func:`cost_bound`: at most one batch per shortest batch time,
 at most the arrivals present) or, better, from the run before it at the same
 load (:func:`predicted_cost`: its batch rate and its crowd, extrapolated along
@@ -34,9 +35,9 @@ __all__ = ["WORK_BUDGET", "BATCH_OVERHEAD", "WorkBudget", "run_cost", "cost_boun
            "crowd_cap", "pilot_horizon"]
 
 #: Request-batches one check may simulate (about 5 s of CPU for the compiled simulator).
-WORK_BUDGET = 12_000_000
-#: What a batch costs beside its requests, in request-batches (measured: about 2 us a batch, up to 0.5 us a request).
-BATCH_OVERHEAD = 4
+WORK_BUDGET = 40_000_000
+#: What a batch costs beside its requests, in request-batches (measured: about 2 us a batch, 0.13 us a request).
+BATCH_OVERHEAD = 15
 #: Arrivals in a run are counted with this margin over their mean (Poisson spread).
 ARRIVAL_MARGIN = 2
 
@@ -98,7 +99,7 @@ def cost_bound(engine: Engine, workload: Workload, horizon_s: float, crowd: int)
     >>> from llmstab.fluid_models.workload import RequestClass, Workload
     >>> work = Workload((RequestClass("chat", 1, Deterministic(100), Deterministic(10)),))
     >>> cost_bound(Engine(Staircase(10, 30, 128), 512), work, 100.0, 5000)  # 2500 batches, 210 present
-    535000.0
+    562500.0
     """
     t_min = float(engine.batch_time.exact(1)) / 1000.0
     batches = min(horizon_s / t_min, ARRIVAL_MARGIN * float(workload.token_rate) * horizon_s + 1)
@@ -149,7 +150,7 @@ def next_cost(engine: Engine, workload: Workload, previous: SimulationResult | N
     >>> from llmstab.fluid_models.workload import RequestClass, Workload
     >>> work = Workload((RequestClass("chat", 1, Deterministic(100), Deterministic(10)),))
     >>> next_cost(Engine(Staircase(10, 30, 128), 512), work, None, 100.0, 5000)
-    535000.0
+    562500.0
     """
     bound = cost_bound(engine, workload, horizon_s, crowd)
     if previous is None or previous.trace.size < MIN_ARRIVALS:

@@ -40,7 +40,7 @@ from llmstab.fluid_models.simulation.simulator import SimulationResult, simulate
 from llmstab.fluid_models.workload import Workload
 
 from .errors import InputError
-from .growth import GrowthEstimate, estimate_growth, fluid_prediction, seconds
+from .growth import GrowthEstimate, estimate_growth, fluid_prediction, number, seconds
 from .simulation_budget import WorkBudget, cost_bound, crowd_cap, next_cost, pilot_horizon
 from .single_engine import capacity_of
 from .spec import EngineSpec
@@ -394,8 +394,8 @@ def _counterexample(policy: Policy, search: _Search, capacity: sympy.Rational, t
         tail = "no bounded run was seen below it, so its empirical capacity is below that (not narrowed further)"
     return Evidence(
         "counterexample",
-        f"{policy.label} diverges at {float(high):.1%} of capacity ({float(high * capacity):.6g} of "
-        f"{float(capacity):.6g} tokens/s, a load inside the capacity region): its backlog is "
+        f"{policy.label} diverges at {float(high):.1%} of capacity ({number(float(high * capacity))} of "
+        f"{number(float(capacity))} tokens/s, a load inside the capacity region): its backlog is "
         f"{search.high_run.statement}; {tail}",
         {"diverging_fraction": high, "bounded_fraction": low, "empirical_capacity_fraction": frac,
          "diverging_load_tokens_per_s": high * capacity, "capacity_tokens_per_s": capacity,

@@ -49,7 +49,7 @@ def test_work_conserving_policies_stay_bounded_at_95_percent(policy):
     for seed in (0, 1):
         g = estimate_growth(simulate(ENGINE, make_policy(policy), at("0.95"), horizon_s=12000.0, seed=seed))
         assert g.bounded, g.statement
-        assert g.statement.startswith("bounded:") and "12000 s horizon" in g.statement
+        assert g.statement.startswith("bounded:") and "a 12000 s (3.33 h) horizon" in g.statement
     # the same test, same horizon, sees divergence just above capacity: "bounded" is not vacuous
     g = estimate_growth(simulate(ENGINE, make_policy(policy), at("1.05"), horizon_s=6000.0, seed=0))
     assert g.diverging and re.match(r"diverging at [\d.]+ ± [\d.e+]+ tokens/s", g.statement), g.statement
