@@ -239,8 +239,8 @@ def check_profile_size(path: Path) -> None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit the families (with attention when the profile has contexts), print them, write the model file."""
+    fmt = detect_format(args.profile) if args.format == "auto" else args.format  # the header alone: first
     check_profile_size(args.profile)
-    fmt = detect_format(args.profile) if args.format == "auto" else args.format
     profile = read_any(args.profile, fmt, args.layers)
     report, attention, points = _fit(args, profile)
     best = report.best
