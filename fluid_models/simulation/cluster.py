@@ -318,7 +318,7 @@ def _run(cluster: Cluster, tr: Trace, offered: float | None, uniforms: np.ndarra
     rcnt, per_req = np.zeros((n_rep, 3), np.int64), (np.full(n, np.nan), np.full(n, np.nan), np.full((n, 2), -1))
     queues = [np.zeros(n + 1, np.int64), np.zeros(n + 1, np.int64), np.zeros(n + 1), np.zeros(64, np.int64)]
     size = int(min(t_end, 1e9) / rec_dt) + 64 if math.isfinite(t_end) else 4096
-    rec = [np.zeros(size), np.zeros(size, np.int64), np.zeros(size, np.int64)]
+    rec = [np.zeros(size), np.zeros(size, np.int64), np.zeros(size, np.int64), np.zeros(0, np.int64)]  # no KV grid
     ist, fst = np.zeros(C.N_IST, np.int64), np.array([0.0, np.inf])
     arr = (tr.times, tr.prompt, tr.decode, tr.cls)
     while True:
@@ -330,7 +330,7 @@ def _run(cluster: Cluster, tr: Trace, offered: float | None, uniforms: np.ndarra
             st = _grow_engines(st)
             queues[3] = np.zeros(st[0].shape[1], np.int64)
         elif status == C.GROW_REC:
-            rec = [np.concatenate([a, np.zeros(a.size + 64, a.dtype)]) for a in rec]
+            rec = [np.concatenate([a, np.zeros(a.size + 64, a.dtype)]) for a in rec[:3]] + rec[3:]
         else:
             raise SimulationInputError("policy", f"a replica's policy {_FAILURES[status]} at t = {fst[C.NOW]:.6g} s")
     stopped = status == C.CROWDED

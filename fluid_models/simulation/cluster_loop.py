@@ -26,14 +26,15 @@ from numba import types
 
 from ..policies.base import KERNEL_TYPE
 from .engine_loop import ARR_TYPE, REQ_TYPE, TT_TYPE
-from .engine_step import I_LEFT, I_RECOMP, INVALID, NO_FIT, STALLED, apply_batch, duration, form_batch, join
+from .engine_step import (I_LEFT, I_RECOMP, INVALID, STALLED, apply_batch, duration, form_batch, join,
+                          record_grid)
 
 __all__ = ["cluster_loop", "DONE", "GROW_ROWS", "GROW_REC", "STALLED_BATCH", "INVALID_BATCH", "CROWDED", "NO_FIT_ALONE",
            "N_IST", "NOW", "SERVED", "FIN", "REC", "RB", "RTOK", "RROUTED"]
 
 DONE, GROW_ROWS, GROW_REC, STALLED_BATCH, INVALID_BATCH, CROWDED, NO_FIT_ALONE = range(7)
 # integer state: next arrival, link queue head/tail, delivery queue head/tail, finished, served tokens,
-# grid points recorded, arrivals counted at the last grid point, round-robin counters (2)
+# grid points recorded, arrivals counted at the last grid point (the next index), round-robin counters (2)
 _NEXT, _LQH, _LQT, _DQH, _DQT, FIN, SERVED, REC, _KA, _RR0, _RR1 = range(11)
 N_IST = 11
 # float state: the clock, the end of the transfer in progress (inf when the link is idle)
@@ -78,25 +79,6 @@ def _route(k, base, g, router, u1, u2, n, inflight, work, ist):
     return best
 
 
-
-
-@numba.njit(cache=True)
-def _record(until, arr_t, cum_tok, rec_t, rec_tok, rec_req, rec_dt, ist):
-    """Grid points before ``until``: arrived minus served tokens, arrived minus finished requests."""
-    k, ka, n_arr = ist[REC], ist[_KA], arr_t.size
-    while k * rec_dt < until:
-        if k >= rec_t.size:
-            ist[REC], ist[_KA] = k, ka
-            return False
-        g = k * rec_dt
-        while ka < n_arr and arr_t[ka] <= g:
-            ka += 1
-        rec_t[k] = g
-        rec_tok[k] = cum_tok[ka] - ist[SERVED]
-        rec_req[k] = ka - ist[FIN]
-        k += 1
-    ist[REC], ist[_KA] = k, ka
-    return True
 
 
 @numba.njit(cache=True)
@@ -236,7 +218,8 @@ def _start_idle(now, t_end, kern_p, kern_d, params_p, params_d, pools, cfg, st, 
 
 @numba.njit(types.int64(KERNEL_TYPE, KERNEL_TYPE, _f8a, _f8a, POOLS_TYPE, _i8a, _f8a, ARR_TYPE, _i8a, _f8m,
                         ST_TYPE, REQ_TYPE, TT_TYPE, REP_TYPE, _i8m, types.Tuple((_f8a, _f8a, _i8m)),
-                        types.Tuple((_i8a, _i8a, _f8a, _i8a)), types.Tuple((_f8a, _i8a, _i8a)), _i8a, _f8a), cache=True)
+                        types.Tuple((_i8a, _i8a, _f8a, _i8a)), types.Tuple((_f8a, _i8a, _i8a, _i8a)), _i8a, _f8a),
+           cache=True)
 def cluster_loop(kern_p, kern_d, params_p, params_d, pools, cfg, fcfg, arr, cum_tok, u, st, req, tt, rep, rcnt,
                  per_req, queues, rec, ist, fst):
     """Run the cluster's events until the horizon, the end of the trace, or a status that needs Python.
@@ -269,7 +252,7 @@ def cluster_loop(kern_p, kern_d, params_p, params_d, pools, cfg, fcfg, arr, cum_
                 continue
         if t_next > t_end or t_next == np.inf:
             return DONE
-        if not _record(t_next, arr_t, cum_tok, rec[0], rec[1], rec[2], rec_dt, ist):
+        if not record_grid(ist, REC, rec, rec_dt, t_next, arr_t, cum_tok, ist[SERVED], ist[FIN], 0):
             return GROW_REC
         if t_b == t_next:  # a batch ends
             k = 0 if rb < cfg[0] else 1

@@ -17,9 +17,10 @@ State between batches (all numpy arrays, so a run can pause and resume):
 * per request (by id): outputs generated, current prompt (prompt + outputs
   before the last preemption), the policy's scratch float, token times.
 
-One batch: the policy's kernel marks tokens, admissions and evictions; the
-loop checks them against the batch constraints and the KV rules (whole-prompt
-admission with the watermark, the active-request cap, one block per
+One batch (the step shared with the cluster simulator,
+:mod:`llmstab.fluid_models.simulation.engine_step`): the policy's kernel marks
+tokens, admissions and evictions; the step checks them against the batch
+constraints and the KV rules (whole-prompt admission with the watermark, the active-request cap, one block per
 ``block_size`` tokens, never more blocks than the cache), times the batch
 from its composition (``t(n)`` plus decode attention over each decode's
 context plus ``c * (s + c/2)`` prefill attention per chunk), records the
@@ -34,9 +35,9 @@ import numba
 from numba import types
 
 from ..policies.base import ID, KERNEL_TYPE, PF, TAKE_D, TAKE_P
-from .engine_step import (CROWDED, DONE, F_T, FULL_LOG, FULL_REC, I_BATCHES, I_COMP, I_FINISHED, I_KA, I_N, I_NEXT,
+from .engine_step import (CROWDED, DONE, F_T, FULL_LOG, FULL_REC, I_BATCHES, I_COMP, I_FINISHED, I_N, I_NEXT,
                           I_NR, I_QLEN, I_REC, I_RECOMP, I_SERVED, I_USED, PAUSED, apply_batch, duration, form_batch,
-                          join)
+                          join, record_grid)
 
 __all__ = ["engine_loop", "ROWS_TYPE", "ARR_TYPE", "REQ_TYPE", "TT_TYPE"]
 
@@ -51,23 +52,10 @@ TT_TYPE = types.Tuple((_f8a, _f8a, _f8a, _f8a, _f8a, _f8a, _f8a, _i8a, _i8a))
 
 
 @numba.njit(cache=True)
-def _record(ist, rec_t, rec_tok, rec_req, rec_kv, rec_dt, limit, arr_t, cum_tok):
+def _record(ist, rec, rec_dt, limit, arr_t, cum_tok):
     """Backlog (arrived minus served, recomputation counted back) and KV use at the grid points before ``limit``."""
-    k, ka, n_arr = ist[I_REC], ist[I_KA], arr_t.size
-    while k * rec_dt < limit:
-        if k >= rec_t.size:
-            ist[I_REC], ist[I_KA] = k, ka
-            return False
-        g = k * rec_dt
-        while ka < n_arr and arr_t[ka] <= g:
-            ka += 1
-        rec_t[k] = g
-        rec_tok[k] = cum_tok[ka] - ist[I_SERVED] + ist[I_RECOMP]
-        rec_req[k] = ka - ist[I_FINISHED]
-        rec_kv[k] = ist[I_USED]
-        k += 1
-    ist[I_REC], ist[I_KA] = k, ka
-    return True
+    return record_grid(ist, I_REC, rec, rec_dt, limit, arr_t, cum_tok, ist[I_SERVED] - ist[I_RECOMP],
+                       ist[I_FINISHED], ist[I_USED])
 
 
 @numba.njit(cache=True)
@@ -111,7 +99,7 @@ def _before_batch(t, arr, t_end, rec, rec_dt, rec_need, cum_tok, pause_at, max_r
         nxt, arr_t = ist[I_NEXT], arr[0]
         if nxt >= arr_t.size or arr_t[nxt] > t_end:
             return DONE
-        if not _record(ist, rec[0], rec[1], rec[2], rec[3], rec_dt, arr_t[nxt], arr_t, cum_tok):
+        if not _record(ist, rec, rec_dt, arr_t[nxt], arr_t, cum_tok):
             return FULL_REC
         fst[F_T] = arr_t[nxt]
         return -2
@@ -163,7 +151,7 @@ def engine_loop(kernel, params, memory, batch_s, att, kv, b_max, k_max, arr, cum
         if ist[I_REC] + (t_e - t) / rec_dt + 2 > rec[0].size:
             memory[:] = rows[5]  # the batch is formed again once the records have grown
             return FULL_REC
-        _record(ist, rec[0], rec[1], rec[2], rec[3], rec_dt, t_e, arr[0], cum_tok)
+        _record(ist, rec, rec_dt, t_e, arr[0], cum_tok)
         _log_batch(rows[0], ist[I_N], ist[I_NR], rows[3], res_log, comp, ist, t, tok)
         apply_batch(kv, b_max, tok, t, t_e, rows, arr, req, tt, ist, fst)
         fst[F_T] = t_e

@@ -47,7 +47,7 @@ from ..policies.base import (ACTIVE, ARRIVAL, BATCHES, BLOCK_SIZE, BLOCKS, CLASS
                              GEN, ID, LAST_BATCH_END, LAST_TOKEN, MAX_ACTIVE, MEAN_BATCH, PF, PROMPT, SCRATCH,
                              TAKE_D, TAKE_P, TOTAL_BLOCKS, WAITING, WATERMARK_BLOCKS, admission_blocks)
 
-__all__ = ["join", "form_batch", "apply_batch", "duration", "DONE", "PAUSED", "FULL_REC", "FULL_LOG", "FULL_COMP",
+__all__ = ["join", "form_batch", "apply_batch", "duration", "record_grid", "DONE", "PAUSED", "FULL_REC", "FULL_LOG", "FULL_COMP",
            "STALLED", "INVALID", "CROWDED", "NO_FIT", "IST_SIZE", "FST_SIZE", "I_NR", "I_NEXT", "I_REC", "I_KA",
            "I_SERVED", "I_FINISHED", "I_BATCHES", "I_COMP", "I_QH", "I_QLEN", "I_USED", "I_PREEMPT", "I_RECOMP",
            "I_STALL_MEM", "I_STALL_REQ", "I_PEAK", "I_BAD", "I_N", "I_NEV", "I_LEFT", "F_T", "F_BUSY", "F_LAST_END"]
@@ -64,6 +64,32 @@ IST_SIZE = 20
 # float state: clock, busy time, end of the last batch
 F_T, F_BUSY, F_LAST_END = range(3)
 FST_SIZE = 3
+
+
+@numba.njit(cache=True)
+def record_grid(ist, i_rec, rec, rec_dt, limit, arr_t, cum_tok, served, finished, used):
+    """The backlog at the grid points ``k * rec_dt`` before ``limit``: False when ``rec`` is full.
+
+    ``ist[i_rec]`` is the next grid point, ``ist[i_rec + 1]`` the arrivals
+    counted at the last one; ``rec = (times, arrived - served tokens, arrived -
+    finished requests, KV blocks used)`` (the last may have size 0: not kept).
+    """
+    k, ka, n_arr = ist[i_rec], ist[i_rec + 1], arr_t.size
+    while k * rec_dt < limit:
+        if k >= rec[0].size:
+            ist[i_rec], ist[i_rec + 1] = k, ka
+            return False
+        g = k * rec_dt
+        while ka < n_arr and arr_t[ka] <= g:
+            ka += 1
+        rec[0][k] = g
+        rec[1][k] = cum_tok[ka] - served
+        rec[2][k] = ka - finished
+        if rec[3].size > 0:
+            rec[3][k] = used
+        k += 1
+    ist[i_rec], ist[i_rec + 1] = k, ka
+    return True
 
 
 @numba.njit(cache=True)
@@ -96,18 +122,19 @@ def _fill_window(ri, rf, nr, w, wq, ist, arr, req, last_tok):
     """Copy the first ``w`` waiting requests into rows ``nr .. nr+w-1``."""
     cap = wq.size
     gen, prompt_now, scratch = req
+    arr_t, arr_d, arr_c = arr[0], arr[2], arr[3]  # out of the tuples once: each take costs a reference count
     for j in range(w):
         r = wq[(ist[I_QH] + j) % cap]
         row = nr + j
         ri[row, PF] = prompt_now[r]
-        ri[row, DC] = arr[2][r] - gen[r]
+        ri[row, DC] = arr_d[r] - gen[r]
         ri[row, CTX] = 0
         ri[row, BLOCKS] = 0
         ri[row, PROMPT] = prompt_now[r]
-        ri[row, CLASS] = arr[3][r]
+        ri[row, CLASS] = arr_c[r]
         ri[row, ID] = r
         ri[row, GEN] = gen[r]
-        rf[row, ARRIVAL] = arr[0][r]
+        rf[row, ARRIVAL] = arr_t[r]
         rf[row, LAST_TOKEN] = last_tok[r]
         rf[row, SCRATCH] = scratch[r]
 
@@ -189,9 +216,8 @@ def _requeue(wq, ist, nr, n, take, evicted, n_ev, ri):
 
 
 @numba.njit(cache=True, inline="always")
-def _emit(r, t_e, tt, arr_p):
+def _emit(r, t_e, last_tok, pf_end, lat_first, gaps, gap_req, n_gaps, arr_p):
     """A decode token of request ``r`` at ``t_e``: its per-token latency record (before ``last_tok`` moves)."""
-    last_tok, pf_end, lat_first, gaps, gap_req, n_gaps = tt[2], tt[4], tt[5], tt[6], tt[7], tt[8]
     if lat_first[r] != lat_first[r]:
         if arr_p[r] == 0:
             lat_first[r] = t_e
@@ -208,9 +234,13 @@ def _emit(r, t_e, tt, arr_p):
 
 
 @numba.njit(cache=True, inline="always")
-def _serve(ri, rf, i, p, d, t_e, tt, arr_p, ist, kv, left):
-    """Apply request row ``i``'s tokens; True if it left the engine (finished, or its prefill done in a prefill pool)."""
-    first_tok, finish, last_tok, max_gap, pf_end = tt[0], tt[1], tt[2], tt[3], tt[4]
+def _serve(ri, rf, i, p, d, t_e, first_tok, finish, last_tok, max_gap, pf_end, lat_first, gaps, gap_req, n_gaps,
+           arr_p, ist, kv, left):
+    """Apply request row ``i``'s tokens; True if it left the engine (finished, or its prefill done in a prefill pool).
+
+    It takes the token-time arrays one by one, not the ``tt`` tuple: taking an
+    array out of a tuple costs a reference count, too much once per row.
+    """
     r = ri[i, ID]
     if p > 0:
         pf_end[r] = t_e
@@ -218,7 +248,7 @@ def _serve(ri, rf, i, p, d, t_e, tt, arr_p, ist, kv, left):
             first_tok[r] = t_e  # the batch that completes the prefill emits the first token
             last_tok[r] = t_e
     if d == 1:
-        _emit(r, t_e, tt, arr_p)
+        _emit(r, t_e, last_tok, pf_end, lat_first, gaps, gap_req, n_gaps, arr_p)
         if first_tok[r] != first_tok[r]:
             first_tok[r] = t_e
         elif t_e - last_tok[r] > max_gap[r]:
@@ -264,6 +294,8 @@ def _evict(ri, rf, ist, arr_p, req, evicted, n_ev):
 def _apply(rows, nr, t_e, kv, ist, arr_p, req, tt):
     """Evict, admit, serve and release; compacts the running rows and returns their new count."""
     ri, rf, take, evicted, left = rows[0], rows[1], rows[3], rows[4], rows[7]
+    first_tok, finish, last_tok, max_gap, pf_end, lat_first, gaps, gap_req, n_gaps = tt
+    scratch = req[2]
     n = ist[I_N]
     _evict(ri, rf, ist, arr_p, req, evicted, ist[I_NEV])
     ist[I_LEFT] = 0
@@ -272,12 +304,13 @@ def _apply(rows, nr, t_e, kv, ist, arr_p, req, tt):
         p, d = take[i, TAKE_P], take[i, TAKE_D]
         if take[i, EVICT] > 0 or (i >= nr and p == 0 and d == 0):
             if i >= nr:
-                req[2][ri[i, ID]] = rf[i, SCRATCH]
+                scratch[ri[i, ID]] = rf[i, SCRATCH]
             continue
         if i >= nr:  # admitted: blocks for the whole prompt
             ri[i, BLOCKS] = admission_blocks(ri[i, PROMPT], kv[1])
             ist[I_USED] += ri[i, BLOCKS]
-        if _serve(ri, rf, i, p, d, t_e, tt, arr_p, ist, kv, left):
+        if _serve(ri, rf, i, p, d, t_e, first_tok, finish, last_tok, max_gap, pf_end, lat_first, gaps, gap_req, n_gaps,
+                  arr_p, ist, kv, left):
             continue
         if m != i:
             _copy_row(ri, rf, i, m)
