@@ -238,3 +238,13 @@ def test_two_replicas_with_a_small_cache_behind_random_routing_match_one_engine_
     d = np.array(diffs)
     half = float(stdtrit(d.size - 1, 0.995)) * d.std(ddof=1) / np.sqrt(d.size)
     assert abs(d.mean()) <= half, (d.mean(), half)
+
+
+def test_a_prefill_replica_growing_its_rows_mid_batch_hands_every_request_over_once():
+    """300 requests in 3 s (prompts faster than the prefill replica serves them) outgrow its first 64 rows
+    while a batch whose leavers are not yet handed over runs."""
+    tr = Trace(np.linspace(0.0, 3.0, 300), np.full(300, 40), np.full(300, 2))
+    cluster = Cluster((Pool(ENGINE, Sarathi(), 1), Pool(ENGINE, Orca(), 1)), ("jsq", "jsq"), KVTransfer(0, 1))
+    run = simulate_cluster(cluster, None, arrivals="trace", trace=tr)
+    assert np.array_equal(run.first_token, run.prefill_done) and np.isfinite(run.finish).all()
+    assert run.routed.tolist() == [300, 300] and int(run.tokens.sum()) == int((tr.prompt + tr.decode).sum())

@@ -289,7 +289,7 @@ def _grow_engines(st: tuple) -> tuple:
     """Twice the rows; each waiting queue (a ring) is laid out again from its head."""
     n_rep, rows = st[0].shape[:2]
     new = _engines(n_rep, 2 * rows, st[5])
-    for k in (0, 1, 3, 4):
+    for k in (0, 1, 3, 4, 7):  # rows, kernel output, evictions, and the leavers of a batch still running
         new[k][:, : rows] = st[k]
     new[2][:] = st[2]
     for r in range(n_rep):
