@@ -61,7 +61,8 @@ class WorkBudget:
 
     def data(self) -> dict:
         """The budget and what is spent, for evidence."""
-        return {"budget_request_batches": int(self.limit), "spent_request_batches": int(self.spent)}
+        limit = int(self.limit) if math.isfinite(self.limit) else None
+        return {"budget_request_batches": limit, "spent_request_batches": int(self.spent)}
 
 
 def _mean_present(result: SimulationResult) -> float:
@@ -176,7 +177,7 @@ def crowd_cap(engine: Engine, previous: SimulationResult | None, horizon_s: floa
     if previous is not None and previous.end_time > 0:
         batches = min(batches, 2 * previous.n_batches / previous.end_time * horizon_s)
         floor += 2 * int(previous.backlog_requests.max(initial=0))
-    return max(floor, int(left / max(batches, 1.0)) - BATCH_OVERHEAD)
+    return max(floor, int(min(left / max(batches, 1.0), 2.0**62)) - BATCH_OVERHEAD)
 
 
 def pilot_horizon(engine: Engine, workload: Workload, horizon_s: float, crowd: int, allowance: float) -> float:

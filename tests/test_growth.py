@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 import sympy
 
+from llmstab.checkers.simulation_budget import WorkBudget
 from llmstab.checkers.simulation_check import empirical_capacity, run_until_settled, settle_load
 from llmstab.checkers.single_engine import capacity_of
 from llmstab.checkers.growth import estimate_growth, fluid_prediction
@@ -77,7 +78,8 @@ def test_non_work_conserving_policies_grow_faster_than_the_fluid_prediction(poli
 
 @pytest.mark.parametrize("policy, low, high", [("vllm", 0.6, 0.9), ("fastertransformer", 0.0, 0.1)])
 def test_checker_finds_a_diverging_load_inside_capacity(policy, low, high):
-    e = empirical_capacity(ENGINE, make_policy(policy), CHAT, CAPACITY, seed=0)
+    # the search itself, not the work budget, is under test: an unlimited budget (the check's own is bounded)
+    e = empirical_capacity(ENGINE, make_policy(policy), CHAT, CAPACITY, seed=0, budget=WorkBudget(limit=float("inf")))
     d = e.data
     assert e.kind == "counterexample" and "a load inside the capacity region" in e.summary
     assert d["bounded_fraction"] < d["diverging_fraction"] < 1
@@ -85,7 +87,7 @@ def test_checker_finds_a_diverging_load_inside_capacity(policy, low, high):
     assert low < d["empirical_capacity_fraction"] < high
     # an independent run (other seed, longer horizon) at a load 2% above the reported divergence point diverges
     check = at(str(min(sympy.Rational(99, 100), d["diverging_fraction"] + sympy.Rational(2, 100))))
-    assert run_until_settled(ENGINE, make_policy(policy), check, seed=11).diverging
+    assert run_until_settled(ENGINE, make_policy(policy), check, seed=11, budget=WorkBudget(limit=float("inf"))).diverging
 
 
 @pytest.mark.parametrize("policy", ["vllm", "fastertransformer"])
