@@ -215,65 +215,6 @@ def _requeue(wq, ist, nr, n, take, evicted, n_ev, ri):
     return admitted
 
 
-@numba.njit(cache=True, inline="always")
-def _emit(r, t_e, last_tok, pf_end, lat_first, gaps, gap_req, n_gaps, arr_p):
-    """A decode token of request ``r`` at ``t_e``: its per-token latency record (before ``last_tok`` moves)."""
-    if lat_first[r] != lat_first[r]:
-        if arr_p[r] == 0:
-            lat_first[r] = t_e
-            return
-        lat_first[r] = pf_end[r]
-        gap = t_e - pf_end[r]
-    else:
-        gap = t_e - last_tok[r]
-    g = n_gaps[0]
-    if g < gaps.size:
-        gaps[g] = gap
-        gap_req[g] = r
-        n_gaps[0] = g + 1
-
-
-@numba.njit(cache=True, inline="always")
-def _serve(ri, rf, i, p, d, t_e, first_tok, finish, last_tok, max_gap, pf_end, lat_first, gaps, gap_req, n_gaps,
-           arr_p, ist, kv, left):
-    """Apply request row ``i``'s tokens; True if it left the engine (finished, or its prefill done in a prefill pool).
-
-    It takes the token-time arrays one by one, not the ``tt`` tuple: taking an
-    array out of a tuple costs a reference count, too much once per row.
-    """
-    r = ri[i, ID]
-    if p > 0:
-        pf_end[r] = t_e
-        if p == ri[i, PF] and first_tok[r] != first_tok[r]:
-            first_tok[r] = t_e  # the batch that completes the prefill emits the first token
-            last_tok[r] = t_e
-    if d == 1:
-        _emit(r, t_e, last_tok, pf_end, lat_first, gaps, gap_req, n_gaps, arr_p)
-        if first_tok[r] != first_tok[r]:
-            first_tok[r] = t_e
-        elif t_e - last_tok[r] > max_gap[r]:
-            max_gap[r] = t_e - last_tok[r]
-        last_tok[r] = t_e
-        rf[i, LAST_TOKEN] = t_e
-        if ri[i, CTX] + 1 > ri[i, BLOCKS] * kv[1]:
-            ri[i, BLOCKS] += 1
-            ist[I_USED] += 1
-    ri[i, PF] -= p
-    ri[i, DC] -= d
-    ri[i, GEN] += d
-    ri[i, CTX] += p + d
-    done = ri[i, DC] == 0
-    if done:
-        finish[r] = t_e
-        ist[I_FINISHED] += 1
-    leaves = done or (kv[5] == 1 and p > 0 and ri[i, PF] == 0)
-    if leaves:
-        ist[I_USED] -= ri[i, BLOCKS]
-        left[ist[I_LEFT]] = r
-        ist[I_LEFT] += 1
-    return leaves
-
-
 @numba.njit(cache=True)
 def _evict(ri, rf, ist, arr_p, req, evicted, n_ev):
     """Preemption by recomputation: the evicted rows free their blocks; their prompt becomes prompt + outputs."""
@@ -293,31 +234,70 @@ def _evict(ri, rf, ist, arr_p, req, evicted, n_ev):
 @numba.njit(cache=True)
 def _apply(rows, nr, t_e, kv, ist, arr_p, req, tt):
     """Evict, admit, serve and release; compacts the running rows and returns their new count."""
-    ri, rf, take, evicted, left = rows[0], rows[1], rows[3], rows[4], rows[7]
+    ri, rf = rows[0], rows[1]
+    _evict(ri, rf, ist, arr_p, req, rows[4], ist[I_NEV])
     first_tok, finish, last_tok, max_gap, pf_end, lat_first, gaps, gap_req, n_gaps = tt
-    scratch = req[2]
-    n = ist[I_N]
-    _evict(ri, rf, ist, arr_p, req, evicted, ist[I_NEV])
+    m = _serve(ri, rf, rows[3], nr, t_e, kv, ist, arr_p, req[2], rows[7], first_tok, finish, last_tok, max_gap,
+               pf_end, lat_first, gaps, gap_req, n_gaps)
+    if ist[I_USED] > ist[I_PEAK]:
+        ist[I_PEAK] = ist[I_USED]
+    _sort_by_arrival(ri, rf, m)
+    return m
+
+
+@numba.njit(cache=True)
+def _serve(ri, rf, take, nr, t_e, kv, ist, arr_p, scratch, left, first_tok, finish, last_tok, max_gap, pf_end,
+           lat_first, gaps, gap_req, n_gaps):
+    """Admit and serve the rows, record their token times; leavers (finished, or prefilled in a prefill pool) go.
+
+    One loop with every array passed in: a call per row, or arrays taken out
+    of tuples inside the loop, cost reference counts that doubled the batch's time.
+    """
     ist[I_LEFT] = 0
     m = 0
-    for i in range(n):
-        p, d = take[i, TAKE_P], take[i, TAKE_D]
+    for i in range(ist[I_N]):
+        p, d, r = take[i, TAKE_P], take[i, TAKE_D], ri[i, ID]
         if take[i, EVICT] > 0 or (i >= nr and p == 0 and d == 0):
             if i >= nr:
-                scratch[ri[i, ID]] = rf[i, SCRATCH]
+                scratch[r] = rf[i, SCRATCH]
             continue
         if i >= nr:  # admitted: blocks for the whole prompt
             ri[i, BLOCKS] = admission_blocks(ri[i, PROMPT], kv[1])
             ist[I_USED] += ri[i, BLOCKS]
-        if _serve(ri, rf, i, p, d, t_e, first_tok, finish, last_tok, max_gap, pf_end, lat_first, gaps, gap_req, n_gaps,
-                  arr_p, ist, kv, left):
+        if p > 0:
+            pf_end[r] = t_e
+            if p == ri[i, PF] and first_tok[r] != first_tok[r]:
+                first_tok[r] = last_tok[r] = t_e  # the batch that completes the prefill emits the first token
+        if d == 1:
+            first_decode = lat_first[r] != lat_first[r]
+            if first_decode:  # the latency module's first token: the last prefill batch before it
+                lat_first[r] = pf_end[r] if arr_p[r] > 0 else t_e
+            g = n_gaps[0]
+            if g < gaps.size and (arr_p[r] > 0 or not first_decode):
+                gaps[g], gap_req[g], n_gaps[0] = t_e - (pf_end[r] if first_decode else last_tok[r]), r, g + 1
+            if first_tok[r] != first_tok[r]:
+                first_tok[r] = t_e
+            elif t_e - last_tok[r] > max_gap[r]:
+                max_gap[r] = t_e - last_tok[r]
+            last_tok[r] = rf[i, LAST_TOKEN] = t_e
+            if ri[i, CTX] + 1 > ri[i, BLOCKS] * kv[1]:
+                ri[i, BLOCKS] += 1
+                ist[I_USED] += 1
+        ri[i, PF] -= p
+        ri[i, DC] -= d
+        ri[i, GEN] += d
+        ri[i, CTX] += p + d
+        if ri[i, DC] == 0:
+            finish[r] = t_e
+            ist[I_FINISHED] += 1
+        if ri[i, DC] == 0 or (kv[5] == 1 and p > 0 and ri[i, PF] == 0):
+            ist[I_USED] -= ri[i, BLOCKS]
+            left[ist[I_LEFT]] = r
+            ist[I_LEFT] += 1
             continue
         if m != i:
             _copy_row(ri, rf, i, m)
         m += 1
-    if ist[I_USED] > ist[I_PEAK]:
-        ist[I_PEAK] = ist[I_USED]
-    _sort_by_arrival(ri, rf, m)
     return m
 
 
