@@ -158,8 +158,8 @@ def test_a_file_of_the_other_type_is_named(capsys, command, example, says):
 def test_fit_refuses_a_million_row_profile_at_the_door(tmp_path, capsys):
     path = tmp_path / "huge.csv"
     with open(path, "w") as handle:
-        handle.write("kind,prefill_tokens,decode_tokens,context,time_ms\n")
-        handle.writelines(f"prefill,{i + 1},0,0,{1 + i / 100:.2f}\n" for i in range(60_000))
+        handle.write("tokens,time_ms\n")
+        handle.writelines(f"{i + 1},{1 + i / 100:.2f}\n" for i in range(60_000))
     _refused(capsys, ["fit", str(path), "--json"], "huge.csv", "60,000 rows exceed")
 
 
