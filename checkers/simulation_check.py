@@ -44,7 +44,7 @@ from .growth import GrowthEstimate, estimate_growth, fluid_prediction, number, s
 from .simulation_budget import WorkBudget, cost_bound, crowd_cap, next_cost, pilot_horizon
 from .single_engine import capacity_of
 from .spec import EngineSpec
-from .verdict import Evidence, Verdict
+from .verdict import Evidence, Verdict, plural
 
 __all__ = ["SettleRun", "crowd_limit", "first_horizon", "run_until_settled", "settle_load", "empirical_capacity", "simulate_spec"]
 
@@ -279,14 +279,6 @@ def settle_load(engine: Engine, policy: Policy, workload: Workload, *, seed: int
                                              run.data())])
 
 
-def plural(count: int, noun: str) -> str:
-    """``count`` with ``noun``, plural when ``count != 1`` (thousands separated).
-
-    >>> plural(1, "request"), plural(12000, "batch"), plural(0, "candidate")
-    ('1 request', '12,000 batches', '0 candidates')
-    """
-    word = noun if count == 1 else noun + ("es" if noun.endswith(("ch", "sh", "s", "x")) else "s")
-    return f"{count:,} {word}"
 
 
 @dataclass

@@ -145,3 +145,13 @@ class Verdict:
     def to_json(self) -> dict:
         """A JSON-ready dict."""
         return {"verdict": self.verdict, "evidence": [e.to_json() for e in self.evidence]}
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` with ``noun``, plural when ``count != 1`` (thousands separated).
+
+    >>> plural(1, "request"), plural(12000, "batch"), plural(0, "candidate"), plural(2, "request class")
+    ('1 request', '12,000 batches', '0 candidates', '2 request classes')
+    """
+    word = noun if count == 1 else noun + ("es" if noun.endswith(("ch", "sh", "s", "x")) else "s")
+    return f"{count:,} {word}"

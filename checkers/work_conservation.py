@@ -40,7 +40,7 @@ from llmstab.fluid_models.policies.base import KERNEL_TYPE, NO_LIMIT, run_on_len
 from llmstab.fluid_models.state import Batch, EngineState
 from llmstab.theory.exact_linalg import to_fraction
 
-from .verdict import Evidence, Verdict
+from .verdict import Evidence, Verdict, plural
 
 __all__ = ["Violation", "WorkConservationResult", "check_work_conservation", "decode_cap_divergence", "summarise_state"]
 
@@ -67,7 +67,7 @@ class Violation:
         b = self.batch
         prefill = sum(b.prefill)
         return (f"with b_max = {self.b_max}, resident requests {summarise_state(self.state)} get a batch of "
-                f"{_count(b.tokens, 'token')} ({prefill} prefill, {b.tokens - prefill} decode), "
+                f"{plural(b.tokens, 'token')} ({prefill} prefill, {b.tokens - prefill} decode), "
                 f"but {self.max_tokens} fit ({self.problem})")
 
     def to_json(self) -> dict:
@@ -78,10 +78,6 @@ class Violation:
                 "prefill_tokens_left": sum(st.prefill_left), "decode_tokens_left": sum(st.decode_left),
                 "batch_prefill_tokens": sum(self.batch.prefill), "batch_decode_tokens": sum(self.batch.decode),
                 "batch_tokens": self.batch.tokens, "max_feasible_tokens": self.max_tokens}
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 #: States longer than this are summarised, never listed.
@@ -104,10 +100,10 @@ def summarise_state(state: EngineState) -> str:
     parts = []
     if decoding:
         low, high = min(decoding), max(decoding)
-        left = f"{_count(low, 'decode token')} left each" if low == high else f"{low}..{high} decode tokens left"
+        left = f"{plural(low, 'decode token')} left each" if low == high else f"{low}..{high} decode tokens left"
         parts.append(f"{len(decoding)} decoding ({left})")
     if prefilling:
-        parts.append(f"{len(prefilling)} with prefill left ({_count(sum(prefilling), 'token')} in all, "
+        parts.append(f"{len(prefilling)} with prefill left ({plural(sum(prefilling), 'token')} in all, "
                      f"at most {max(prefilling)})")
     return f"{len(pairs)} requests: " + ", ".join(parts)
 

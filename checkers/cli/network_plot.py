@@ -21,6 +21,8 @@ import networkx as nx
 from llmstab.fluid_models.networks.fluid import FluidError, FluidNetwork
 from llmstab.fluid_models.networks.network import Network
 
+from ..verdict import plural
+
 __all__ = ["plot_network", "network_figure", "service_order", "layout"]
 
 BOX_W, BOX_H = 1.2, 0.66
@@ -232,7 +234,7 @@ def network_figure(net: Network, title: str = ""):
     handles.append(Line2D([], [], color="grey", lw=1.5, ls="--", label="requests entering / leaving the network"))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=min(3, len(handles)),
               fontsize=8, frameon=False)
-    fig.suptitle(title or _plural(len(net.engines), "engine") + ", " + _plural(len(net.classes), "request class")
+    fig.suptitle(title or plural(len(net.engines), "engine") + ", " + plural(len(net.classes), "request class")
                  + ": routes and priorities", fontsize=12)
     fig.text(0.5, 0.01, _footer(net, fn), ha="center", va="bottom", fontsize=7, wrap=True, color="#444444")
     ax.set_xlim(min(xs) - 1.6, max(xs) + 1.6)
@@ -241,11 +243,6 @@ def network_figure(net: Network, title: str = ""):
     ax.set_axis_off()
     fig.tight_layout(rect=(0, 0.8 / size[1], 1, 1 - 0.3 / size[1]))  # room for the footer and the title
     return fig
-
-
-def _plural(n: int, word: str) -> str:
-    """``1 engine``, ``2 request classes``."""
-    return f"{n} {word}" + ("" if n == 1 else "es" if word.endswith("s") else "s")
 
 
 def _route_text(net: Network, c) -> str:

@@ -18,8 +18,9 @@ from llmstab.fluid_models.simulation.simulator import SimulationResult
 
 from ..errors import InputError
 from ..growth import GrowthEstimate, duration, seconds
-from ..simulation_check import plural, simulate_spec
+from ..simulation_check import simulate_spec
 from ..spec import engine_spec_from_document, load_document
+from ..verdict import plural
 from .arguments import parse_positive, parse_seed, save_plot
 
 __all__ = ["register", "simulate_file"]
