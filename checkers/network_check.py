@@ -41,7 +41,7 @@ from llmstab.fluid_models.policies import Policy
 from llmstab.fluid_models.workload import RequestClass, Workload
 
 from .report import CheckReport
-from .verdict import Evidence, Verdict
+from .verdict import Evidence, Verdict, exact_prose
 from .virtual_stations import virtual_stations
 from .work_conservation import check_work_conservation
 
@@ -313,7 +313,7 @@ def _cyclic_verdict(net: Network, rho: dict, simulate: bool, horizon_s: float | 
                      f"{tried[0]}", {"rho": rho, "virtual_stations": [v.to_json() for v in stations]}),
             Evidence("certificate",
                      f"linear Lyapunov function V = c.q (c > 0 on every buffer{', c >= 0 on the join syncs' if fn.joins else ''}) found by LP over all {cert.faces} faces of the fluid "
-                     f"model and verified in exact rationals: dV/dt <= -{cert.epsilon} = -{float(cert.epsilon):.4g} on "
+                     f"model and verified in exact rationals: dV/dt <= {exact_prose(-cert.epsilon)} on "
                      f"every face, so every fluid path drains ({FLUID_THEOREM})", cert.to_json())])
     tried.append(f"linear Lyapunov LP: {cert.reason}")
     path = diverging_path(fn)

@@ -101,6 +101,21 @@ def exact_text(value: Any) -> Any:
     return None
 
 
+def exact_prose(value: Any, digits: int = 12) -> str:
+    """An exact rational for a sentence: ``p/q = x`` while short, else its decimal and where the exact value is.
+
+    The JSON carries every exact number whole (:func:`exact_text`); prose keeps
+    a 30-digit fraction out of a line a person reads.
+
+    >>> exact_prose(Fraction(-3, 40)), exact_prose(Fraction(9803999773085851118, 447996239631126844837))
+    ('-3/40 = -0.075', '0.02188 (exact fraction in the JSON data)')
+    """
+    text = str(value)
+    if len(text) <= digits:
+        return text if value == int(value) else f"{text} = {float(value):.4g}"
+    return f"{float(value):.4g} (exact fraction in the JSON data)"
+
+
 @dataclass(frozen=True)
 class Evidence:
     """One piece of evidence.

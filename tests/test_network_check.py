@@ -126,3 +126,20 @@ def test_planner_that_joins_its_tools_is_stable_until_a_tool_passes_load_one(too
         assert cert.data["verified_exactly"] is True and "answer.p<search.d" in cert.data["weights"]
     else:
         assert cert.data["engine"] == "tool1"
+
+
+def test_a_long_exact_drift_stays_in_the_json_and_out_of_the_prose():
+    """The good Rybko-Stolyar certificate's drift is a 28/30-digit fraction: prose shows its decimal, the
+    JSON the whole fraction (the check used to print it in the sentence)."""
+    import re
+    import subprocess
+    import sys
+
+    file = str(EXAMPLES / "network_rybko_stolyar_good.yaml")
+    run = [sys.executable, "-m", "llmstab.checkers.cli.main", "check", file, "--no-simulate"]
+    text = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    report = json.loads(subprocess.run(run + ["--json"], capture_output=True, text=True, check=True).stdout)
+    certificate = next(e for e in report["evidence"] if e["kind"] == "certificate")
+    epsilon = sympy.Rational(certificate["data"]["epsilon"])
+    assert len(str(epsilon)) > 30 and not re.search(r"\d{13,}", text)
+    assert f"dV/dt <= {float(-epsilon):.4g}" in text
