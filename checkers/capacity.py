@@ -84,7 +84,7 @@ def stability_capacity(engine: Engine, workload: Workload) -> StabilityCapacity:
     if engine.kv_cache is not None:
         held = sum((c.rate / rate * (_class_moments(c)["pd"] + (c.decode.second_moment - c.decode.mean) / 2)
                     for c in workload.classes), sympy.Integer(0))
-        t_min = engine.batch_time.exact(1) / 1000
+        t_min = engine.shortest_batch_ms / 1000
         memory = float(engine.kv_cache.tokens / (held * t_min)) if held > 0 else None
     binds = "memory" if memory is not None and memory < compute else "compute"
     return StabilityCapacity(min(compute, memory) if memory is not None else compute, compute, memory, binds)

@@ -91,7 +91,7 @@ def run_cost(result: SimulationResult) -> float:
 def cost_bound(engine: Engine, workload: Workload, horizon_s: float, crowd: int) -> float:
     """An upper bound on a run's work known before it runs: batches times requests present, each bounded.
 
-    Batches: at most one per shortest batch time ``t(1)``, and at most one per
+    Batches: at most one per shortest batch time (:attr:`Engine.shortest_batch_ms`), and at most one per
     token arriving. Requests present: at most the arrivals (twice their mean)
     and at most the crowd limit.
 
@@ -102,7 +102,7 @@ def cost_bound(engine: Engine, workload: Workload, horizon_s: float, crowd: int)
     >>> cost_bound(Engine(Staircase(10, 30, 128), 512), work, 100.0, 5000)  # 2500 batches, 210 present
     562500.0
     """
-    t_min = float(engine.batch_time.exact(1)) / 1000.0
+    t_min = float(engine.shortest_batch_ms) / 1000.0
     batches = min(horizon_s / t_min, ARRIVAL_MARGIN * float(workload.token_rate) * horizon_s + 1)
     present = min(float(crowd), ARRIVAL_MARGIN * float(workload.rate) * horizon_s + 10)
     return math.ceil(batches) * (BATCH_OVERHEAD + present)
@@ -163,7 +163,7 @@ def crowd_cap(engine: Engine, previous: SimulationResult | None, horizon_s: floa
     """The most requests the next run may hold before it stops (a hard stop for a run that outgrows its prediction).
 
     As many as the budget ``left`` pays for over the run's batches (twice the
-    previous run's batch rate, at most one per ``t(1)``), but never fewer than
+    previous run's batch rate, at most one per shortest batch), but never fewer than
     twice the largest crowd the previous run held (plus 10): a near-critical
     queue may swing far above its trend, and such a swing costs at most that.
 
@@ -171,7 +171,7 @@ def crowd_cap(engine: Engine, previous: SimulationResult | None, horizon_s: floa
     >>> crowd_cap(Engine(Staircase(10, 30, 128), 512), None, 100.0, 10_000)
     10
     """
-    t_min = float(engine.batch_time.exact(1)) / 1000.0
+    t_min = float(engine.shortest_batch_ms) / 1000.0
     batches = horizon_s / t_min
     floor = 10
     if previous is not None and previous.end_time > 0:

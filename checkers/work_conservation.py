@@ -481,14 +481,6 @@ def check_work_conservation(
                    states_examined=result.states_examined + (0 if found is not None else tried))
 
 
-def _least_batch_time(engine: Engine) -> Fraction:
-    """The shortest batch of ``engine`` (ms, exact): the least of ``t_1 .. t_(b_max)``."""
-    model = engine.batch_time
-    table = np.asarray(model(np.arange(1, engine.token_budget + 1)), dtype=float)
-    near = np.flatnonzero(table <= table.min() * (1 + 1e-9) + 1e-12) + 1
-    return min(to_fraction(model.exact(int(k))) for k in near)
-
-
 def decode_cap_divergence(policy: Policy, engine: Engine) -> Evidence | None:
     """A load inside ``engine``'s capacity that ``policy`` provably cannot carry because it caps decodes per batch.
 
@@ -511,7 +503,7 @@ def decode_cap_divergence(policy: Policy, engine: Engine) -> Evidence | None:
     if cap is None:
         return None
     capacity = to_fraction(capacity_of(engine).tokens_per_ms)
-    t_min = _least_batch_time(engine)
+    t_min = to_fraction(engine.shortest_batch_ms)
     rate = Fraction(cap) / t_min
     if rate >= capacity:
         return None

@@ -18,6 +18,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
+
+import numpy as np
 
 from .batch_time import Attention, BatchTimeModel, exact_number
 
@@ -109,6 +112,21 @@ class Engine:
     def request_limit(self) -> int:
         """``k_max``, or ``b_max`` when no request limit is set (it then never binds)."""
         return self.token_budget if self.max_batch_requests is None else self.max_batch_requests
+
+    @cached_property
+    def shortest_batch_ms(self) -> Fraction:
+        """The shortest batch (ms, exact): the least of ``t_1 .. t_(b_max)`` (``t_1`` when ``t`` is nondecreasing).
+
+        Screened in floating point, the near-least sizes compared exactly.
+
+        >>> from llmstab.fluid_models.batch_time import Staircase
+        >>> Engine(Staircase("11.28", "35.47", 128), 512).shortest_batch_ms
+        Exact(187, 4)
+        """
+        model = self.batch_time
+        table = np.asarray(model(np.arange(1, self.token_budget + 1)), dtype=float)
+        near = np.flatnonzero(table <= table.min() * (1 + 1e-9) + 1e-12) + 1
+        return min(model.exact(int(k)) for k in near)
 
     @property
     def has_memory_model(self) -> bool:
