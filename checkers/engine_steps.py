@@ -223,7 +223,7 @@ class EmpiricalCapacityStep(Step):
                 and ctx.capacity.get("tokens_per_s") is not None and not _blocked(ctx))
 
     def run(self, ctx: CheckContext) -> None:
-        import sympy
+        from llmstab.theory.exact_linalg import Exact
 
         from .simulation_budget import WorkBudget
         from .simulation_check import empirical_capacity
@@ -231,7 +231,7 @@ class EmpiricalCapacityStep(Step):
         spec, capacity = ctx.spec, ctx.capacity["tokens_per_s"]
         fraction = spec.workload.token_rate / capacity
         unstable_here = ctx.load_verdict.verdict == "unstable" and fraction < 1
-        top = fraction if unstable_here else sympy.Rational(99, 100)  # start from a load seen to diverge
+        top = fraction if unstable_here else Exact(99, 100)  # start from a load seen to diverge
         found = empirical_capacity(spec.engine, spec.policy, spec.workload, capacity, seed=ctx.seed, top=top, steps=2,
                                    budget=ctx.memo("simulation-budget", WorkBudget),
                                    top_run=ctx.stored("settle-run") if unstable_here else None)

@@ -26,6 +26,7 @@ for a policy that fills every batch once the backlog is large
 
 Examples
 --------
+>>> from fractions import Fraction
 >>> from llmstab.fluid_models.batch_time import Staircase
 >>> from llmstab.fluid_models.distributions import Deterministic
 >>> from llmstab.fluid_models.engine import Engine
@@ -35,7 +36,7 @@ Examples
 >>> engine = Engine(Staircase("11.28", "35.47", 128), 512)      # capacity 3342.9 tokens/s
 >>> work = Workload((RequestClass("chat", 16, Deterministic(129), Deterministic(112)),))  # 3856 tokens/s
 >>> g = estimate_growth(simulate(engine, Sarathi(), work, horizon_s=600.0, seed=3))
->>> g.diverging, round(float(fluid_prediction(work, sympy.Rational(51_200_000, 15316)))), abs(g.rate - 513) < g.half_width
+>>> g.diverging, round(float(fluid_prediction(work, Fraction(51_200_000, 15316)))), abs(g.rate - 513) < g.half_width
 (True, 513, True)
 """
 
@@ -46,24 +47,29 @@ from dataclasses import dataclass
 import math
 
 import numpy as np
-import sympy
 
 from llmstab.fluid_models.batch_time import exact_number
 from llmstab.fluid_models.simulation.simulator import SimulationResult
 from llmstab.fluid_models.workload import Workload
+from llmstab.theory.exact_linalg import Exact
 
 __all__ = ["GrowthEstimate", "estimate_growth", "fluid_prediction", "duration", "seconds", "number"]
 
 
-def fluid_prediction(workload: Workload, capacity_tokens_per_s: object) -> sympy.Rational:
+def fluid_prediction(workload: Workload, capacity_tokens_per_s: object) -> Exact:
     """The fluid model's backlog growth ``max(0, lambda (m_p + m_d) - capacity)`` in tokens/s (exact).
+
+    ``capacity_tokens_per_s`` is any number :func:`~llmstab.fluid_models.batch_time.exact_number`
+    takes (an int, a Fraction, decimal text, a sympy rational); the result is an
+    :class:`~llmstab.theory.exact_linalg.Exact`, 0 when the load is within the capacity.
 
     >>> from llmstab.fluid_models.distributions import Deterministic
     >>> from llmstab.fluid_models.workload import RequestClass, Workload
-    >>> fluid_prediction(Workload((RequestClass("a", 10, Deterministic(100), Deterministic(100)),)), 1500)
-    500
+    >>> work = Workload((RequestClass("a", 10, Deterministic(100), Deterministic(100)),))  # 2000 tokens/s
+    >>> fluid_prediction(work, 1500), fluid_prediction(work, "2500.5")
+    (Exact(500, 1), Exact(0, 1))
     """
-    return sympy.Max(0, workload.token_rate - exact_number(capacity_tokens_per_s))
+    return max(Exact(0), workload.token_rate - exact_number(capacity_tokens_per_s))
 
 
 def _two_sided_mass(theta: float, nu: int) -> float:

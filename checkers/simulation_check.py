@@ -28,9 +28,8 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Callable
-
-import sympy
 
 from llmstab.fluid_models.batch_time import exact_number
 from llmstab.fluid_models.engine import Engine
@@ -38,6 +37,7 @@ from llmstab.fluid_models.policies import Policy
 from llmstab.fluid_models.simulation.arrivals import Trace
 from llmstab.fluid_models.simulation.simulator import SimulationResult, simulate
 from llmstab.fluid_models.workload import Workload
+from llmstab.theory.exact_linalg import Exact
 
 from .errors import InputError
 from .growth import GrowthEstimate, estimate_growth, fluid_prediction, number, seconds
@@ -285,10 +285,10 @@ def settle_load(engine: Engine, policy: Policy, workload: Workload, *, seed: int
 class _Search:
     """The state of :func:`empirical_capacity`'s search: the bracket of load fractions and every run tried."""
 
-    probe: Callable[[sympy.Rational], SettleRun]
-    high: sympy.Rational
+    probe: Callable[[Fraction], SettleRun]
+    high: Fraction
     high_run: SettleRun
-    low: sympy.Rational = sympy.Integer(0)
+    low: Fraction = Exact(0)
 
     def halve(self, times: int) -> None:
         """Halve the diverging fraction until a bounded run appears (or no evidence either way)."""
@@ -340,14 +340,15 @@ def empirical_capacity(engine: Engine, policy: Policy, workload: Workload, capac
     >>> from llmstab.fluid_models.workload import RequestClass, Workload
     >>> engine = Engine(Staircase("11.28", "35.47", 128), 512)
     >>> work = Workload((RequestClass("chat", 12, Deterministic(129), Geometric(112)),))
-    >>> e = empirical_capacity(engine, VLLM(), work, sympy.Rational(51_200_000, 15316))
+    >>> from fractions import Fraction
+    >>> e = empirical_capacity(engine, VLLM(), work, Fraction(51_200_000, 15316))
     >>> e.kind, 0.6 < e.data["empirical_capacity_fraction"] < 0.9
     ('counterexample', True)
     """
     capacity, budget = exact_number(capacity_tokens_per_s), WorkBudget() if budget is None else budget
     tried: list[tuple[float, str]] = []
 
-    def probe(rho: sympy.Rational) -> SettleRun:
+    def probe(rho: Fraction) -> SettleRun:
         scaled = workload.scaled(rho * capacity / workload.token_rate)
         run = run_until_settled(engine, policy, scaled, seed=seed, fluid_rate=fluid_prediction(scaled, capacity),
                                 budget=budget)
@@ -365,7 +366,7 @@ def empirical_capacity(engine: Engine, policy: Policy, workload: Workload, capac
     return _counterexample(policy, search, capacity, tried)
 
 
-def _no_divergence(policy: Policy, search: _Search, capacity: sympy.Rational, tried: list) -> Evidence:
+def _no_divergence(policy: Policy, search: _Search, capacity: Fraction, tried: list) -> Evidence:
     """The evidence when the top load did not diverge: bounded there, or no evidence either way."""
     high, run = search.high, search.high_run
     found = "no divergence" if run.bounded else "no evidence either way"
@@ -374,7 +375,7 @@ def _no_divergence(policy: Policy, search: _Search, capacity: sympy.Rational, tr
                      "empirical_capacity_fraction": float(high) if run.bounded else None})
 
 
-def _counterexample(policy: Policy, search: _Search, capacity: sympy.Rational, tried: list) -> Evidence:
+def _counterexample(policy: Policy, search: _Search, capacity: Fraction, tried: list) -> Evidence:
     """The evidence of a divergence inside capacity, with the empirical capacity's bracket."""
     low, high = search.low, search.high
     if low > 0:
