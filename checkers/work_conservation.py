@@ -27,19 +27,19 @@ True
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
-import numba
 import numpy as np
-from numba import types
 
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.policies import Policy
-from llmstab.fluid_models.policies.base import KERNEL_TYPE, NO_LIMIT, run_on_lengths
+from llmstab.fluid_models.policies.base import NO_LIMIT, KernelRef
 from llmstab.fluid_models.state import Batch, EngineState
 from llmstab.theory.exact_linalg import to_fraction
 
+from .certificate_cache import recall, remember
 from .verdict import Evidence, Verdict, plural
 
 __all__ = ["Violation", "WorkConservationResult", "check_work_conservation", "decode_cap_divergence", "summarise_state"]
@@ -205,46 +205,9 @@ def _failure(policy: Policy, state: EngineState, b_max: int, k_max: int | None) 
     return None
 
 
-_i8a, _f8a = types.int64[::1], types.float64[::1]
-_i8m = types.int64[:, ::1]
-
 #: Ranges of the random larger states: prefill ``0..600``, decode ``1..50`` tokens per
 #: request, ``1..12`` requests, budget ``1..1024``.
 _RANDOM_PREFILL, _RANDOM_DECODE, _RANDOM_REQUESTS, _RANDOM_BUDGET = 600, 50, 12, 1024
-
-
-@numba.njit(types.int64(KERNEL_TYPE, _f8a, _i8a, _i8m, _i8m, _i8a, _i8a, _i8a, _i8a), cache=True)
-def _first_failure(kernel, params, memory0, pfs, dcs, sizes, b_maxes, k_maxes, fills):
-    """Index of the first case ``(pfs[c], dcs[c], b_maxes[c], k_maxes[c])`` that fails, or -1.
-
-    Fails: an infeasible batch, or fewer tokens than the largest feasible batch within
-    ``fills[c]`` tokens (the policy's own budget at ``b_maxes[c]``).
-    """
-    width = pfs.shape[1]
-    take_p = np.zeros(width, np.int64)
-    take_d = np.zeros(width, np.int64)
-    contrib = np.zeros(width, np.int64)
-    for c in range(pfs.shape[0]):
-        n, b_max, k_max = sizes[c], b_maxes[c], k_maxes[c]
-        pf = pfs[c].copy()
-        dc = dcs[c].copy()
-        for i in range(n):
-            contrib[i] = pf[i] if pf[i] > 0 else 1
-        total = np.sort(contrib[:n])[::-1][: min(n, k_max)].sum()
-        tokens = run_on_lengths(kernel, pf, dc, n, b_max, k_max, params, memory0.copy(), take_p, take_d)
-        used, served = 0, 0
-        ok = tokens <= b_max
-        for i in range(n):
-            if take_p[i] < 0 or take_p[i] > pf[i] or take_d[i] < 0 or take_d[i] > 1:
-                ok = False
-            if take_d[i] == 1 and pf[i] > 0:
-                ok = False
-            used += take_p[i] + take_d[i]
-            if take_p[i] > 0 or take_d[i] > 0:
-                served += 1
-        if not ok or used != tokens or served > k_max or tokens < min(fills[c], total):
-            return c
-    return -1
 
 
 @dataclass(frozen=True)
@@ -270,7 +233,9 @@ class _Cases:
         budgets = np.unique(self.b_maxes)
         own = np.array([policy.token_budget(int(b)) for b in budgets], np.int64)
         fills = np.ascontiguousarray(own[np.searchsorted(budgets, self.b_maxes)])
-        return int(_first_failure(policy.compiled_kernel(), policy.parameters(), policy.initial_memory(), self.pfs,
+        from .conservation_scan import first_failure
+
+        return int(first_failure(policy.compiled_kernel(), policy.parameters(), policy.initial_memory(), self.pfs,
                                   self.dcs, self.sizes, self.b_maxes, limits, fills))
 
 
@@ -430,9 +395,9 @@ def check_work_conservation(
 ) -> WorkConservationResult:
     """Search for a state where ``policy`` leaves budget unused that a feasible batch could fill.
 
-    The room a batch must fill is ``min(own budget, demand)``, where the own
-    budget is :meth:`Policy.token_budget` (``b_max``, or less for a policy that
-    caps its batches by design, like SLAI's ``tau``).
+    A batch must fill ``min(own budget, demand)``, the own budget being
+    :meth:`Policy.token_budget` (``b_max``, or less, like SLAI's ``tau``). A
+    certificate found is kept (:mod:`.certificate_cache`) and read back next time.
 
     Parameters
     ----------
@@ -447,9 +412,8 @@ def check_work_conservation(
     seed
         Seed of the random draw; the result is reproducible.
     engine
-        The engine: also look for a violation at its own ``b_max`` (the minimal
-        counterexample scaled up, then states of up to ``2 b_max`` decoding
-        requests, where caps on decodes or requests per batch show), and, for a
+        Also look for a violation at its own ``b_max`` (the minimal counterexample
+        scaled up, then states of up to ``2 b_max`` decoding requests) and, for a
         policy that caps decodes, for a load inside its capacity that diverges.
 
     Returns
@@ -468,6 +432,38 @@ def check_work_conservation(
     """
     bounds = {"max_requests": max_requests, "max_prefill": max_prefill, "max_decode": max_decode,
               "budgets": list(budgets), "k_limits": list(k_limits)}
+    key = _certificate_key(policy, bounds, random_states, seed, engine)
+    kept = None if key is None else recall("work-conservation", key)
+    if kept is not None:
+        return _certificate(policy, bounds, kept["states_examined"], engine)
+    result = _checked(policy, bounds, random_states, seed, engine)
+    if key is not None and result.work_conserving:
+        remember("work-conservation", key, {"states_examined": result.states_examined})
+    return result
+
+
+def _certificate(policy: Policy, bounds: dict, examined: int, engine: Engine | None) -> WorkConservationResult:
+    """The certificate :func:`_checked` gives a work-conserving policy, from the number of states it examined."""
+    if engine is None:
+        return WorkConservationResult(policy.label, True, examined, bounds)
+    return WorkConservationResult(policy.label, True, examined, bounds, engine_budget=int(engine.token_budget),
+                                  capped_by_design=policy.decode_cap() is not None)
+
+
+def _certificate_key(policy: Policy, bounds: dict, random_states: int, seed: int, engine: Engine | None) -> dict | None:
+    """What a work-conservation certificate depends on (:mod:`.certificate_cache`); None for a policy whose
+    class or kernel is not the toolkit's own (its code is not in the store's fingerprint)."""
+    own_kernel = isinstance(inspect.getattr_static(type(policy), "kernel", None), KernelRef)
+    if not own_kernel or not type(policy).__module__.startswith("llmstab."):
+        return None
+    return {"policy": f"{type(policy).__module__}.{type(policy).__qualname__}", "options": repr(policy),
+            "bounds": bounds, "random_states": random_states, "seed": seed,
+            "engine_budget": None if engine is None else int(engine.token_budget)}
+
+
+def _checked(policy: Policy, bounds: dict, random_states: int, seed: int,
+             engine: Engine | None) -> WorkConservationResult:
+    """The search itself: small and random states, then (given an engine) states at its own budget."""
     result = _search(policy, bounds, random_states, seed)
     if engine is None:
         return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,10 @@ settings.register_profile("ci", deadline=None, suppress_health_check=[HealthChec
                           database=None)
 settings.register_profile("explore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# The certificates the tests find are kept in a folder of their own, not in the user's cache
+# (checkers/certificate_cache.py); subprocesses inherit it.
+os.environ.setdefault("LLMSTAB_CACHE_DIR", tempfile.mkdtemp(prefix="llmstab-test-certificates-"))
 
 
 @pytest.fixture

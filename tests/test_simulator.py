@@ -115,8 +115,8 @@ def test_every_registered_policy_runs_and_a_user_policy_plugs_in():
 
     import numba
 
-    from llmstab.fluid_models.policies.base import (NO_LIMIT, Policy, add_decodes, add_prefills, clear, open_room,
-                                                    tokens_taken)
+    from llmstab.fluid_models.policies.base import NO_LIMIT, Policy
+    from llmstab.fluid_models.policies.kernels.blocks import add_decodes, add_prefills, clear, open_room, tokens_taken
 
     @numba.njit
     def half_budget(ri, rf, n, eng, b_max, k_max, params, memory, take):

@@ -36,7 +36,7 @@ import numba
 import numpy as np
 from numba import types
 
-from ..policies.base import KERNEL_TYPE, run_on_lengths
+from ..policies.kernels.blocks import KERNEL_TYPE, run_on_lengths
 
 __all__ = ["KERNEL_SLOTS", "run_loop"]
 

@@ -4,35 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
-
-from .base import (BLOCK_SIZE, BLOCKS, CTX, DC, EVICT, LATEST_ARRIVED, PF, TAKE_D, TAKE_P, Policy, admit, clear,
-                   open_room, secure_decode)
-
-
-@numba.njit(cache=True)
-def fcfs_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
-    clear(n, take)
-    budget, slots = b_max, k_max
-    room = open_room(eng, b_max, k_max)  # memory bookkeeping
-    for i in range(n):
-        if budget <= 0 or slots <= 0:
-            break
-        if take[i, EVICT] > 0:  # preempted earlier in this batch
-            continue
-        if ri[i, PF] > 0:
-            if ri[i, BLOCKS] == 0 and not admit(ri, i, room):
-                break
-            x = min(ri[i, PF], budget)
-            take[i, TAKE_P] = x
-            budget -= x
-            slots -= 1
-        elif ri[i, DC] > 0 and (0 < ri[i, BLOCKS] and ri[i, CTX] < ri[i, BLOCKS] * eng[BLOCK_SIZE]
-                                or secure_decode(ri, rf, n, i, room, take, LATEST_ARRIVED)):
-            take[i, TAKE_D] = 1
-            budget -= 1
-            slots -= 1
-    return b_max - budget
+from .base import KernelRef, Policy
 
 
 @dataclass(frozen=True)
@@ -50,5 +22,5 @@ class FCFSWorkConserving(Policy):
 
     name = "fcfs"
     summary = "arrival order, each request's whole demand, prefill chunked to fill the budget"
-    kernel = fcfs_kernel
+    kernel = KernelRef("fcfs", "fcfs_kernel")
     fluid_phase_order = "request-order"

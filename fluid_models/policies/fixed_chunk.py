@@ -4,20 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
-from .base import NO_LIMIT, Policy, add_decodes, add_prefills, clear, open_room, tokens_taken
-
-
-@numba.njit(cache=True)
-def fixed_chunk_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
-    clear(n, take)
-    budget = min(b_max, np.int64(params[0]))
-    room = open_room(eng, budget, k_max)
-    add_decodes(ri, rf, n, room, take, NO_LIMIT)
-    add_prefills(ri, n, room, take, 0)
-    return tokens_taken(budget, room)
+from .base import KernelRef, Policy
 
 
 @dataclass(frozen=True)
@@ -35,7 +24,7 @@ class FixedChunk(Policy):
     chunk: int = 512
     name = "fixed_chunk"
     summary = "decodes first, then chunked prefill, at most `chunk` tokens per batch"
-    kernel = fixed_chunk_kernel
+    kernel = KernelRef("fixed_chunk", "fixed_chunk_kernel")
 
     def __post_init__(self) -> None:
         if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1:

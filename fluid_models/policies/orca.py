@@ -4,18 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
-
-from .base import NO_LIMIT, Policy, add_decodes, add_prefills, clear, open_room, tokens_taken
-
-
-@numba.njit(cache=True)
-def orca_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
-    clear(n, take)
-    room = open_room(eng, b_max, k_max)
-    add_prefills(ri, n, room, take, 0)
-    add_decodes(ri, rf, n, room, take, NO_LIMIT)
-    return tokens_taken(b_max, room)
+from .base import KernelRef, Policy
 
 
 @dataclass(frozen=True)
@@ -34,5 +23,5 @@ class Orca(Policy):
 
     name = "orca"
     summary = "prefill first (chunked to fit), decodes fill the rest"
-    kernel = orca_kernel
+    kernel = KernelRef("orca", "orca_kernel")
     fluid_phase_order = "prefill-first"

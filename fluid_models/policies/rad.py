@@ -5,59 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numba
 import numpy as np
 
 from ..errors import InputError
-from .base import BLOCKS, DC, PF, TAKE_P, Policy, add_decodes, admit, any_prefilling, clear, open_room
+from .base import KernelRef, Policy
 
-_PREFILL, _DECODE = 0, 1
-
-
-@numba.njit(cache=True)
-def _rad_mode(ri, n, b_col, cycle, memory):
-    """Decode Mode at ``b_col`` decoding requests or nothing to prefill, else Prefill Mode; a finite cycle alternates."""
-    decoding = 0
-    for i in range(n):
-        if ri[i, PF] == 0 and ri[i, DC] > 0:
-            decoding += 1
-    prefilling = any_prefilling(ri, n)
-    mode = _DECODE if (decoding >= b_col or not prefilling) else _PREFILL
-    # a finite cycle N: after N batches in one mode, the other mode gets a turn if it has work
-    if cycle > 0 and memory[1] >= cycle and memory[0] == mode:
-        if mode == _DECODE and prefilling:
-            mode = _PREFILL
-        elif mode == _PREFILL and decoding > 0:
-            mode = _DECODE
-    return mode
-
-
-@numba.njit(cache=True)
-def rad_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
-    clear(n, take)
-    b_col, b_lcm, cycle = np.int64(params[0]), np.int64(params[1]), np.int64(params[2])
-    mode = _rad_mode(ri, n, b_col, cycle, memory)
-    room = open_room(eng, b_max, k_max)
-    tokens = 0
-    if mode == _PREFILL:
-        for i in range(n):
-            if ri[i, PF] > 0:
-                if ri[i, BLOCKS] == 0 and not admit(ri, i, room):
-                    break
-                take[i, TAKE_P] = min(ri[i, PF], b_lcm, b_max)
-                tokens = take[i, TAKE_P]
-                break
-        if tokens == 0:  # the oldest prompt does not fit in memory: decode instead
-            mode = _DECODE
-    if mode == _DECODE:
-        tokens = add_decodes(ri, rf, n, room, take, b_col)
-    if tokens > 0:
-        if memory[0] == mode:
-            memory[1] += 1
-        else:
-            memory[0] = mode
-            memory[1] = 1
-    return tokens
+#: The two modes, as the kernel's ``memory[0]`` holds them.
+PREFILL_MODE, DECODE_MODE = 0, 1
 
 
 @dataclass(frozen=True)
@@ -88,7 +42,7 @@ class RAD(Policy):
     cycle: int = 0
     name = "rad"
     summary = "whole-tile batches: decode mode at b_col decoding requests or no prefill, else a b_lcm prefill chunk"
-    kernel = rad_kernel
+    kernel = KernelRef("rad", "rad_kernel")
     #: The theorem that makes RAD maximally stable on a tiled engine when its assumptions hold (the tiling,
     #: memory and cluster checks cite it; a policy without this attribute has no such theorem).
     tiling_theorem: ClassVar[str] = "Bari-Hegde-de Veciana (arXiv 2508.01002) Theorem 2"
@@ -107,7 +61,7 @@ class RAD(Policy):
         return np.array([self.b_col, self.b_lcm, self.cycle], dtype=np.float64)
 
     def initial_memory(self) -> np.ndarray:
-        return np.array([_PREFILL, 0], dtype=np.int64)
+        return np.array([PREFILL_MODE, 0], dtype=np.int64)
 
     def tile_shape(self, b_col: int, b_max: int) -> tuple[int, int]:
         """``(b_col, b_lcm)`` on an engine with tiles of ``b_col`` tokens and budget ``b_max``.

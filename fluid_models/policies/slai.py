@@ -24,7 +24,7 @@ need to grow stay free (vLLM serves running requests before admitting; in the
 reference an admission can take the block a later decode needs, and that
 decode evicts itself).
 
-``alpha`` counts the requests holding KV (:func:`~.base.holding`) plus those the
+``alpha`` counts the requests holding KV (:func:`~.kernels.blocks.holding`) plus those the
 batch admits.
 
 Examples
@@ -38,106 +38,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numba
 import numpy as np
 
-from .base import (ARRIVAL, BLOCKS, CLASS, CLOCK, CTX, DC, EVICT, FREE_BLOCKS, LAST_BATCH_END, LAST_TOKEN,
-                   LATEST_PAUSED, MEAN_BATCH, PF, SCRATCH, TAKE_D, TAKE_P, TOTAL_BLOCKS, Policy, add_decodes_in,
-                   add_prefills_in, clear, holding, open_room, prefill_order, tokens_taken)
+from .base import KernelRef, Policy
 
-__all__ = ["SLAI", "slai_kernel"]
-
-# params slots
-_TAU, _ALPHA, _BETA, _DLO, _DHI, _MEMLIM, _SPF, _PRIORITY, _FIXED, _DEFAULT_TBT = range(10)
-_CLASS_TBT = 10
-# the building blocks' room slots used here (see base.open_room)
-_ACTIVE_LEFT, _WATERMARK, _BS = 3, 4, 5
-
-
-@numba.njit(cache=True)
-def _class_tbt(params, c):
-    k = _CLASS_TBT + c
-    return params[k] if 0 <= c and k < params.size else params[_DEFAULT_TBT]
-
-
-@numba.njit(cache=True)
-def _set_deadlines(ri, rf, n, eng, params):
-    """Step 0: a new LST for each request that decoded, or finished its prefill, in the previous batch."""
-    total = eng[TOTAL_BLOCKS]
-    used = (total - eng[FREE_BLOCKS]) / total if total > 0 else 0.0
-    delta = params[_DHI] if used >= params[_MEMLIM] and params[_FIXED] == 0 else params[_DLO]
-    for i in range(n):
-        if ri[i, PF] != 0 or ri[i, DC] <= 0:
-            continue
-        if rf[i, SCRATCH] != rf[i, SCRATCH] or rf[i, LAST_TOKEN] == eng[LAST_BATCH_END]:
-            rf[i, SCRATCH] = eng[LAST_BATCH_END] + _class_tbt(params, ri[i, CLASS]) - delta * eng[MEAN_BATCH]
-
-
-@numba.njit(cache=True)
-def _decode_order(ri, rf, n):
-    """Decoding rows by (LST, arrival)."""
-    rows = np.empty(n, np.int64)
-    m = 0
-    for i in range(n):
-        if ri[i, PF] == 0 and ri[i, DC] > 0:
-            rows[m] = i
-            m += 1
-    rows = rows[:m]
-    key = np.empty(m)
-    for j in range(m):
-        key[j] = rf[rows[j], ARRIVAL]
-    rows = rows[np.argsort(key, kind="mergesort")]
-    for j in range(m):
-        key[j] = rf[rows[j], SCRATCH]
-    return rows[np.argsort(key, kind="mergesort")]
-
-
-@numba.njit(cache=True)
-def _growing(ri, rows, take, block_size, cap):
-    """Decodes of ``rows`` not yet served whose next token needs a new KV block (at most ``cap``)."""
-    count = 0
-    for i in rows:
-        if count >= cap:
-            break
-        if take[i, TAKE_P] == 0 and take[i, TAKE_D] == 0 and take[i, EVICT] == 0 and ri[i, BLOCKS] > 0 \
-                and ri[i, CTX] + 1 > ri[i, BLOCKS] * block_size:
-            count += 1
-    return count
-
-
-@numba.njit(cache=True)
-def _new_prefill_rank(ri, n, params):
-    """Each row's TBT target if user priority is on (strict users sort first), else nothing."""
-    if params[_PRIORITY] == 0:
-        return np.empty(0)
-    rank = np.empty(n)
-    for i in range(n):
-        rank[i] = _class_tbt(params, ri[i, CLASS])
-    return rank
-
-
-@numba.njit(cache=True)
-def slai_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
-    clear(n, take)
-    budget = min(b_max, np.int64(params[_TAU]))
-    room = open_room(eng, budget, k_max)
-    holders = 0
-    for i in range(n):
-        holders += holding(ri, i)
-    room[_ACTIVE_LEFT] = min(room[_ACTIVE_LEFT], np.int64(params[_ALPHA]) - holders)
-    _set_deadlines(ri, rf, n, eng, params)
-    order = _decode_order(ri, rf, n)
-    beta = np.int64(params[_BETA])
-    crit = add_decodes_in(ri, rf, n, order, room, take, beta, eng[CLOCK], LATEST_PAUSED)
-    # admissions leave the blocks the remaining decodes need to grow (vLLM serves running requests before
-    # admitting): else a decode short of the block an admission just took evicts itself, and two requests
-    # can take turns evicting each other forever
-    reserve = _growing(ri, order, take, room[_BS], beta - crit)
-    room[_WATERMARK] += reserve
-    add_prefills_in(ri, prefill_order(ri, n, _new_prefill_rank(ri, n, params), params[_SPF] != 0), room, take, 0)
-    room[_WATERMARK] -= reserve
-    add_decodes_in(ri, rf, n, order, room, take, beta - crit, np.inf, LATEST_PAUSED)
-    return tokens_taken(budget, room)
+__all__ = ["SLAI"]
 
 
 @dataclass(frozen=True)
@@ -177,7 +82,7 @@ class SLAI(Policy):
 
     name = "slai"
     summary = "critical decodes, paused prefills, shortest new prompts (strict users first), other decodes"
-    kernel = slai_kernel
+    kernel = KernelRef("slai", "slai_kernel")
 
     def __post_init__(self) -> None:
         for field, low, why in (("tau", 1, "a batch needs a token"), ("alpha", 1, "a request must hold KV to run"),

@@ -9,41 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
-from .base import NO_LIMIT, PF, Policy, add_decodes, add_whole_prefills, any_prefilling, clear, open_room, tokens_taken
+from .base import KernelRef, Policy
 
 #: The values of the ``long_prompts`` option: ``split`` serves a prompt longer than ``b_max`` alone in
 #: budget-sized pieces; ``reject`` is the literal rule (a prompt that does not fit whole is never admitted).
 LONG_PROMPTS = ("split", "reject")
-
-
-@numba.njit(cache=True)
-def head_prompt_fits(ri, n, b_max, params):
-    """Whether whole-prompt admission may start: the first prompt waiting fits in ``b_max``, or long ones are split.
-
-    ``params[0] == 1`` is ``long_prompts: reject``: the first prefilling request
-    in service order, longer than ``b_max``, then blocks admission (first come,
-    first served), as the literal whole-prompt rule does.
-    """
-    if params.size == 0 or params[0] != 1.0:
-        return True
-    for i in range(n):
-        if ri[i, PF] > 0:
-            return ri[i, PF] <= b_max
-    return True
-
-
-@numba.njit(cache=True)
-def vllm_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
-    clear(n, take)
-    room = open_room(eng, b_max, k_max)
-    if any_prefilling(ri, n) and head_prompt_fits(ri, n, b_max, params):
-        add_whole_prefills(ri, n, room, take)
-    if tokens_taken(b_max, room) == 0:
-        add_decodes(ri, rf, n, room, take, NO_LIMIT)
-    return tokens_taken(b_max, room)
 
 
 @dataclass(frozen=True)
@@ -95,4 +67,4 @@ class VLLM(LongPrompts):
 
     name = "vllm"
     summary = "prefill-only batches of whole prompts while any prompt waits, else decode-only"
-    kernel = vllm_kernel
+    kernel = KernelRef("vllm", "vllm_kernel")

@@ -24,7 +24,7 @@ import numba
 import numpy as np
 from numba import types
 
-from ..policies.base import KERNEL_TYPE
+from ..policies.kernels.blocks import KERNEL_TYPE
 from .engine_loop import ARR_TYPE, REQ_TYPE, TT_TYPE
 from .engine_step import (I_LEFT, I_RECOMP, INVALID, STALLED, apply_batch, duration, form_batch, join,
                           record_grid)

@@ -34,7 +34,8 @@ from __future__ import annotations
 import numba
 from numba import types
 
-from ..policies.base import ID, KERNEL_TYPE, PF, TAKE_D, TAKE_P
+from ..policies.base import ID, PF, TAKE_D, TAKE_P
+from ..policies.kernels.blocks import KERNEL_TYPE
 from .engine_step import (CROWDED, DONE, F_T, FULL_LOG, FULL_REC, I_BATCHES, I_COMP, I_FINISHED, I_N, I_NEXT,
                           I_NR, I_QLEN, I_REC, I_RECOMP, I_SERVED, I_USED, PAUSED, apply_batch, duration, form_batch,
                           join, record_grid)

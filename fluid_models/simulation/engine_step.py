@@ -45,7 +45,8 @@ import numba
 
 from ..policies.base import (ACTIVE, ARRIVAL, BATCHES, BLOCK_SIZE, BLOCKS, CLASS, CLOCK, CTX, DC, EVICT, FREE_BLOCKS,
                              GEN, ID, LAST_BATCH_END, LAST_TOKEN, MAX_ACTIVE, MEAN_BATCH, PF, PROMPT, SCRATCH,
-                             TAKE_D, TAKE_P, TOTAL_BLOCKS, WAITING, WATERMARK_BLOCKS, admission_blocks)
+                             TAKE_D, TAKE_P, TOTAL_BLOCKS, WAITING, WATERMARK_BLOCKS)
+from ..policies.kernels.blocks import admission_blocks
 
 __all__ = ["join", "form_batch", "apply_batch", "duration", "record_grid", "DONE", "PAUSED", "FULL_REC", "FULL_LOG", "FULL_COMP",
            "STALLED", "INVALID", "CROWDED", "NO_FIT", "IST_SIZE", "FST_SIZE", "I_NR", "I_NEXT", "I_REC", "I_KA",
