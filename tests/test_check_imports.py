@@ -36,7 +36,7 @@ def _run(*args: str) -> tuple[str, dict]:
 
 @pytest.mark.parametrize("options, example, policy", [
     ((), "codellama34b_a100_sarathi.yaml", "sarathi"),
-    (("--no-simulate",), "codellama34b_a100_vllm.yaml", "vllm"),  # its simulating steps use sympy (growth fits)
+    (("--no-simulate",), "codellama34b_a100_vllm.yaml", "vllm"),
 ])
 def test_single_engine_check_imports_no_sympy_and_one_policy(options, example, policy):
     out, probe = _run("check", "--json", *options, f"examples/{example}")
@@ -45,6 +45,27 @@ def test_single_engine_check_imports_no_sympy_and_one_policy(options, example, p
     assert "sympy" not in probe["modules"]
     loaded = {m.rsplit(".", 1)[-1] for m in probe["modules"]} - {"base"}
     assert policy in loaded and not loaded & {"slai", "rad", "fixed_chunk", "orca", "fcfs"} - {policy}
+
+
+@pytest.mark.parametrize("example, diverging, bounded", [
+    ("codellama34b_a100_vllm.yaml", "2768367/3200000", "2768367/6400000"),  # the load; bounded at half
+    ("codellama34b_a100_fastertransformer.yaml", "2768367/6400000", None),  # no bounded run
+])
+def test_simulating_check_imports_no_sympy(example, diverging, bounded):
+    """A policy that is not work-conserving: the load is settled by simulation and the empirical capacity
+    bisected (growth fits, fluid predictions) without sympy, with the verdicts and numbers it gave with it."""
+    out, probe = _run("check", "--json", f"examples/{example}")
+    report = json.loads(out)
+    assert probe["status"] == 0 and "sympy" not in probe["modules"]
+    assert (report["load_verdict"], report["policy_verdict"]) == ("unstable", "not-maximally-stable")
+    settled, found = report["evidence"][0], report["evidence"][-1]
+    assert settled["kind"] == "simulation" and settled["data"]["growth"]["verdict"] == "diverging"
+    assert settled["data"]["growth"]["fluid_prediction_tokens_per_s"] == 0.0  # the load is inside capacity
+    assert found["step"] == "empirical-capacity" and found["kind"] == "counterexample"
+    assert found["exact"]["diverging_fraction"] == diverging and found["data"]["runs"][0] == [0.8651146875, "diverging"]
+    low = found["data"]["bounded_fraction"]
+    assert found["exact"].get("bounded_fraction") == bounded
+    assert type(low) is (float if bounded else int) and (low > 0) == bool(bounded)  # no bounded run: Exact(0), an int
 
 
 def test_exact_capacity_text_is_unchanged():

@@ -10,10 +10,10 @@ Short horizons (a few thousand simulated seconds, well under a second of CPU eac
 """
 
 import re
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings, strategies as st
-import sympy
 
 from llmstab.checkers.simulation_budget import WorkBudget
 from llmstab.checkers.simulation_check import empirical_capacity, run_until_settled, settle_load
@@ -25,6 +25,7 @@ from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.policies import make_policy
 from llmstab.fluid_models.simulation.simulator import simulate
 from llmstab.fluid_models.workload import RequestClass, Workload
+from llmstab.theory.exact_linalg import Exact
 
 ENGINE = Engine(Staircase("11.28", "35.47", 128), 512)
 CAPACITY = capacity_of(ENGINE).tokens_per_s  # 51200000/15316 tokens/s, from llmstab.theory
@@ -33,16 +34,28 @@ CHAT = Workload((RequestClass("chat", 12, Deterministic(129), Geometric(112)),))
 
 def at(fraction: str) -> Workload:
     """The chat mix scaled to ``fraction`` of the engine's capacity."""
-    return CHAT.scaled(sympy.Rational(fraction) * CAPACITY / CHAT.token_rate)
+    return CHAT.scaled(Fraction(fraction) * CAPACITY / CHAT.token_rate)
 
 
 def test_capacity_is_the_full_batch_rate():
-    assert CAPACITY == sympy.Rational(512 * 1000) / (sympy.Rational("11.28") + 4 * sympy.Rational("35.47"))
+    assert CAPACITY == Fraction(512 * 1000) / (Fraction("11.28") + 4 * Fraction("35.47"))
 
 
 def test_fluid_prediction_is_exact():
-    assert fluid_prediction(at("1.1"), CAPACITY) == CAPACITY / 10
-    assert fluid_prediction(at("0.9"), CAPACITY) == 0
+    over, under = fluid_prediction(at("1.1"), CAPACITY), fluid_prediction(at("0.9"), CAPACITY)
+    assert over == CAPACITY / 10 and under == 0
+    assert type(over) is Exact and type(under) is Exact  # an integral one is an int in JSON, as sympy's Integer was
+    assert fluid_prediction(at("1.1"), str(CAPACITY)) == over  # any number exact_number reads
+
+
+def test_growth_and_simulation_check_import_no_sympy():
+    """The simulating steps of a check (growth fits, fluid predictions, the capacity search) need no sympy."""
+    import subprocess
+    import sys
+
+    code = ("import sys, llmstab.checkers.growth, llmstab.checkers.simulation_check, llmstab.checkers.engine_steps; "
+            "assert 'sympy' not in sys.modules, 'sympy'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("policy", ["sarathi", "orca"])
@@ -86,7 +99,7 @@ def test_checker_finds_a_diverging_load_inside_capacity(policy, low, high):
     assert d["diverging_load_tokens_per_s"] < CAPACITY
     assert low < d["empirical_capacity_fraction"] < high
     # an independent run (other seed, longer horizon) at a load 2% above the reported divergence point diverges
-    check = at(str(min(sympy.Rational(99, 100), d["diverging_fraction"] + sympy.Rational(2, 100))))
+    check = at(str(min(Fraction(99, 100), d["diverging_fraction"] + Fraction(2, 100))))
     assert run_until_settled(ENGINE, make_policy(policy), check, seed=11, budget=WorkBudget(limit=float("inf"))).diverging
 
 
