@@ -17,10 +17,10 @@ import json
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
-import sympy
 import yaml
 from hypothesis import given, settings, strategies as st
 
@@ -156,7 +156,7 @@ def test_a_run_the_budget_cannot_pay_for_is_inconclusive_never_a_verdict():
 
 
 def test_a_probe_out_of_budget_ends_the_search_as_no_evidence():
-    capacity = sympy.Rational(51_200_000, 15316)
+    capacity = Fraction(51_200_000, 15316)
     e = empirical_capacity(ENGINE, VLLM(), CHAT, capacity, budget=WorkBudget(limit=1000))
     assert e.kind == "simulation" and e.summary.startswith("no evidence either way")
     assert e.data["runs"] == [(0.99, "inconclusive")]
@@ -167,7 +167,7 @@ def test_the_budget_is_charged_and_shared():
     run_until_settled(ENGINE, VLLM(), CHAT, budget=budget)
     assert 0 < budget.spent
     spent = budget.spent
-    run = run_until_settled(ENGINE, VLLM(), CHAT.scaled(sympy.Rational(1, 2)), budget=budget)
+    run = run_until_settled(ENGINE, VLLM(), CHAT.scaled(Fraction(1, 2)), budget=budget)
     assert budget.spent >= spent and (run.work_limit is None or run.outcome == "inconclusive")
 
 
