@@ -13,12 +13,12 @@ is far less sensitive to other load on the machine):
 * a network whose routing is a DAG (sequences, forks, joins): at most 1.0 x;
 * anything else (``k_max`` regions, cyclic networks, clusters): reported, no target.
 
-The checks keep their work-conservation certificates in a store private to the
+The checks keep their work-conservation results in a store private to the
 benchmark (``LLMSTAB_CACHE_DIR``, see ``checkers/certificate_cache.py``), which the
 warm-up round fills: the figures are those of a check of a policy already
-certified on an engine of that budget (at any load). ``--cold`` gives every run
-an empty store instead, so every check searches for its certificate again
-(numba's own compiled-code cache stays warm in both).
+checked on an engine of that budget (at any load). ``--cold`` gives every run
+an empty store instead, so every check searches again (numba's own
+compiled-code cache stays warm in both).
 
     python benchmarks/bench_check.py --runs 7
     python benchmarks/bench_check.py --runs 7 --cold
@@ -64,7 +64,7 @@ def kind(example: Path) -> str:
 
 def timed(command: list[str], store: str | None = None) -> tuple[float, float]:
     """Wall-clock and CPU (user + system) seconds of one run of ``command`` (which must succeed), with the
-    certificate store ``store`` (None: a fresh empty one)."""
+    store of work-conservation results ``store`` (None: a fresh empty one)."""
     env = {**os.environ, "LLMSTAB_CACHE_DIR": store or tempfile.mkdtemp(prefix="bench-check-")}
     before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, cwd=ROOT, env=env)
@@ -74,7 +74,7 @@ def timed(command: list[str], store: str | None = None) -> tuple[float, float]:
 
 def measure(examples: list[Path], runs: int, cold: bool) -> tuple[list, dict[Path, list]]:
     """``runs`` counted rounds (after one warm-up round) of the baseline and every example: (wall, cpu) pairs;
-    ``cold``: every check starts with an empty certificate store."""
+    ``cold``: every check starts with an empty store of work-conservation results."""
     base: list = []
     times: dict[Path, list] = {e: [] for e in examples}
     store = None if cold else tempfile.mkdtemp(prefix="bench-check-")
@@ -96,14 +96,14 @@ def medians(pairs: list) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="counted rounds (default 7)")
-    parser.add_argument("--cold", action="store_true", help="an empty certificate store for every check")
+    parser.add_argument("--cold", action="store_true", help="an empty store of work-conservation results for every check")
     parser.add_argument("examples", nargs="*", help="input files (default: a single-engine and network selection)")
     args = parser.parse_args()
     examples = [Path(e).resolve() for e in args.examples] or [ROOT / "examples" / e for e in DEFAULT_EXAMPLES]
     base, times = measure(examples, args.runs, args.cold)
     wall0, cpu0 = medians(base)
     print(f"baseline (python -c 'import numpy, sympy, numba, cvxpy, yaml'): median {wall0:.3f} s wall, "
-          f"{cpu0:.3f} s CPU over {args.runs} rounds; certificate store: "
+          f"{cpu0:.3f} s CPU over {args.runs} rounds; store of work-conservation results: "
           f"{'empty for every check' if args.cold else 'filled by the warm-up round'}")
     print(f"{'example':42s} {'kind':18s} {'wall s':>7s} {'ratio':>6s} {'CPU s':>6s} {'ratio':>6s}  target (wall)")
     for example in examples:

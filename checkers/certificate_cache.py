@@ -1,23 +1,25 @@
-"""An on-disk store of work-conservation certificates, keyed by everything they depend on.
+"""An on-disk store of work-conservation results, keyed by everything they depend on.
 
-A work-conservation certificate (every examined state got a full batch) is a
-property of a policy's kernel code, its options, the search's bounds and the
-engine's budget, not of the load. Finding it runs the policy's compiled kernel
-on tens of thousands of states, and starting numba costs more than everything
-else in a check; so a certificate, once found, is kept, and a later check of
-the same policy on an engine of the same budget reads it without loading numba.
+Whether a policy is work-conserving (a certificate: every examined state got a
+full batch; or a minimal counterexample) is a property of its kernel code, its
+options, the search's bounds and the engine's budget, not of the load. Finding
+it runs the policy's compiled kernel on tens of thousands of states, and
+starting numba costs more than everything else in a check; so a result, once
+found, is kept, and a later check of the same policy on an engine of the same
+budget, at any load, reads it without loading numba.
 
 The key is a SHA-256 of the policy (its class and every option), the search's
 arguments and a fingerprint of the installed toolkit: the bytes of every
 source file of ``llmstab`` and the versions of numba and numpy. Any change to
 the code that could change the answer changes the key. Only the toolkit's own
-policies are kept (a user's kernel is not in the fingerprint), and only
-certificates: a counterexample is found at once and carries a state to show.
+policies are kept (a user's kernel is not in the fingerprint). A kept result is
+read back by an unpickler that builds only the toolkit's own classes, exact
+fractions, numpy integers and Python's containers.
 
 The store lives in ``$LLMSTAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/llmstab``,
 else ``~/.cache/llmstab``; ``LLMSTAB_CACHE_DIR=off`` turns it off. A store
-that cannot be read or written is skipped: the certificate is then found
-again, and the report is the same either way.
+that cannot be read or written is skipped: the result is then found again, and
+the report is the same either way.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -27,14 +29,20 @@ True
 >>> remember("demo", key, {"states_examined": 23533}, folder)
 >>> recall("demo", key, folder)
 {'states_examined': 23533}
+>>> from llmstab.fluid_models.state import EngineState
+>>> remember("demo", key, EngineState((0, 1), (1, 1)), folder)
+>>> recall("demo", key, folder)
+EngineState(prefill_left=(0, 1), decode_left=(1, 1))
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Mapping
 from importlib import metadata
@@ -84,19 +92,34 @@ def _path(kind: str, key: dict, folder: Path | None) -> Path | None:
     if folder is None:
         return None
     text = json.dumps({"kind": kind, "key": key, "toolkit": source_fingerprint()}, sort_keys=True)
-    return folder / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()}.json"
+    return folder / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()}.pickle"
 
 
-def recall(kind: str, key: dict, folder: Path | None = None) -> dict | None:
+class _ToolkitUnpickler(pickle.Unpickler):
+    """Builds only the toolkit's classes, fractions, numpy scalars and Python's containers (a kept result holds
+    nothing else), so a planted file cannot run code."""
+
+    _ALLOWED = {("fractions", "Fraction"), ("copyreg", "_reconstructor"), ("numpy", "dtype"),
+                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")} | {
+        ("builtins", name) for name in ("object", "tuple", "list", "dict", "set", "frozenset", "int", "float", "str",
+                                        "bool", "complex")}
+
+    def find_class(self, module: str, name: str) -> type:
+        if module.startswith("llmstab.") or (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not kept in a result")
+
+
+def recall(kind: str, key: dict, folder: Path | None = None) -> object | None:
     """The value kept under ``(kind, key)`` for this toolkit in ``folder`` (default :func:`cache_dir`), or None."""
     path = _path(kind, key, folder)
     try:
-        return None if path is None else json.loads(path.read_text())
-    except (OSError, ValueError):
+        return None if path is None else _ToolkitUnpickler(io.BytesIO(path.read_bytes())).load()
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
         return None
 
 
-def remember(kind: str, key: dict, value: dict, folder: Path | None = None) -> None:
+def remember(kind: str, key: dict, value: object, folder: Path | None = None) -> None:
     """Keep ``value`` under ``(kind, key)`` in ``folder`` (default :func:`cache_dir`); written whole or not at
     all (a failed write is ignored)."""
     path = _path(kind, key, folder)
@@ -104,8 +127,8 @@ def remember(kind: str, key: dict, value: dict, folder: Path | None = None) -> N
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-            json.dump(value, handle)
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, suffix=".tmp", delete=False) as handle:
+            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(handle.name, path)
-    except OSError:
+    except (OSError, pickle.PicklingError):
         return

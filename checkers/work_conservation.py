@@ -397,7 +397,7 @@ def check_work_conservation(
 
     A batch must fill ``min(own budget, demand)``, the own budget being
     :meth:`Policy.token_budget` (``b_max``, or less, like SLAI's ``tau``). A
-    certificate found is kept (:mod:`.certificate_cache`) and read back next time.
+    result found is kept (:mod:`.certificate_cache`) and read back next time.
 
     Parameters
     ----------
@@ -434,20 +434,12 @@ def check_work_conservation(
               "budgets": list(budgets), "k_limits": list(k_limits)}
     key = _certificate_key(policy, bounds, random_states, seed, engine)
     kept = None if key is None else recall("work-conservation", key)
-    if kept is not None:
-        return _certificate(policy, bounds, kept["states_examined"], engine)
+    if isinstance(kept, WorkConservationResult):
+        return kept
     result = _checked(policy, bounds, random_states, seed, engine)
-    if key is not None and result.work_conserving:
-        remember("work-conservation", key, {"states_examined": result.states_examined})
+    if key is not None:
+        remember("work-conservation", key, result)
     return result
-
-
-def _certificate(policy: Policy, bounds: dict, examined: int, engine: Engine | None) -> WorkConservationResult:
-    """The certificate :func:`_checked` gives a work-conserving policy, from the number of states it examined."""
-    if engine is None:
-        return WorkConservationResult(policy.label, True, examined, bounds)
-    return WorkConservationResult(policy.label, True, examined, bounds, engine_budget=int(engine.token_budget),
-                                  capped_by_design=policy.decode_cap() is not None)
 
 
 def _certificate_key(policy: Policy, bounds: dict, random_states: int, seed: int, engine: Engine | None) -> dict | None:
