@@ -28,8 +28,6 @@ Examples
 
 from __future__ import annotations
 
-import sympy
-
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +37,7 @@ from llmstab.fluid_models.networks.fluid import FluidError, FluidNetwork, FluidP
 from llmstab.fluid_models.networks.network import Network, capacity_of
 from llmstab.fluid_models.policies import Policy
 from llmstab.fluid_models.workload import RequestClass, Workload
+from llmstab.theory.exact_linalg import to_fraction
 
 from .report import CheckReport
 from .verdict import Evidence, Verdict, exact_prose
@@ -99,7 +98,7 @@ def _state_text(state: dict, shown: int = 4) -> str:
     >>> _state_text({f"b{i}": "1" for i in range(6)}, shown=2)
     'b0 = 1, b1 = 1 requests and 4 more buffers'
     """
-    items = [f"{k} = {float(sympy.Rational(v)):.6g}" for k, v in list(state.items())[:shown]]
+    items = [f"{k} = {float(to_fraction(v)):.6g}" for k, v in list(state.items())[:shown]]
     more = len(state) - shown
     return ", ".join(items) + " requests" + (f" and {more} more buffer{'s' if more != 1 else ''}" if more > 0 else "")
 
@@ -107,7 +106,7 @@ def _state_text(state: dict, shown: int = 4) -> str:
 def _ratio_text(ratio: object) -> str:
     """An exact ratio, written exactly only when short: ``3/2 = 1.5``, else ``about 17.1``."""
     text = str(ratio)
-    return f"{text} = {float(sympy.Rational(text)):.4g}" if len(text) <= 12 else f"about {float(sympy.Rational(text)):.4g}"
+    return f"{text} = {float(to_fraction(text)):.4g}" if len(text) <= 12 else f"about {float(to_fraction(text)):.4g}"
 
 
 def _path_evidence(path: FluidPath) -> Evidence:

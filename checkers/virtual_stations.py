@@ -40,10 +40,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 
-import sympy
-
 from llmstab.fluid_models.networks.fluid import FluidNetwork
 from llmstab.fluid_models.networks.network import Network
+from llmstab.theory.exact_linalg import Exact
 
 __all__ = ["VirtualStation", "virtual_stations"]
 
@@ -60,8 +59,8 @@ class VirtualStation:
     buffers: tuple[tuple[str, ...], tuple[str, ...]]
     engines: tuple[str, str]
     feeders: tuple[tuple[str, ...], tuple[str, ...]]
-    utilisations: tuple[sympy.Rational, sympy.Rational]
-    load: sympy.Rational
+    utilisations: tuple[Exact, Exact]
+    load: Exact
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -134,8 +133,8 @@ def virtual_stations(net: Network, fluid: FluidNetwork | None = None) -> list[Vi
     rate = net.service_rate()
     preds = _predecessors(fn)
 
-    def util(side: frozenset) -> sympy.Rational:
-        return sympy.Add(*[fn.buffers[k].rate * fn.buffers[k].mean / rate[fn.buffers[k].engine] for k in side])
+    def util(side: frozenset) -> Exact:
+        return sum((fn.buffers[k].rate * fn.buffers[k].mean / rate[fn.buffers[k].engine] for k in side), Exact(0))
 
     def labels(ks) -> tuple[str, ...]:
         return tuple(fn.labels[k] for k in sorted(ks))

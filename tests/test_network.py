@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
-import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,10 +30,11 @@ def _doc(**route_overrides) -> dict:
 def test_rybko_stolyar_loads_are_the_papers_numbers():
     net = rybko_stolyar(bad=True)
     # rate 0.9 * 768 / 608 per type; each engine: one short (64 tokens) and one long (544 tokens) step
-    assert net.classes[0].rate == sympy.Rational(9, 10) * 768 / 608
+    assert net.classes[0].rate == Fraction(9, 10) * 768 / 608
     assert net.capacity() == {"e1": 768, "e2": 768}
-    assert net.token_load() == {"e1": sympy.Rational(3456, 5), "e2": sympy.Rational(3456, 5)}
-    assert net.utilisation() == {"e1": sympy.Rational(9, 10), "e2": sympy.Rational(9, 10)}
+    assert net.token_load() == {"e1": Fraction(3456, 5), "e2": Fraction(3456, 5)}
+    assert net.utilisation() == {"e1": Fraction(9, 10), "e2": Fraction(9, 10)}
+    assert all(isinstance(u, Fraction) for u in net.utilisation().values())  # exact Fractions, no sympy
     assert not net.is_feedforward
 
 
@@ -41,7 +42,7 @@ def test_yaml_examples_match_the_python_constructors():
     pairs = [("network_rybko_stolyar_bad.yaml", rybko_stolyar(bad=True)),
              ("network_rybko_stolyar_good.yaml", rybko_stolyar(bad=False)),
              ("network_lu_kumar.yaml", lu_kumar(1)),
-             ("network_kumar_seidman.yaml", kumar_seidman(sympy.Rational(9, 10), sympy.Rational(1, 2))),
+             ("network_kumar_seidman.yaml", kumar_seidman(Fraction(9, 10), Fraction(1, 2))),
              ("network_fork_join.yaml", fork_join()),
              ("network_fork_join_planner.yaml", fork_join_loop(rate=2))]
     for name, net in pairs:
@@ -70,12 +71,12 @@ def test_traffic_equations_load_is_sum_over_visits(rates, lengths):
     scaling every rate scales every load."""
     engines = {e: unit_engine(e, 100) for e in ("x", "y", "z")}
     classes = []
-    expected = {e: sympy.Integer(0) for e in engines}
+    expected = {e: Fraction(0) for e in engines}
     for ci, r in enumerate(rates):
         steps = tuple(Step(f"c{ci}s{i}", e, Deterministic(p), Deterministic(d)) for i, (p, d, e) in enumerate(lengths))
-        classes.append(NetworkClass(f"c{ci}", sympy.Rational(r, 10), steps))
+        classes.append(NetworkClass(f"c{ci}", Fraction(r, 10), steps))
         for p, d, e in lengths:
-            expected[e] += sympy.Rational(r, 10) * (p + d)
+            expected[e] += Fraction(r, 10) * (p + d)
     net = Network(engines, tuple(classes))
     assert net.token_load() == expected
     doubled = Network(engines, tuple(NetworkClass(c.name, 2 * c.rate, c.steps) for c in classes))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
-import sympy
 
 from llmstab.checkers.cli.main import main
 from llmstab.checkers.network_check import check_network
@@ -27,14 +27,14 @@ def test_rybko_stolyar_bad_priority_is_unstable_with_virtual_station_and_simulat
     vs = _evidence(v, "certificate")[0].data["virtual_station"]
     # the exiting steps A2 (e2) and B2 (e1): each at 0.9 * 544/608 of its engine
     assert set(vs["steps"]) == {"A2", "B2"}
-    assert sympy.Rational(vs["load"]) == 2 * sympy.Rational(9, 10) * 544 / 608 > 1
+    assert Fraction(vs["load"]) == 2 * Fraction(9, 10) * 544 / 608 > 1
     cx = _evidence(v, "counterexample")[0].data
-    assert sympy.Rational(cx["ratio"]) > 1
+    assert Fraction(cx["ratio"]) > 1
     sim = _evidence(v, "simulation")[0]
     assert "grows" in sim.summary and "as predicted" in sim.summary
     assert sim.data["mean_tokens_last_quarter"] > sim.data["mean_tokens_first_quarter"]
     assert report.policy_verdict.verdict == "not-maximally-stable"
-    assert all(u == sympy.Rational(9, 10) for u in net.utilisation().values())
+    assert all(u == Fraction(9, 10) for u in net.utilisation().values())
 
 
 def test_rybko_stolyar_reverse_priority_is_stable_with_exact_certificate():
@@ -42,20 +42,20 @@ def test_rybko_stolyar_reverse_priority_is_stable_with_exact_certificate():
     v = report.load_verdict
     assert v.verdict == "stable"
     cert = _evidence(v, "certificate")[0].data
-    assert cert["verified_exactly"] is True and sympy.Rational(cert["epsilon"]) > 0
-    assert all(sympy.Rational(w) > 0 for w in cert["weights"].values())
+    assert cert["verified_exactly"] is True and Fraction(cert["epsilon"]) > 0
+    assert all(Fraction(w) > 0 for w in cert["weights"].values())
 
 
 @pytest.mark.parametrize("tool_tokens, expected", [(40, "stable"), (90, "stable"), (110, "unstable"), (120, "unstable")])
 def test_fork_join_is_stable_until_a_tool_engine_passes_load_one(tool_tokens, expected):
     net = fork_join(rate=1, tool_tokens=tool_tokens)
-    assert net.utilisation()["tool1"] == sympy.Rational(tool_tokens, 100)
+    assert net.utilisation()["tool1"] == Fraction(tool_tokens, 100)
     report = check_network(net, simulate=(tool_tokens == 120))
     v = report.load_verdict
     assert v.verdict == expected
     if expected == "stable":
         thm = _evidence(v, "theorem")[0]
-        assert "DAG / fork-join" in thm.summary and thm.data["rho"]["tool1"] == sympy.Rational(tool_tokens, 100)
+        assert "DAG / fork-join" in thm.summary and thm.data["rho"]["tool1"] == Fraction(tool_tokens, 100)
     else:
         cert = _evidence(v, "certificate")[0]
         assert cert.data["engine"] == "tool1" and cert.data["growth_tokens_per_s"] == tool_tokens - 100
@@ -140,6 +140,6 @@ def test_a_long_exact_drift_stays_in_the_json_and_out_of_the_prose():
     text = subprocess.run(run, capture_output=True, text=True, check=True).stdout
     report = json.loads(subprocess.run(run + ["--json"], capture_output=True, text=True, check=True).stdout)
     certificate = next(e for e in report["evidence"] if e["kind"] == "certificate")
-    epsilon = sympy.Rational(certificate["data"]["epsilon"])
+    epsilon = Fraction(certificate["data"]["epsilon"])
     assert len(str(epsilon)) > 30 and not re.search(r"\d{13,}", text)
     assert f"dV/dt <= {float(-epsilon):.4g}" in text

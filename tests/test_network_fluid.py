@@ -14,7 +14,7 @@ from llmstab.fluid_models.networks.fluid import FluidError, FluidNetwork
 from llmstab.fluid_models.networks.examples import fork_join, kumar_seidman, lu_kumar, rybko_stolyar
 
 NETS = {"rs_bad": rybko_stolyar(bad=True), "rs_good": rybko_stolyar(bad=False), "lk": lu_kumar(1),
-        "lk_stable": lu_kumar(sympy.Rational(7, 10)), "ks": kumar_seidman(sympy.Rational(9, 10), sympy.Rational(1, 2))}
+        "lk_stable": lu_kumar(Fraction(7, 10)), "ks": kumar_seidman(Fraction(9, 10), Fraction(1, 2))}
 FLUIDS = {name: FluidNetwork.from_network(net) for name, net in NETS.items()}
 
 

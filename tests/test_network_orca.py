@@ -9,7 +9,6 @@ import sys
 from fractions import Fraction
 
 import pytest
-import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,14 +39,14 @@ def test_orca_exit_first_network_is_unstable_by_a_phase_level_virtual_station(na
     confirms it with a diverging fluid path and a simulation (each engine running the Orca kernel in
     priority order) that backs up as predicted, and calls the policy not maximally stable."""
     out = _llmstab("check", ORCA[name], "--json", "--seed", "1")
-    assert all(sympy.Rational(e["exact_utilisation"]) < sympy.Rational(87, 100) for e in out["load"]["engines"].values())
+    assert all(Fraction(e["exact_utilisation"]) < Fraction(87, 100) for e in out["load"]["engines"].values())
     assert out["load_verdict"] == "unstable" and out["policy_verdict"] == "not-maximally-stable"
     evidence = [e for e in out["evidence"] if e["about"] == "load"]
     vs = evidence[0]["data"]["virtual_station"]
     buffers, engines, load = STATIONS[name]
     assert [e["kind"] for e in evidence] == ["certificate", "counterexample", "simulation"]
     assert tuple(map(tuple, vs["buffers"])) == buffers and tuple(vs["engines"]) == engines and vs["load"] == load
-    assert sympy.Rational(evidence[1]["data"]["ratio"]) > 1
+    assert Fraction(evidence[1]["data"]["ratio"]) > 1
     sim = evidence[2]
     assert "grows" in sim["summary"] and "as predicted" in sim["summary"]
     assert sim["data"]["mean_tokens_last_quarter"] > 3 * sim["data"]["mean_tokens_first_quarter"]
@@ -59,7 +58,7 @@ def test_mixed_phase_station_holds_a_prefill_at_one_engine_and_a_decode_at_the_o
     vs = virtual_stations(load_network(ORCA["lk"]))[0]
     phases = {label.split(".")[1] for label in vs.buffers[0]}, {label.split(".")[1] for label in vs.buffers[1]}
     assert phases == ({"p", "d"}, {"p"}) and vs.feeders == (("s3.d",), ("s1.d",))
-    assert vs.utilisations == (sympy.Rational(53, 100), sympy.Rational(50, 100))
+    assert vs.utilisations == (Fraction(53, 100), Fraction(50, 100))
 
 
 def test_fluid_from_a1_p_does_not_claim_to_drain():
@@ -67,10 +66,10 @@ def test_fluid_from_a1_p_does_not_claim_to_drain():
     faster than it was fed and created fluid downstream."""
     out = _llmstab("fluid", ORCA["rs"], "--initial", "A1.p=100", "--json")
     assert out["outcome"] == "grows" and out["exact"] is True
-    assert sympy.Rational(out["certificate"]["ratio"]) > 1
+    assert Fraction(out["certificate"]["ratio"]) > 1
     path = out["path"]
     assert path[0] == {"t": "0", "state": {"A1.p": "100"}} and len(path) == out["breakpoints"]
-    assert [sympy.Rational(p["t"]) for p in path] == sorted(sympy.Rational(p["t"]) for p in path)
+    assert [Fraction(p["t"]) for p in path] == sorted(Fraction(p["t"]) for p in path)
 
 
 FLUIDS = {name: FluidNetwork.from_network(load_network(path)) for name, path in ORCA.items()}

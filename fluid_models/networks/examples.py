@@ -8,18 +8,16 @@ Examples
 --------
 >>> net = rybko_stolyar(bad=True)
 >>> net.utilisation()
-{'e1': 9/10, 'e2': 9/10}
+{'e1': Exact(9, 10), 'e2': Exact(9, 10)}
 >>> lu_kumar(rate=1).utilisation()
-{'e1': 31/50, 'e2': 31/50}
+{'e1': Exact(31, 50), 'e2': Exact(31, 50)}
 """
 
 from __future__ import annotations
 
-import sympy
+from llmstab.theory.exact_linalg import Exact
 
-from llmstab.theory.exact_linalg import to_rational
-
-from ..batch_time import Staircase
+from ..batch_time import Staircase, exact_number
 from ..distributions import Deterministic, LengthDistribution, Poisson
 from ..engine import Engine
 from .network import Network, NetworkClass, NetworkEngine, Step
@@ -37,7 +35,7 @@ def _step(sid: str, engine: str, prompt: LengthDistribution, decode: LengthDistr
     return Step(sid, engine, prompt, decode)
 
 
-def rybko_stolyar(bad: bool = True, load: object = sympy.Rational(9, 10), b_max: int = 768) -> Network:
+def rybko_stolyar(bad: bool = True, load: object = Exact(9, 10), b_max: int = 768) -> Network:
     """The LLM Rybko-Stolyar network of Li-Dai-Peng (Section 5).
 
     Type A: a short step ``A1`` at ``e1`` (prompt and output Poisson, mean 32), then a
@@ -45,7 +43,7 @@ def rybko_stolyar(bad: bool = True, load: object = sympy.Rational(9, 10), b_max:
     Each type arrives at ``load * b_max / 608`` per s, so each engine is at ``load``.
     ``bad=True`` gives priority to the step about to leave (``A2``, ``B2``).
     """
-    rate = to_rational(load) * b_max / 608
+    rate = exact_number(load) * b_max / 608
     short, long_, out = Poisson(32), Poisson(512), Poisson(32)
     a = NetworkClass("A", rate, (_step("A1", "e1", short, out), _step("A2", "e2", long_, out)))
     b = NetworkClass("B", rate, (_step("B1", "e2", short, out), _step("B2", "e1", long_, out)))

@@ -40,7 +40,6 @@ from fractions import Fraction
 from typing import Mapping, Sequence
 
 import numpy as np
-import sympy
 
 from llmstab.theory.exact_linalg import solve, to_fraction, to_rational
 
@@ -220,6 +219,8 @@ class FluidNetwork:
         >>> sym["t"] in sym["equations"][0].rhs.free_symbols
         True
         """
+        import sympy  # symbolic output only: the checks and paths use Fractions
+
         t = sympy.Symbol("t", nonnegative=True)
         names = [lab.replace(".", "_") for lab in self.labels]
         q = [sympy.Function(f"q_{n}")(t) for n in names]

@@ -29,7 +29,7 @@ Examples
 >>> route = (Step("p", "plan", d, d), Step("t", "tool", d, d, after=("p",)))
 >>> net = Network(engines, (NetworkClass("job", 2, route),))
 >>> net.utilisation()
-{'plan': 2/5, 'tool': 2/5}
+{'plan': Exact(2, 5), 'tool': Exact(2, 5)}
 >>> net.is_feedforward, net.bottleneck()
 (True, 'plan')
 """
@@ -40,10 +40,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import networkx as nx
-import sympy
 
-from llmstab.theory.capacity import b as _b
-from llmstab.theory.capacity import EngineCapacity, engine_capacity
+from llmstab.theory.capacity import EngineCapacity, capacity_from_times
+from llmstab.theory.exact_linalg import Exact
 
 from ..batch_time import exact_number
 from ..distributions import LengthDistribution
@@ -76,7 +75,7 @@ class Step:
     after: tuple[str, ...] | None = None
 
     @property
-    def tokens(self) -> sympy.Rational:
+    def tokens(self) -> Exact:
         """Mean tokens one request needs at this step, ``m_p + m_d``."""
         return self.prompt.mean + self.decode.mean
 
@@ -123,8 +122,8 @@ class Buffer:
     step: str
     phase: str
     engine: str
-    mean: sympy.Rational
-    rate: sympy.Rational
+    mean: Exact
+    rate: Exact
 
     @property
     def label(self) -> str:
@@ -134,18 +133,23 @@ class Buffer:
 
 @lru_cache(maxsize=None)
 def _capacity_cached(batch_time: object, token_budget: int) -> EngineCapacity:
-    return engine_capacity(batch_time.expression(_b), token_budget)
+    """:func:`~llmstab.theory.capacity.capacity_from_times` on the model's float times, exact times and pieces' ends."""
+    return capacity_from_times(batch_time.table(token_budget)[1:],
+                               lambda sizes: [batch_time.exact(k) for k in sizes],
+                               batch_time.piece_ends(token_budget), token_budget)
 
 
 def capacity_of(engine: Engine) -> EngineCapacity:
-    """The exact single-engine capacity of ``engine`` (from :mod:`llmstab.theory.capacity`, cached per model).
+    """The exact single-engine capacity of ``engine`` in Fractions, without sympy (cached per model).
 
+    The same maximiser and values as :func:`llmstab.theory.capacity.engine_capacity`
+    on the model's expression (see :func:`llmstab.checkers.single_engine.capacity_of`).
     ``tokens_per_s`` is ``1000 max_b b/t_b``; ``1000 * full_batch_rate`` is what a
     work-conserving engine serves once its batches are full.
 
     >>> from llmstab.fluid_models.batch_time import Staircase
     >>> capacity_of(Engine(Staircase(1000, 0, 768), 768)).tokens_per_s
-    768
+    Exact(768, 1)
     """
     return _capacity_cached(engine.batch_time, engine.token_budget)
 
@@ -273,7 +277,7 @@ class Network:
 
     # --- traffic equations and loads -----------------------------------------------------
 
-    def step_rates(self) -> dict[str, sympy.Rational]:
+    def step_rates(self) -> dict[str, Exact]:
         """Arrival rate (requests/s) of every step from the traffic equations.
 
         Roots receive the class rate; a step receives what its predecessors send
@@ -283,15 +287,15 @@ class Network:
         """
         return dict(self._memoised("step_rates", self._traffic))
 
-    def _traffic(self) -> dict[str, sympy.Rational]:
-        rates: dict[str, sympy.Rational] = {}
+    def _traffic(self) -> dict[str, Exact]:
+        rates: dict[str, Exact] = {}
         sg = self.step_graph
         for sid in nx.topological_sort(sg):
             preds = list(sg.predecessors(sid))
             rates[sid] = min(rates[p] for p in preds) if preds else self.classes[self._steps[sid][0]].rate
         return rates
 
-    def capacity(self) -> dict[str, sympy.Rational | None]:
+    def capacity(self) -> dict[str, Exact | None]:
         """Exact token capacity ``1000 max_b b/t_b`` (tokens/s) of each engine: no scheduler serves
         more. ``None`` where ``k_max < b_max`` makes the capacity a region (Li-Dai-Peng Section 6)."""
         def compute() -> dict:
@@ -303,12 +307,12 @@ class Network:
 
         return dict(self._memoised("capacity", compute))
 
-    def service_rate(self) -> dict[str, sympy.Rational]:
+    def service_rate(self) -> dict[str, Exact]:
         """Tokens/s a work-conserving engine serves with a backlog: full batches, ``1000 b_max / t_(b_max)``."""
         return dict(self._memoised("service_rate", lambda: {name: 1000 * capacity_of(e.engine).full_batch_rate
                                                              for name, e in self.engines.items()}))
 
-    def token_load(self) -> dict[str, sympy.Rational]:
+    def token_load(self) -> dict[str, Exact]:
         """Token load (tokens/s) offered to each engine: ``sum rate * (m_p + m_d)`` over its steps."""
         def compute() -> dict:
             terms: dict[str, list] = {name: [] for name in self.engines}
@@ -316,11 +320,11 @@ class Network:
             for c in self.classes:
                 for s in c.steps:
                     terms[s.engine].append(rates[s.id] * s.tokens)
-            return {name: sympy.Add(*t) if t else sympy.Integer(0) for name, t in terms.items()}
+            return {name: sum(t, Exact(0)) for name, t in terms.items()}
 
         return dict(self._memoised("token_load", compute))
 
-    def utilisation(self) -> dict[str, sympy.Rational | None]:
+    def utilisation(self) -> dict[str, Exact | None]:
         """``rho_e`` = token load / capacity for each engine (``None`` without a scalar capacity)."""
         def compute() -> dict:
             cap, load = self.capacity(), self.token_load()
