@@ -53,12 +53,12 @@ TARGETS = {"engine": 0.6, "DAG network": 1.0}
 def kind(example: Path) -> str:
     """``engine``, ``engine with k_max``, ``DAG network``, ``cyclic network`` or ``cluster``."""
     doc = yaml.safe_load(example.read_text())
+    if "cluster" in doc:
+        return "cluster"
     if "engines" in doc:
         import llmstab
 
         return "DAG network" if llmstab.load(doc).is_feedforward else "cyclic network"
-    if "engine" not in doc:
-        return "cluster"
     return "engine with k_max" if doc["engine"].get("max_batch_requests") else "engine"
 
 
@@ -96,7 +96,8 @@ def medians(pairs: list) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="counted rounds (default 7)")
-    parser.add_argument("--cold", action="store_true", help="an empty store of work-conservation results for every check")
+    parser.add_argument("--cold", action="store_true",
+                        help="an empty store of work-conservation results for every check")
     parser.add_argument("examples", nargs="*", help="input files (default: a single-engine and network selection)")
     args = parser.parse_args()
     examples = [Path(e).resolve() for e in args.examples] or [ROOT / "examples" / e for e in DEFAULT_EXAMPLES]

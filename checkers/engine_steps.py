@@ -19,12 +19,13 @@ from __future__ import annotations
 from llmstab.fluid_models.batch_time import Tiled
 
 from .memory_check import MemoryStep
+from .phase_bound import PhaseBoundStep
 from .pipeline import CheckContext, Step
 from .verdict import Evidence, Verdict
 
 __all__ = ["CapacityStep", "Theorem2Step", "RegionStep", "RegionPolicyStep", "TilingStep", "SettleLoadStep",
            "EmpiricalCapacityStep", "NonBindingKMaxStep", "ConsistencyStep", "LongPromptsStep", "LongPromptsNoteStep",
-           "ENGINE_STEPS"]
+           "PhaseBoundStep", "ENGINE_STEPS"]
 
 
 def _has_k_max(ctx: CheckContext) -> bool:
@@ -220,7 +221,8 @@ class EmpiricalCapacityStep(Step):
 
     def applies(self, ctx: CheckContext) -> bool:
         return (ctx.policy_verdict.verdict == "not-maximally-stable" and not _has_k_max(ctx)
-                and ctx.capacity.get("tokens_per_s") is not None and not _blocked(ctx))
+                and ctx.capacity.get("tokens_per_s") is not None and not _blocked(ctx)
+                and not ctx.extra.get("phase_bound"))  # the phase bound already names loads it cannot carry
 
     def run(self, ctx: CheckContext) -> None:
         from llmstab.theory.exact_linalg import Exact
@@ -365,5 +367,5 @@ class ConsistencyStep(Step):
 
 #: The standard chain, run by :func:`llmstab.checkers.pipeline.run_steps` in ``order``.
 ENGINE_STEPS: list[Step] = [NonBindingKMaxStep(), CapacityStep(), Theorem2Step(), RegionStep(), LongPromptsStep(),
-                            RegionPolicyStep(), TilingStep(), MemoryStep(), SettleLoadStep(), EmpiricalCapacityStep(),
-                            ConsistencyStep(), LongPromptsNoteStep()]
+                            PhaseBoundStep(), RegionPolicyStep(), TilingStep(), MemoryStep(), SettleLoadStep(),
+                            EmpiricalCapacityStep(), ConsistencyStep(), LongPromptsNoteStep()]

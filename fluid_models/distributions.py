@@ -55,6 +55,15 @@ class LengthDistribution(ABC):
         """Whether the support is bounded."""
         return self.max is not None
 
+    def support_up_to(self, limit: int) -> np.ndarray:
+        """The lengths ``<= limit`` this distribution can draw (sorted, int64); here every ``1..limit``,
+        which a family with gaps in its support narrows.
+
+        >>> Geometric(mean=3).support_up_to(4).tolist(), Deterministic(129).support_up_to(512).tolist()
+        ([1, 2, 3, 4], [129])
+        """
+        return np.arange(1, limit + 1, dtype=np.int64)
+
     @abstractmethod
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """``size`` independent lengths (int64, each at least 1)."""
@@ -85,6 +94,9 @@ class Deterministic(LengthDistribution):
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return np.full(size, self.value, dtype=np.int64)
+
+    def support_up_to(self, limit: int) -> np.ndarray:
+        return np.array([self.value] if self.value <= limit else [], dtype=np.int64)
 
     def describe(self) -> dict:
         return {"dist": self.kind, "mean": self.value}
@@ -165,6 +177,9 @@ class Uniform(LengthDistribution):
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.integers(self.low, self.high + 1, size, dtype=np.int64)
 
+    def support_up_to(self, limit: int) -> np.ndarray:
+        return np.arange(max(self.low, 1), min(self.high, limit) + 1, dtype=np.int64)
+
     def describe(self) -> dict:
         return {"dist": self.kind, "low": self.low, "high": self.high}
 
@@ -196,6 +211,9 @@ class Empirical(LengthDistribution):
     @property
     def max(self) -> int:
         return int(self.values.max())
+
+    def support_up_to(self, limit: int) -> np.ndarray:
+        return np.unique(self.values[self.values <= limit])
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.choice(self.values, size)

@@ -83,7 +83,7 @@ def _seeds(node):
 
 def test_seed_reaches_every_simulation_and_the_report_states_it():
     result = subprocess.run([sys.executable, "-m", "llmstab.checkers.cli.main", "check", "--json", "--seed", "3",
-                             str(EXAMPLES / "codellama34b_a100_vllm.yaml")], capture_output=True, text=True, timeout=900)
+                             str(EXAMPLES / "fixed_chunk_tiled.yaml")], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     simulated = [e for e in out["evidence"] if e["kind"] in ("simulation", "counterexample") and _seeds(e["data"])]

@@ -171,6 +171,9 @@ class Policy:
     #: How the policy orders the two phases in the fluid limit: ``decode-first``, ``prefill-first``,
     #: ``request-order`` (older, decoding requests first), or ``any`` (any split of the engine).
     fluid_phase_order: ClassVar[str] = "any"
+    #: Whether every batch is prefill-only or decode-only and a prefill-only batch holds whole prompts (a prompt
+    #: longer than ``b_max`` aside): :mod:`llmstab.checkers.phase_bound` bounds what such a policy carries.
+    separates_phases: ClassVar[bool] = False
 
     def parameters(self) -> np.ndarray:
         """The options passed to the kernel as ``params``."""

@@ -8,6 +8,7 @@ the token budget ``b_max``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -28,6 +29,7 @@ class LongPrompts(Policy):
     """
 
     long_prompts: str = "split"
+    separates_phases: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.long_prompts not in LONG_PROMPTS:
