@@ -14,6 +14,7 @@ from llmstab.checkers.network_spec import is_network_document, load_network, net
 from llmstab.fluid_models.distributions import Deterministic
 from llmstab.fluid_models.networks.network import Network, NetworkClass, NetworkError, Step
 from llmstab.fluid_models.networks.examples import fork_join, fork_join_loop, kumar_seidman, lu_kumar, rybko_stolyar, unit_engine
+from tests.test_theory import batch_time_models
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -161,3 +162,18 @@ def test_k_max_engine_has_no_scalar_capacity():
     doc["engines"]["gpu"]["max_batch_requests"] = 8
     net = network_from_document(doc)
     assert net.capacity() == {"gpu": None} and net.utilisation() == {"gpu": None}
+
+
+@settings(max_examples=40, deadline=None)
+@given(model=batch_time_models(), budget=st.integers(1, 1000))
+def test_network_capacity_is_the_single_engine_capacity(model, budget):
+    """The network model's sympy-free capacity is the single-engine check's (itself the sympy capacity's twin,
+    tests/test_theory.py): same maximiser, same exact rates, Fractions."""
+    from llmstab.checkers.single_engine import capacity_of as single_capacity
+    from llmstab.fluid_models.engine import Engine
+    from llmstab.fluid_models.networks.network import capacity_of
+
+    engine = Engine(model, budget)
+    network, single = capacity_of(engine), single_capacity(engine)
+    assert network == single and isinstance(network.tokens_per_s, Fraction)
+    assert str(network.tokens_per_s) == str(single.tokens_per_s)
