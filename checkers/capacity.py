@@ -229,10 +229,8 @@ def slo_capacities(engine: Engine, policies: dict[str, Policy], workload: Worklo
         The grid (req/s); loads above the stability capacity are dropped.
     n_requests, seed
         Requests per point and the seed of arrivals and lengths (the same at every load).
-    refine
-        Bisections inside each policy's bracket.
-    stability
-        The stability capacity, if already computed.
+    refine, stability
+        Bisections inside each policy's bracket; the stability capacity, if already computed.
     workers
         Run the points on a local Dask cluster of this many processes (``None``: in this process). All
         policies' grid points go out as one batch, then one batch per bisection step; the result is the
