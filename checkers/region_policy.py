@@ -32,7 +32,6 @@ from llmstab.fluid_models.policies import Policy
 from llmstab.fluid_models.region import BatchType, CapacityRegion, TypeTable, load_vector, max_prompt_length, region_from_table
 from llmstab.fluid_models.state import EngineState
 from llmstab.fluid_models.workload import Workload
-from llmstab.theory.exact_linalg import to_rational
 
 from .region_check import LoadCertificate, certify_load, region_for
 from .verdict import Evidence, Verdict
@@ -202,7 +201,7 @@ def check_policy_region(engine: Engine, policy: Policy, workload: Workload, regi
     else:
         return Verdict("inconclusive", [Evidence("note", "the load's position in the region could not be certified, "
                                                  "so no test load strictly inside was chosen", {})])
-    test_load = workload.scaled(to_rational(scale))
+    test_load = workload.scaled(scale)
     trend = simulate_trend(engine, policy, test_load, horizon_s=horizon_s, seed=seed, arrivals=arrivals,
                            load_scale=scale)
     if trend.trend == "undecided" and horizon_s is None:  # a wide interval: one run 4 times longer
@@ -235,7 +234,7 @@ def empirical_boundary(engine: Engine, policy: Policy, workload: Workload, regio
     if margin is None:
         return None
     def bounded_at(scale: Fraction) -> bool:
-        test = workload.scaled(to_rational(scale))
+        test = workload.scaled(scale)
         return simulate_trend(engine, policy, test, horizon_s=arrivals_per_run / float(test.rate),
                               arrivals=arrivals, seed=seed).trend == "bounded"
 

@@ -37,6 +37,7 @@ def _run(*args: str) -> tuple[str, dict]:
 @pytest.mark.parametrize("options, example, policy", [
     ((), "codellama34b_a100_sarathi.yaml", "sarathi"),
     (("--no-simulate",), "codellama34b_a100_vllm.yaml", "vllm"),
+    ((), "pointC_inside.yaml", "orca"),  # k_max binds: the region's policy step simulates a test load inside it
 ])
 def test_single_engine_check_imports_no_sympy_and_one_policy(options, example, policy):
     out, probe = _run("check", "--json", *options, f"examples/{example}")
