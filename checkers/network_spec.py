@@ -19,7 +19,7 @@ Examples
 ...            {"id": "s1", "engine": "gpu", "prompt": {"dist": "deterministic", "mean": 10},
 ...             "decode": {"dist": "deterministic", "mean": 10}}]}]}
 >>> network_from_document(doc).utilisation()
-{'gpu': 1/5}
+{'gpu': Exact(1, 5)}
 >>> doc["classes"][0]["route"][0]["engine"] = "tpu"
 >>> network_from_document(doc)
 Traceback (most recent call last):
