@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -48,7 +49,7 @@ from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["cache_dir", "source_fingerprint", "recall", "remember"]
+__all__ = ["cache_dir", "source_fingerprint", "policy_key", "recall", "remember"]
 
 _PACKAGES = ("theory", "fluid_models", "checkers")
 
@@ -85,6 +86,23 @@ def source_fingerprint() -> str:
             digest.update(f"{path.relative_to(root)}\n".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def policy_key(policy: object) -> dict | None:
+    """What identifies ``policy`` in a key: its class and every option; None for a policy whose class or kernel is
+    not the toolkit's own (its code is not in :func:`source_fingerprint`, so a result about it is never kept).
+
+    >>> from llmstab.fluid_models.policies import Sarathi
+    >>> policy_key(Sarathi())
+    {'policy': 'llmstab.fluid_models.policies.sarathi.Sarathi', 'options': "Sarathi(order='fcfs')"}
+    """
+    from llmstab.fluid_models.policies.base import KernelRef
+
+    cls = type(policy)
+    if not cls.__module__.startswith("llmstab.") or not isinstance(inspect.getattr_static(cls, "kernel", None),
+                                                                    KernelRef):
+        return None
+    return {"policy": f"{cls.__module__}.{cls.__qualname__}", "options": repr(policy)}
 
 
 def _path(kind: str, key: dict, folder: Path | None) -> Path | None:

@@ -42,16 +42,18 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from llmstab.fluid_models.batch_time import exact_number
-from llmstab.fluid_models.simulation.simulator import SimulationResult
 from llmstab.fluid_models.workload import Workload
 from llmstab.theory.exact_linalg import Exact
+
+if TYPE_CHECKING:  # a run is read here, never made: the (compiled) simulator is not imported
+    from llmstab.fluid_models.simulation.simulator import SimulationResult
 
 __all__ = ["GrowthEstimate", "estimate_growth", "fluid_prediction", "duration", "seconds", "number"]
 

@@ -27,7 +27,6 @@ True
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -35,11 +34,11 @@ import numpy as np
 
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.policies import Policy
-from llmstab.fluid_models.policies.base import NO_LIMIT, KernelRef
+from llmstab.fluid_models.policies.base import NO_LIMIT
 from llmstab.fluid_models.state import Batch, EngineState
 from llmstab.theory.exact_linalg import to_fraction
 
-from .certificate_cache import recall, remember
+from .certificate_cache import policy_key, recall, remember
 from .verdict import Evidence, Verdict, plural
 
 __all__ = ["Violation", "WorkConservationResult", "check_work_conservation", "decode_cap_divergence", "summarise_state"]
@@ -443,14 +442,10 @@ def check_work_conservation(
 
 
 def _certificate_key(policy: Policy, bounds: dict, random_states: int, seed: int, engine: Engine | None) -> dict | None:
-    """What a work-conservation certificate depends on (:mod:`.certificate_cache`); None for a policy whose
-    class or kernel is not the toolkit's own (its code is not in the store's fingerprint)."""
-    own_kernel = isinstance(inspect.getattr_static(type(policy), "kernel", None), KernelRef)
-    if not own_kernel or not type(policy).__module__.startswith("llmstab."):
-        return None
-    return {"policy": f"{type(policy).__module__}.{type(policy).__qualname__}", "options": repr(policy),
-            "bounds": bounds, "random_states": random_states, "seed": seed,
-            "engine_budget": None if engine is None else int(engine.token_budget)}
+    """What a work-conservation result depends on (:mod:`.certificate_cache`); None for a policy it never keeps."""
+    identity = policy_key(policy)
+    return None if identity is None else {**identity, "bounds": bounds, "random_states": random_states, "seed": seed,
+                                          "engine_budget": None if engine is None else int(engine.token_budget)}
 
 
 def _checked(policy: Policy, bounds: dict, random_states: int, seed: int,
