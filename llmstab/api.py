@@ -92,7 +92,7 @@ def check(source: str | Path | Mapping, *, simulate: bool = True, seed: int = 0)
     --------
     >>> r = check("examples/codellama34b_a100_vllm.yaml", simulate=False)
     >>> r.policy_verdict.verdict, [e.kind for e in r.policy_verdict.evidence]
-    ('not-maximally-stable', ['counterexample', 'note'])
+    ('not-maximally-stable', ['counterexample', 'note', 'certificate'])
     """
     return check_source(source, simulate=simulate, seed=seed)
 
