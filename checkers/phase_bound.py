@@ -51,7 +51,7 @@ from llmstab.theory.exact_linalg import Exact
 from .pipeline import CheckContext, Step
 from .verdict import Evidence, Verdict
 
-__all__ = ["PhaseBound", "phase_bound", "prompt_sums", "readable", "PhaseBoundStep"]
+__all__ = ["PhaseBound", "phase_bound", "witness_bound", "prompt_sums", "readable", "PhaseBoundStep"]
 
 #: The largest (sizes x budget) the sums of prompt lengths are enumerated for; beyond it no bound is given.
 MAX_SUM_WORK = 20_000_000
@@ -137,6 +137,31 @@ def phase_bound(engine: Engine, workload: Workload, capacity: EngineCapacity) ->
                       Exact(workload.prefill_rate / 1000), Exact(workload.decode_rate / 1000))
 
 
+def witness_bound(engine: Engine, capacity: EngineCapacity) -> PhaseBound | None:
+    """The bound for a traffic mix of this module's choosing, one that the capacity region holds and a policy that
+    never mixes phases cannot carry near capacity; None when there is none (or memory is limited).
+
+    The mix: prompts of ``p`` tokens, ``b_max/2 < p <= b_max`` (two never share a prefill batch, so
+    ``P = p/t_p``), the least efficient such ``p``, and one output token each. Its loads are per request per ms.
+
+    >>> from llmstab.checkers.single_engine import capacity_of
+    >>> from llmstab.fluid_models.batch_time import Staircase
+    >>> engine = Engine(Staircase("11.28", "35.47", 128), 512)
+    >>> w = witness_bound(engine, capacity_of(engine))
+    >>> w.best_prefill_batch, w.utilisation / w.busy_fraction
+    (257, Exact(987882, 1510261))
+    """
+    if engine.has_memory_model:
+        return None
+    b_max, model = engine.token_budget, engine.batch_time
+    sizes = np.arange(b_max // 2 + 1, b_max + 1)
+    rates = sizes / np.asarray(model(sizes), dtype=float)
+    near = sizes[rates <= rates.min() * (1 + _SCREEN)]
+    p = min(near.tolist(), key=lambda s: (Fraction(s) / model.exact(s), s))
+    bound = PhaseBound(p, Exact(p / model.exact(p)), Exact(capacity.tokens_per_ms), Exact(p), Exact(1))
+    return bound if bound.cuts_capacity else None
+
+
 class PhaseBoundStep(Step):
     """A policy that never mixes phases: the load is unstable when ``F > 1``, and the policy is not maximally
     stable when ``F > rho`` (exact), whatever theory said before."""
@@ -148,10 +173,15 @@ class PhaseBoundStep(Step):
                 and not ctx.extra.get("long_prompts_blocked"))
 
     def run(self, ctx: CheckContext) -> None:
+        label = ctx.spec.policy.label
         bound = phase_bound(ctx.spec.engine, ctx.spec.workload, ctx.exact_capacity)
+        if bound is None or not bound.cuts_capacity:  # this mix proves nothing: one of the module's choosing may
+            witness = witness_bound(ctx.spec.engine, ctx.exact_capacity)
+            if witness is not None:
+                ctx.policy_verdict = Verdict("not-maximally-stable", [*ctx.policy_verdict.evidence,
+                                                                       _witness_evidence(label, witness)])
         if bound is None:
             return
-        label = ctx.spec.policy.label
         if bound.busy_fraction > 1 and ctx.load_verdict.verdict == "inconclusive":
             ctx.load_verdict = Verdict("unstable", [_load_evidence(label, bound), Evidence(
                 "note", "Theorem 2 leaves this load undecided for a policy that is not work-conserving; the "
@@ -199,3 +229,15 @@ def _policy_evidence(label: str, bound: PhaseBound) -> Evidence:
                     f"policy needs, so at every load above {readable(above, 100, '%')} of the capacity {label} needs "
                     "more than all the time and diverges, while a work-conserving policy carries every load below "
                     "the capacity (exact comparison)", bound.data())
+
+
+def _witness_evidence(label: str, bound: PhaseBound) -> Evidence:
+    above = bound.utilisation / bound.busy_fraction
+    p = bound.best_prefill_batch
+    return Evidence("certificate", f"{label} never mixes phases and its prefill-only batches hold whole prompts: "
+                    f"with prompts of {p:,} tokens (two never fit in b_max) and one output token each, its prefill "
+                    f"batches run at most {float(bound.prefill_tokens_per_ms):.4g} tokens/ms, below the capacity "
+                    f"{float(bound.capacity_tokens_per_ms):.4g} tokens/ms, so that traffic mix diverges at every "
+                    f"load above {readable(above, 100, '%')} of the capacity, which a work-conserving policy "
+                    "carries (exact comparison; the same bound as for this load's mix, on a mix chosen to show it)",
+                    {**bound.data(), "witness_prompt_tokens": p, "witness_output_tokens": 1})

@@ -9,9 +9,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings, strategies as st
 
-from llmstab.checkers.phase_bound import phase_bound, prompt_sums
+from llmstab.checkers.phase_bound import phase_bound, prompt_sums, witness_bound
 from llmstab.checkers.single_engine import capacity_of
 from llmstab.fluid_models.batch_time import Staircase
 from llmstab.fluid_models.distributions import Deterministic, Empirical, Geometric, Uniform
@@ -99,3 +100,38 @@ def test_the_check_decides_both_verdicts_exactly_and_simulates_nothing(example):
     assert any(e["step"] == "phase-bound" and e["exact"]["diverges_above_fraction_of_capacity"] == "723/848"
                for e in policy_)
     assert not any(e["kind"] == "simulation" for e in report["evidence"]) and "phase-bound" in report["steps"]
+
+
+@pytest.mark.parametrize("policy, carried", [(VLLM(), 0.55), (FasterTransformer(), None)], ids=["vllm", "ft"])
+def test_the_witness_mix_diverges_above_its_threshold(policy, carried):
+    """The mix witness_bound chooses: 257-token prompts, one output each; exact threshold 65.4% of capacity.
+
+    Above it both policies diverge. The bound is what no run beats, not what a run reaches: vLLM (which batches
+    decodes) still carries 55%, FasterTransformer (one prompt per static batch) diverges there too.
+    """
+    witness = witness_bound(ENGINE, capacity_of(ENGINE))
+    threshold = witness.utilisation / witness.busy_fraction
+    assert witness.best_prefill_batch == 257 and 0.65 < threshold < 0.66
+    capacity_rps = float(capacity_of(ENGINE).tokens_per_ms * 1000 / 258)
+
+    def backlog(share: float) -> int:
+        work = Workload((RequestClass("w", share * capacity_rps, Deterministic(257), Deterministic(1)),))
+        return int(simulate(ENGINE, policy, work, horizon_s=400, seed=1,
+                            max_backlog_requests=20_000).backlog_requests[-1])
+
+    assert backlog(0.75) > 500
+    assert carried is None or backlog(carried) < 50
+
+
+def test_witness_evidence_joins_the_policy_verdict_when_the_mix_proves_nothing(tmp_path):
+    doc = yaml.safe_load((ROOT / "examples" / "codellama34b_a100_vllm.yaml").read_text())
+    doc["workload"]["classes"][0]["prompt"] = {"dist": "deterministic", "mean": 128}
+    path = tmp_path / "v.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    out = subprocess.run([sys.executable, "-m", "llmstab.checkers.cli.main", "check", "--json", "--no-simulate",
+                          str(path)], capture_output=True, text=True, cwd=ROOT, timeout=600, check=True).stdout
+    report = json.loads(out)
+    witness = [e for e in report["evidence"] if e["step"] == "phase-bound"]
+    assert report["load_verdict"] == "inconclusive" and len(witness) == 1
+    assert witness[0]["data"]["witness_prompt_tokens"] == 257
+    assert witness[0]["exact"]["diverges_above_fraction_of_capacity"] == "987882/1510261"
