@@ -29,24 +29,21 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from fractions import Fraction
 
 from llmstab.fluid_models.distributions import product_moment
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.policies import Policy
-from llmstab.fluid_models.workload import Workload
+from llmstab.fluid_models.workload import RequestClass, Workload
 from llmstab.theory import memory as mem
-from llmstab.theory.capacity import engine_capacity
-from llmstab.theory.exact_linalg import to_rational
-from llmstab.theory.work import expected_work
+from llmstab.theory.exact_linalg import Exact
+from llmstab.theory.work import expected_work_exact
 
 from .pipeline import CheckContext, Step
+from .single_engine import capacity_of
 from .verdict import Evidence, Verdict
 
-if TYPE_CHECKING:
-    import sympy
-
-__all__ = ["MemoryNumbers", "memory_numbers", "check_memory", "MemoryStep", "shortest_batch_ms"]
+__all__ = ["MemoryNumbers", "memory_numbers", "check_memory", "MemoryStep"]
 
 GENERALISED_2B = "Li-Dai-Peng Theorem 2(b), with the work per request W in place of tokens (DESIGN 2.4)"
 COMPUTE_BOUND = "Bari-Hegde-de Veciana Theorem 1 form: lambda * E[W] > 1 diverges under every scheduler"
@@ -56,14 +53,14 @@ REQUEST_BOUND = "Little's law on requests holding KV: lambda * E[d] * t_min > ma
 
 @dataclass(frozen=True)
 class MemoryNumbers:
-    """The exact quantities behind the verdict (times in ms, rates per s, memory in KV tokens)."""
+    """The exact quantities behind the verdict (times in ms, rates per s, memory in KV tokens), in Fractions."""
 
     work_ms: dict
-    compute_load: sympy.Rational
-    t_min_ms: sympy.Rational
-    kv_need_tokens: sympy.Rational | None
+    compute_load: Exact
+    t_min_ms: Exact
+    kv_need_tokens: Exact | None
     kv_tokens: int | None
-    active_need: sympy.Rational | None
+    active_need: Exact | None
     max_active: int | None
     largest: dict | None
 
@@ -88,32 +85,31 @@ class MemoryNumbers:
                 "utilisation": self.utilisation(), "binding": self.binding()}
 
 
-def shortest_batch_ms(engine: Engine) -> sympy.Rational:
-    """``t_min``: the shortest batch the model allows (a batch holds at least one token), exact."""
-    table = engine.batch_time.table(engine.token_budget)[1:]
-    low = float(table.min())
-    candidates = [b + 1 for b, v in enumerate(table) if v <= low * (1 + 1e-9)]
-    return min(to_rational(engine.batch_time.exact(b)) for b in candidates)
-
-
-def _class_work(engine: Engine, c, tau: sympy.Rational) -> tuple[sympy.Rational, sympy.Rational]:
+def _class_work(engine: Engine, c: RequestClass, tau: Exact) -> tuple[Exact, Fraction]:
+    """``(E[W], E[d*p + d(d-1)/2])`` of one class: its work (ms) and its KV token-batches, exact."""
     att = engine.attention
     k_pf, k_dec = (0, 0) if att is None else (att.prefill_exact, att.decode_exact)
     moments = {"p": c.prompt.mean, "d": c.decode.mean, "p2": c.prompt.second_moment,
                "d2": c.decode.second_moment, "pd": product_moment(c.prompt, c.decode)}
     kv = moments["pd"] + (moments["d2"] - moments["d"]) / 2  # E[d p + d(d-1)/2]
-    return expected_work(tau, k_pf, k_dec, moments), kv
+    return expected_work_exact(tau, k_pf, k_dec, moments), kv
 
 
 def memory_numbers(engine: Engine, workload: Workload) -> MemoryNumbers:
-    """Exact work per request, compute load, least KV occupancy and active requests, and the largest request."""
-    import sympy  # a check without a memory model never pays for it
+    """Exact work per request, compute load, least KV occupancy and active requests, and the largest request.
 
-    cap = engine_capacity(engine.batch_time.expression(sympy.Symbol("b", positive=True, integer=True)),
-                          engine.token_budget)
-    tau = 1 / cap.tokens_per_ms
-    t_min = shortest_batch_ms(engine)
-    work, load, kv_need, active_need = {}, sympy.Integer(0), sympy.Integer(0), sympy.Integer(0)
+    ``tau`` is the exact token capacity's inverse and ``t_min`` the shortest batch
+    (:attr:`Engine.shortest_batch_ms`), all in Fractions (no sympy).
+
+    >>> from llmstab.checkers.spec import load_engine_spec
+    >>> spec = load_engine_spec("examples/memory_bound.yaml")
+    >>> n = memory_numbers(spec.engine, spec.workload)
+    >>> n.t_min_ms, n.kv_need_tokens, n.kv_tokens
+    (Exact(187, 4), Exact(691713, 16), 32000)
+    """
+    tau = 1 / capacity_of(engine).tokens_per_ms
+    t_min = Exact(engine.shortest_batch_ms)  # an Exact: an integral t_min is an int in JSON
+    work, load, kv_need, active_need = {}, Exact(0), Exact(0), Exact(0)
     for c in workload.classes:
         w, kv = _class_work(engine, c, tau)
         work[c.name] = w
@@ -218,10 +214,9 @@ class MemoryStep(Step):
 
 def _bari_assumption_4(spec) -> Evidence | None:
     """RAD with a KV cache: Bari-Hegde-de Veciana's Assumption 4 (memory holds ``b_col`` requests of the largest size)."""
-    from .tiling import tiling_theorem  # the tiling module (and sympy) only when a memory step runs
-
     engine, policy, workload = spec.engine, spec.policy, spec.workload
-    if tiling_theorem(policy) is None or engine.kv_cache is None:
+    # the policy's class says (what tiling.tiling_theorem reads); the tiling module would import sympy
+    if getattr(policy, "tiling_theorem", None) is None or engine.kv_cache is None:
         return None
     kv = engine.kv_cache
     if not workload.bounded:

@@ -23,7 +23,7 @@ Examples
 >>> kv_token_batches()
 d*p + d*(d - 1)/2
 >>> memory_necessary(rate=2, kv_token_batches_mean=1000, t_min_ms=50, capacity_tokens=150)
-(100, False)
+(Exact(100, 1), False)
 >>> memory_never_binds(b_max=4, max_active=4, largest_request_tokens=32, blocks=33, block_size=4, watermark_blocks=1)
 True
 """
@@ -32,7 +32,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .work import _exact, decode_attention_sum
+from .exact_linalg import Exact, to_fraction
+from .work import decode_attention_sum
 
 if TYPE_CHECKING:
     import sympy
@@ -47,20 +48,32 @@ def kv_token_batches() -> sympy.Expr:
 
 
 def memory_necessary(rate: object, kv_token_batches_mean: object, t_min_ms: object,
-                     capacity_tokens: int) -> tuple[sympy.Rational, bool]:
+                     capacity_tokens: int) -> tuple[Exact, bool]:
     """``(lambda * E[sum_k (p+k)] * t_min, violated)``: the least mean KV occupancy (tokens) and whether it exceeds ``M``.
 
-    ``rate`` in requests/s, ``t_min_ms`` in ms; exact.
+    ``rate`` in requests/s, ``t_min_ms`` in ms; exact (Fractions, no sympy).
     """
-    need = _exact(rate) * _exact(kv_token_batches_mean) * _exact(t_min_ms) / 1000
+    need = _product(rate, kv_token_batches_mean, t_min_ms) / 1000
     return need, bool(need > capacity_tokens)
 
 
 def request_limit_necessary(rate: object, decode_mean: object, t_min_ms: object,
-                            max_active: int) -> tuple[sympy.Rational, bool]:
-    """``(lambda * E[d] * t_min, violated)``: the least mean number of requests holding KV, against the cap."""
-    need = _exact(rate) * _exact(decode_mean) * _exact(t_min_ms) / 1000
+                            max_active: int) -> tuple[Exact, bool]:
+    """``(lambda * E[d] * t_min, violated)``: the least mean number of requests holding KV, against the cap.
+
+    >>> request_limit_necessary(rate=0.5, decode_mean=100, t_min_ms="46.75", max_active=2)
+    (Exact(187, 80), True)
+    """
+    need = _product(rate, decode_mean, t_min_ms) / 1000
     return need, bool(need > max_active)
+
+
+def _product(*values: object) -> Exact:
+    """The product of exact numbers (floats and text read by :func:`~llmstab.theory.exact_linalg.to_fraction`)."""
+    out = Exact(1)
+    for value in values:
+        out *= to_fraction(value)
+    return out
 
 
 def blocks_for(tokens: int, block_size: int) -> int:

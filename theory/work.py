@@ -27,6 +27,12 @@ True
 >>> import sympy
 >>> expected_work(tau=sympy.Rational(1, 4), k_pf=0, k_dec=0, moments={"p": 100, "d": 10})
 55/2
+
+The checks evaluate ``E[W]`` in Fractions, without sympy
+(:func:`expected_work_exact`), from the coefficients of the derived expression:
+
+>>> expected_work_exact(tau="1/4", k_pf=0, k_dec=0, moments={"p": 100, "d": 10})
+Exact(55, 2)
 """
 
 from __future__ import annotations
@@ -34,11 +40,13 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Mapping
 
+from .exact_linalg import Exact, to_fraction
+
 if TYPE_CHECKING:
     import sympy
 
 __all__ = ["p", "d", "tau", "k_pf", "k_dec", "MOMENT_NAMES", "decode_attention_sum", "prefill_chunks_telescope",
-           "chunked_prefill_sum", "work_per_request", "expected_work_expression", "expected_work", "load"]
+           "chunked_prefill_sum", "work_per_request", "expected_work_expression", "expected_work", "work_coefficients", "expected_work_exact", "load"]
 
 #: The moments ``E[W]`` needs, by the monomial they are the expectation of.
 MOMENT_NAMES = {(1, 0): "p", (0, 1): "d", (2, 0): "p2", (1, 1): "pd", (0, 2): "d2"}
@@ -134,6 +142,35 @@ def expected_work(tau: object, k_pf: object, k_dec: object, moments: Mapping[str
     if missing:
         raise KeyError(f"moments needed: {sorted(missing)}")
     return sympy.Rational(expr.subs({sympy.Symbol(f"E_{k}"): _exact(moments[k]) for k in needed}))
+
+
+def work_coefficients(tau: object, k_pf: object, k_dec: object) -> dict[str, Exact]:
+    """The coefficient of each moment in ``E[W]`` (:func:`expected_work_expression`), exact, without sympy.
+
+    ``E[W] = tau E[p] + (tau - k_dec/2) E[d] + k_pf/2 E[p^2] + k_dec E[p d] + k_dec/2 E[d^2]``;
+    the tests check it against the derived expression.
+
+    >>> work_coefficients(tau="0.25", k_pf=1, k_dec="1/2")
+    {'p': Exact(1, 4), 'd': Exact(0, 1), 'p2': Exact(1, 2), 'pd': Exact(1, 2), 'd2': Exact(1, 4)}
+    """
+    t, pf, dec = (Exact(to_fraction(v)) for v in (tau, k_pf, k_dec))
+    return {"p": t, "d": t - dec / 2, "p2": pf / 2, "pd": dec, "d2": dec / 2}
+
+
+def expected_work_exact(tau: object, k_pf: object, k_dec: object, moments: Mapping[str, object]) -> Exact:
+    """:func:`expected_work` in Fractions (no sympy): the same value, and the same moments needed.
+
+    A moment whose coefficient is zero is not needed (``p2`` without prefill
+    attention; ``pd`` and ``d2`` without decode attention).
+
+    >>> expected_work_exact(tau=0, k_pf=0, k_dec="2e-4", moments={"p": 1, "d": 10, "pd": 1000, "d2": 110})
+    Exact(21, 100)
+    """
+    coefficients = {k: v for k, v in work_coefficients(tau, k_pf, k_dec).items() if v}
+    missing = set(coefficients) - set(moments)
+    if missing:
+        raise KeyError(f"moments needed: {sorted(missing)}")
+    return sum((v * to_fraction(moments[k]) for k, v in coefficients.items()), Exact(0))
 
 
 def load(rate_per_s: object, work_ms: object) -> sympy.Rational:
