@@ -33,11 +33,12 @@ from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.policies import RAD, Policy
 from llmstab.fluid_models.state import Batch, EngineState
 from llmstab.fluid_models.workload import Workload
-from llmstab.theory.capacity import b as B, engine_capacity
-from llmstab.theory.exact_linalg import to_fraction, to_rational
+from llmstab.theory.exact_linalg import to_fraction
 from llmstab.theory.tiling import Assumption, theorem1, theorem2_assumptions
 
+from .certificate_cache import policy_key, recall, remember
 from .errors import InputError
+from .single_engine import capacity_of
 from .verdict import Evidence, Verdict
 
 __all__ = ["TilingResult", "TilingFindings", "check_optimal_tiling", "check_tiled_engine", "tiling_findings",
@@ -104,7 +105,52 @@ def _states(b_col: int, b_lcm: int, b_max: int, limit: int) -> list[EngineState]
 
 def check_optimal_tiling(policy: Policy, *, b_col: int, b_max: int, b_lcm: int | None = None,
                          k_max: int | None = None) -> TilingResult:
-    """Run ``policy`` on small states and return the first (minimal) one where a batch is not whole tiles."""
+    """Run ``policy`` on small states and return the first (minimal) one where a batch is not whole tiles.
+
+    The result depends on the policy's kernel and options and on the arguments
+    only, so it is kept (:mod:`.certificate_cache`, kind ``"optimal-tiling"``)
+    and read back by a later check, which then does not start the compiled
+    kernel (numba).
+
+    Parameters
+    ----------
+    policy
+        Any :class:`~llmstab.fluid_models.policies.Policy`.
+    b_col
+        Tile width: a batch should be a multiple of it.
+    b_max, k_max
+        Token budget and request limit passed to the policy's kernel.
+    b_lcm
+        Prompts are multiples of it (default ``b_col``).
+
+    Returns
+    -------
+    TilingResult
+        ``optimal`` with the number of states examined, or the first state
+        (fewest residents, then fewest tokens) whose batch is not whole tiles.
+
+    Examples
+    --------
+    >>> from llmstab.fluid_models.policies import RAD
+    >>> check_optimal_tiling(RAD(b_col=64, b_lcm=128), b_col=64, b_lcm=128, b_max=512).states_examined
+    137
+    """
+    identity = policy_key(policy)
+    key = None if identity is None else {**identity, "b_col": int(b_col), "b_max": int(b_max),
+                                         "b_lcm": None if b_lcm is None else int(b_lcm),
+                                         "k_max": None if k_max is None else int(k_max)}
+    kept = None if key is None else recall("optimal-tiling", key)
+    if isinstance(kept, TilingResult):
+        return kept
+    result = _first_partial_tile(policy, b_col, b_max, b_lcm, k_max)
+    if key is not None:
+        remember("optimal-tiling", key, result)
+    return result
+
+
+def _first_partial_tile(policy: Policy, b_col: int, b_max: int, b_lcm: int | None,
+                        k_max: int | None) -> TilingResult:
+    """The search of :func:`check_optimal_tiling`, run on the policy's kernel."""
     unit = b_lcm or b_col
     limit = b_max if k_max is None else k_max
     examined = 0
@@ -240,7 +286,7 @@ def tiling_findings(engine: Engine, policy: Policy, workload: Workload, nodes: i
     at 95% of Theorem 1's bound; divergence there makes it ``not-maximally-stable``.
     """
     b_col, b_lcm = tiling_parameters(engine, policy)
-    cap = engine_capacity(engine.batch_time.expression(B), engine.token_budget)
+    cap = capacity_of(engine)
     tau = 1 / cap.tokens_per_ms  # ms per token in the most efficient (whole-tile) batches
     bound = theorem1(workload.rate, workload.token_rate / workload.rate, tau, nodes)
     numbers = {"per_token_ms": tau, "request_time_ms": bound.request_time_ms, "load_nodes": bound.load,
@@ -256,7 +302,7 @@ def tiling_findings(engine: Engine, policy: Policy, workload: Workload, nodes: i
         from .region_policy import simulate_trend
 
         inside = Fraction(95, 100) / to_fraction(bound.load)
-        test = workload.scaled(to_rational(inside))
+        test = workload.scaled(inside)
         trend = simulate_trend(engine, policy, test, horizon_s=horizon_s, load_scale=inside, seed=seed)
         evidence.append(trend.evidence())
         if trend.trend == "diverging":

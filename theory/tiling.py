@@ -15,46 +15,78 @@ diverges under every planner and scheduler.
 LCM ``b_lcm``; a node's memory holds ``b_col`` active requests; a uniformly
 random planner), RAD is stable whenever ``lambda d_a < g``.
 
-This module is symbolic and depends on nothing else in the toolkit.
+The numbers (:func:`per_token_time`, :func:`theorem1`,
+:func:`fixed_chunk_efficiency`) are exact :class:`~llmstab.theory.exact_linalg.Exact`
+fractions and need no sympy; only the symbolic forms (:func:`tiled_time`,
+:func:`theorem1_condition`, in :func:`symbols`) import it, when called. The
+module depends on nothing else in the toolkit but :mod:`.exact_linalg`.
 
 Examples
 --------
->>> tau = per_token_time(t_lin=2, b_col=64, t_nl=sympy.Rational(1, 1000))
->>> tau
+>>> from fractions import Fraction
+>>> tau = per_token_time(t_lin=2, b_col=64, t_nl=Fraction(1, 1000))
+>>> print(tau)
 129/4000
 >>> b = theorem1(rate_per_s=10, mean_tokens=3000, per_token_ms=tau, nodes=1)
->>> b.request_time_ms, b.load, b.exceeds
-(387/4, 387/400, False)
->>> sympy.simplify(theorem1_condition().lhs)
+>>> print(b.request_time_ms, b.load, b.exceeds)
+387/4 387/400 False
+>>> theorem1_condition().lhs
 g
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import sympy
+from .exact_linalg import Exact, to_fraction
 
-from .exact_linalg import to_rational
+if TYPE_CHECKING:
+    import sympy
 
-__all__ = ["per_token_time", "tiled_time", "theorem1_condition", "Theorem1Bound", "theorem1",
+__all__ = ["symbols", "per_token_time", "tiled_time", "theorem1_condition", "Theorem1Bound", "theorem1",
            "Assumption", "theorem2_assumptions", "fixed_chunk_efficiency"]
 
-n, t_lin, b_col, t_nl, lam, m_p, m_d, g = sympy.symbols("n t_lin b_col t_nl lambda m_p m_d g", positive=True)
+
+@functools.cache
+def symbols() -> dict[str, sympy.Symbol]:
+    """The positive symbols of the symbolic forms, by name (sympy is imported on the first call).
+
+    >>> sorted(symbols())
+    ['b_col', 'g', 'lambda', 'm_d', 'm_p', 'n', 't_lin', 't_nl']
+    """
+    import sympy
+
+    names = ("n", "t_lin", "b_col", "t_nl", "lambda", "m_p", "m_d", "g")
+    return dict(zip(names, sympy.symbols(names, positive=True)))
 
 
 def tiled_time() -> sympy.Expr:
-    """``t(n) = t_lin ceil(n / b_col) + t_nl n`` in the module's symbols.
+    """``t(n) = t_lin ceil(n / b_col) + t_nl n`` in the symbols of :func:`symbols`.
 
-    >>> tiled_time().subs({n: 65, b_col: 64})
+    >>> s = symbols()
+    >>> tiled_time().subs({s["n"]: 65, s["b_col"]: 64})
     2*t_lin + 65*t_nl
     """
-    return t_lin * sympy.ceiling(n / b_col) + t_nl * n
+    import sympy
+
+    s = symbols()
+    return s["t_lin"] * sympy.ceiling(s["n"] / s["b_col"]) + s["t_nl"] * s["n"]
 
 
-def per_token_time(t_lin: object, b_col: int, t_nl: object = 0, attention_per_token: object = 0) -> sympy.Rational:
-    """``tau = t_lin / b_col + t_nl + attention``: ms per token when every batch fills whole tiles."""
-    return to_rational(t_lin) / b_col + to_rational(t_nl) + to_rational(attention_per_token)
+def _exact(value: object) -> Exact:
+    """``value`` as an :class:`Exact` (through :func:`to_fraction`, so a float is its decimal text)."""
+    return Exact(to_fraction(value))
+
+
+def per_token_time(t_lin: object, b_col: int, t_nl: object = 0, attention_per_token: object = 0) -> Exact:
+    """``tau = t_lin / b_col + t_nl + attention``: ms per token when every batch fills whole tiles (exact).
+
+    >>> per_token_time(2, 64, 0.001, "1/100")
+    Exact(169, 4000)
+    """
+    return _exact(t_lin) / b_col + _exact(t_nl) + _exact(attention_per_token)
 
 
 def theorem1_condition() -> sympy.Relational:
@@ -63,20 +95,24 @@ def theorem1_condition() -> sympy.Relational:
     >>> theorem1_condition().rhs
     lambda*(m_d + m_p)*(t_nl + t_lin/b_col)
     """
-    return sympy.StrictGreaterThan(g, lam * (m_p + m_d) * (t_lin / b_col + t_nl), evaluate=False)
+    import sympy
+
+    s = symbols()
+    return sympy.StrictGreaterThan(s["g"], s["lambda"] * (s["m_p"] + s["m_d"]) * (s["t_lin"] / s["b_col"] + s["t_nl"]),
+                                   evaluate=False)
 
 
 @dataclass(frozen=True)
 class Theorem1Bound:
     """``d_a`` (ms per request), the load ``lambda d_a`` (busy nodes needed) and whether it exceeds ``g``."""
 
-    request_time_ms: sympy.Rational
-    load: sympy.Rational
+    request_time_ms: Exact
+    load: Exact
     nodes: int
     exceeds: bool
 
     @property
-    def max_rate_per_s(self) -> sympy.Rational:
+    def max_rate_per_s(self) -> Exact:
         """The largest request rate (per s) the ``g`` nodes could carry: ``1000 g / d_a``."""
         return 1000 * self.nodes / self.request_time_ms
 
@@ -86,11 +122,14 @@ def theorem1(rate_per_s: object, mean_tokens: object, per_token_ms: object, node
 
     ``rate_per_s`` is ``lambda`` (requests per s), ``mean_tokens`` is
     ``m_p + m_d`` and ``per_token_ms`` is ``tau``.
+
+    >>> theorem1(rate_per_s=20, mean_tokens=100, per_token_ms="1/4", nodes=2)
+    Theorem1Bound(request_time_ms=Exact(25, 1), load=Exact(1, 2), nodes=2, exceeds=False)
     """
     if nodes < 1:
         raise ValueError("nodes must be at least 1")
-    d_a = to_rational(mean_tokens) * to_rational(per_token_ms)
-    load = to_rational(rate_per_s) * d_a / 1000
+    d_a = _exact(mean_tokens) * _exact(per_token_ms)
+    load = _exact(rate_per_s) * d_a / 1000
     return Theorem1Bound(d_a, load, nodes, bool(load > nodes))
 
 
@@ -127,15 +166,15 @@ def theorem2_assumptions(*, b_col: int, b_lcm: int, b_max: int, k_max: int | Non
                    "prompt lengths unbounded or unknown" if bad_prompts is None else
                    (f"every prompt length is a multiple of {b_lcm}" if not bad_prompts else
                     f"prompt lengths {bad_prompts[:3]} are not multiples of {b_lcm}")),
-        Assumption("no fixed per-batch overhead", to_rational(overhead) == 0, f"c = {overhead} ms"),
+        Assumption("no fixed per-batch overhead", to_fraction(overhead) == 0, f"c = {overhead} ms"),
     ]
 
 
-def fixed_chunk_efficiency(chunk: int, b_col: int, t_lin: object, t_nl: object = 0) -> sympy.Rational:
+def fixed_chunk_efficiency(chunk: int, b_col: int, t_lin: object, t_nl: object = 0) -> Exact:
     """Capacity of batches of ``chunk`` tokens relative to whole-tile batches: ``(chunk / t(chunk)) tau``.
 
     >>> fixed_chunk_efficiency(96, 64, 1)
-    3/4
+    Exact(3, 4)
     """
-    t = to_rational(t_lin) * (-(-chunk // b_col)) + to_rational(t_nl) * chunk
+    t = _exact(t_lin) * (-(-chunk // b_col)) + _exact(t_nl) * chunk
     return chunk / t * per_token_time(t_lin, b_col, t_nl)
