@@ -1,6 +1,7 @@
 """KV-cache memory and context-dependent batch time: theory, verdicts, simulator laws, input errors."""
 
 import json
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -13,13 +14,14 @@ from hypothesis import given, settings, strategies as st
 from llmstab.checkers.memory_check import check_memory, memory_numbers
 from llmstab.checkers.spec import load_engine_spec
 from llmstab.fluid_models.batch_time import Attention, Staircase
-from llmstab.fluid_models.distributions import Deterministic, Empirical, Uniform
+from llmstab.fluid_models.distributions import Deterministic, Empirical, Uniform, product_moment
 from llmstab.fluid_models.engine import Engine, KVCache
 from llmstab.fluid_models.policies import POLICIES, make_policy
 from llmstab.fluid_models.simulation.arrivals import SimulationInputError, Trace
 from llmstab.fluid_models.simulation.simulator import simulate
 from llmstab.fluid_models.workload import RequestClass, Workload
-from llmstab.theory import work
+from llmstab.theory import memory, work
+from llmstab.theory.exact_linalg import Exact
 
 from .conftest import ROOT
 
@@ -62,8 +64,74 @@ def test_expected_work_from_moments_equals_the_mean_of_w_over_paired_rows(rows, 
                  for a, b in rows) / len(rows)
     from llmstab.checkers.memory_check import _class_work
 
-    assert _class_work(engine, w, sympy.Rational(tau.numerator, tau.denominator))[0] == sympy.Rational(
-        direct.numerator, direct.denominator)
+    assert _class_work(engine, w, tau)[0] == direct
+
+
+exact_numbers = st.fractions(0, 1000, max_denominator=10**6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(exact_numbers, st.one_of(st.just(0), exact_numbers), st.one_of(st.just(0), exact_numbers),
+       st.fixed_dictionaries({"p": exact_numbers, "d": exact_numbers},
+                             optional={"p2": exact_numbers, "pd": exact_numbers, "d2": exact_numbers}))
+def test_fraction_work_agrees_with_the_symbolic_expression(tau, k_pf, k_dec, moments):
+    """expected_work_exact (Fractions, the check path) is expected_work (sympy, substituted into the derived
+    E[W]) at random rational inputs: the same value, or the same missing moments."""
+    rational = {k: sympy.Rational(v.numerator, v.denominator) for k, v in moments.items()}
+    try:
+        symbolic = work.expected_work(sympy.Rational(tau.numerator, tau.denominator), k_pf, k_dec, rational)
+    except KeyError as missing:
+        with pytest.raises(KeyError, match=re.escape(str(missing.args[0]))):
+            work.expected_work_exact(tau, k_pf, k_dec, moments)
+        return
+    exact = work.expected_work_exact(tau, k_pf, k_dec, moments)
+    assert type(exact) is Exact and exact == Fraction(int(symbolic.p), int(symbolic.q))
+
+
+def test_work_coefficients_are_those_of_the_derived_expected_work():
+    tau, k_pf, k_dec = (Fraction(n, 7) for n in (3, 5, 11))
+    expr = work.expected_work_expression().subs({work.tau: tau, work.k_pf: k_pf, work.k_dec: k_dec})
+    derived = {name: expr.coeff(sympy.Symbol(f"E_{name}")) for name in work.MOMENT_NAMES.values()}
+    assert work.work_coefficients(tau, k_pf, k_dec) == derived and expr.subs({s: 0 for s in expr.free_symbols}) == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 400), st.integers(1, 400)), min_size=1, max_size=12),
+       st.fractions(Fraction(1, 100), 10), st.fractions(Fraction(1, 10), 100))
+def test_fraction_kv_need_is_the_symbolic_kv_token_batches_over_paired_rows(rows, rate, t_min):
+    """The memory check's KV need lambda * E[d*p + d(d-1)/2] * t_min (Fractions) is the derived
+    kv_token_batches() averaged over the rows, times lambda * t_min, and is exact (no float rounding)."""
+    from llmstab.checkers.memory_check import _class_work
+
+    p = Empirical(np.array([a for a, _ in rows]), source="trace:t")
+    d = Empirical(np.array([b for _, b in rows]), source="trace:t")
+    kv = _class_work(Engine(Staircase(1, 0, 1), 1), RequestClass("c", 1, p, d), Fraction(1))[1]
+    batches = memory.kv_token_batches()
+    mean = sum(batches.subs({work.p: a, work.d: b}) for a, b in rows) / len(rows)
+    need, _ = memory.memory_necessary(rate, kv, t_min, 1)
+    assert type(need) is Exact and kv == Fraction(int(mean.p), int(mean.q))
+    assert need == rate * Fraction(int(mean.p), int(mean.q)) * t_min / 1000
+
+
+@pytest.mark.parametrize("example", ["memory_bound.yaml", "context_heavy_vidur.yaml", "slai_sharegpt_slo.yaml"])
+def test_memory_numbers_are_those_of_the_symbolic_capacity_and_work(example):
+    """The check's Fractions (capacity_of, Engine.shortest_batch_ms, expected_work_exact) are the numbers the
+    sympy path gives (engine_capacity on the batch time's expression, expected_work), and stay Exact."""
+    from llmstab.theory.capacity import engine_capacity
+
+    spec = load_engine_spec(ROOT / "examples" / example)
+    engine, n = spec.engine, memory_numbers(spec.engine, spec.workload)
+    cap = engine_capacity(engine.batch_time.expression(sympy.Symbol("b", positive=True, integer=True)),
+                          engine.token_budget)
+    table = engine.batch_time.table(engine.token_budget)[1:]
+    t_min = min(sympy.Rational(str(engine.batch_time.exact(b + 1))) for b, v in enumerate(table) if v <= table.min())
+    att = engine.attention
+    k_pf, k_dec = (0, 0) if att is None else (att.prefill_exact, att.decode_exact)
+    for c in spec.workload.classes:
+        moments = {"p": c.prompt.mean, "d": c.decode.mean, "p2": c.prompt.second_moment,
+                   "d2": c.decode.second_moment, "pd": product_moment(c.prompt, c.decode)}
+        assert n.work_ms[c.name] == work.expected_work(1 / cap.tokens_per_ms, k_pf, k_dec, moments)
+    assert n.t_min_ms == t_min and all(type(v) is Exact for v in (n.compute_load, n.t_min_ms, *n.work_ms.values()))
 
 
 def test_memory_bound_example_numbers_are_reproduced_by_hand():
