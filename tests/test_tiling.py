@@ -8,13 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmstab.checkers.errors import InputError
+from llmstab.checkers.single_engine import capacity_of
 from llmstab.checkers.tiling import check_optimal_tiling, check_tiled_engine, tiling_parameters
+from llmstab.checkers.verdict import jsonable
 from llmstab.fluid_models.batch_time import Staircase, Tiled, TiledAttention
 from llmstab.fluid_models.distributions import Deterministic
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.policies import RAD, FixedChunk, Orca
 from llmstab.fluid_models.workload import RequestClass, Workload
 from llmstab.theory.capacity import b as B, engine_capacity
+from llmstab.theory.exact_linalg import Exact
 from llmstab.theory.tiling import fixed_chunk_efficiency, per_token_time, theorem1, theorem2_assumptions
 
 
@@ -27,6 +30,17 @@ def test_whole_tiles_reach_the_per_token_time(t_lin, b_col, t_nl_thousandths, ti
     cap = engine_capacity(model.expression(B), b_col * tiles)
     assert 1 / cap.tokens_per_ms == per_token_time(t_lin, b_col, t_nl)
     assert cap.best_batch % b_col == 0
+    exact = capacity_of(Engine(model, b_col * tiles))  # what the tiling checker uses, without sympy
+    assert (exact.tokens_per_ms, exact.best_batch) == (cap.tokens_per_ms, cap.best_batch)
+
+
+def test_theorem1_numbers_are_exact_fractions():
+    """Exact (not sympy) numbers: an integral one is an int in JSON, as the sympy Integer it replaced was."""
+    bound = theorem1(rate_per_s=20, mean_tokens=100, per_token_ms="1/4", nodes=2)
+    assert type(bound.request_time_ms) is Exact and type(bound.load) is Exact and type(bound.max_rate_per_s) is Exact
+    assert (bound.request_time_ms, bound.load, bound.max_rate_per_s, bound.exceeds) == (25, Exact(1, 2), 80, False)
+    assert jsonable([bound.request_time_ms, bound.load]) == [25, 0.5] and type(jsonable(bound.max_rate_per_s)) is int
+    assert type(per_token_time(2, 64, 0.001)) is Exact and per_token_time(2, 64, 0.001) == Exact(129, 4000)
 
 
 def test_attention_terms_add_per_token_time():
