@@ -45,13 +45,15 @@ import json
 import os
 import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["cache_dir", "source_fingerprint", "policy_key", "recall", "remember"]
+__all__ = ["cache_dir", "source_fingerprint", "policy_key", "recall", "remember", "kept_or_found"]
 
 _PACKAGES = ("theory", "fluid_models", "checkers")
+T = TypeVar("T")
 
 
 def cache_dir(environ: Mapping[str, str] = os.environ) -> Path | None:
@@ -150,3 +152,23 @@ def remember(kind: str, key: dict, value: object, folder: Path | None = None) ->
         os.replace(handle.name, path)
     except (OSError, pickle.PicklingError):
         return
+
+
+def kept_or_found(kind: str, key: dict | None, cls: type[T], find: Callable[[], T]) -> T:
+    """The ``cls`` kept under ``(kind, key)``, else ``find()``, then kept (a ``None`` key: found, never kept).
+
+    >>> import tempfile
+    >>> from fractions import Fraction
+    >>> import os; os.environ.setdefault("LLMSTAB_CACHE_DIR", tempfile.mkdtemp()) and None
+    >>> kept_or_found("demo", {"n": 1}, Fraction, lambda: Fraction(1, 3))
+    Fraction(1, 3)
+    >>> kept_or_found("demo", {"n": 1}, Fraction, lambda: Fraction(2, 3))  # read back, not found again
+    Fraction(1, 3)
+    """
+    value = None if key is None else recall(kind, key)
+    if isinstance(value, cls):
+        return value
+    found = find()
+    if key is not None:
+        remember(kind, key, found)
+    return found

@@ -38,7 +38,7 @@ from llmstab.fluid_models.policies.base import NO_LIMIT
 from llmstab.fluid_models.state import Batch, EngineState
 from llmstab.theory.exact_linalg import to_fraction
 
-from .certificate_cache import policy_key, recall, remember
+from .certificate_cache import kept_or_found, policy_key
 from .verdict import Evidence, Verdict, plural
 
 __all__ = ["Violation", "WorkConservationResult", "check_work_conservation", "decode_cap_divergence", "summarise_state"]
@@ -431,14 +431,8 @@ def check_work_conservation(
     """
     bounds = {"max_requests": max_requests, "max_prefill": max_prefill, "max_decode": max_decode,
               "budgets": list(budgets), "k_limits": list(k_limits)}
-    key = _certificate_key(policy, bounds, random_states, seed, engine)
-    kept = None if key is None else recall("work-conservation", key)
-    if isinstance(kept, WorkConservationResult):
-        return kept
-    result = _checked(policy, bounds, random_states, seed, engine)
-    if key is not None:
-        remember("work-conservation", key, result)
-    return result
+    return kept_or_found("work-conservation", _certificate_key(policy, bounds, random_states, seed, engine),
+                         WorkConservationResult, lambda: _checked(policy, bounds, random_states, seed, engine))
 
 
 def _certificate_key(policy: Policy, bounds: dict, random_states: int, seed: int, engine: Engine | None) -> dict | None:
