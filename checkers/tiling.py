@@ -36,7 +36,7 @@ from llmstab.fluid_models.workload import Workload
 from llmstab.theory.exact_linalg import to_fraction
 from llmstab.theory.tiling import Assumption, theorem1, theorem2_assumptions
 
-from .certificate_cache import policy_key, recall, remember
+from .certificate_cache import kept_or_found, policy_key
 from .errors import InputError
 from .single_engine import capacity_of
 from .verdict import Evidence, Verdict
@@ -139,13 +139,8 @@ def check_optimal_tiling(policy: Policy, *, b_col: int, b_max: int, b_lcm: int |
     key = None if identity is None else {**identity, "b_col": int(b_col), "b_max": int(b_max),
                                          "b_lcm": None if b_lcm is None else int(b_lcm),
                                          "k_max": None if k_max is None else int(k_max)}
-    kept = None if key is None else recall("optimal-tiling", key)
-    if isinstance(kept, TilingResult):
-        return kept
-    result = _first_partial_tile(policy, b_col, b_max, b_lcm, k_max)
-    if key is not None:
-        remember("optimal-tiling", key, result)
-    return result
+    return kept_or_found("optimal-tiling", key, TilingResult,
+                         lambda: _first_partial_tile(policy, b_col, b_max, b_lcm, k_max))
 
 
 def _first_partial_tile(policy: Policy, b_col: int, b_max: int, b_lcm: int | None,
