@@ -214,9 +214,10 @@ class MemoryStep(Step):
 
 def _bari_assumption_4(spec) -> Evidence | None:
     """RAD with a KV cache: Bari-Hegde-de Veciana's Assumption 4 (memory holds ``b_col`` requests of the largest size)."""
+    from .tiling import tiling_theorem  # the tiling module only when a memory step runs
+
     engine, policy, workload = spec.engine, spec.policy, spec.workload
-    # the policy's class says (what tiling.tiling_theorem reads); the tiling module would import sympy
-    if getattr(policy, "tiling_theorem", None) is None or engine.kv_cache is None:
+    if tiling_theorem(policy) is None or engine.kv_cache is None:
         return None
     kv = engine.kv_cache
     if not workload.bounded:
