@@ -282,3 +282,13 @@ def test_rad_with_a_kv_cache_cites_bari_theorem_2_only_when_assumption_4_holds(t
     assert tight["load_verdict"] == "inconclusive"
     assert any(e["reference"] == "Bari-Hegde-de Veciana Assumption 4" and not e["data"]["holds"]
                for e in tight["evidence"])
+
+
+def test_orca_admits_no_prompt_that_takes_the_block_a_decode_needs():
+    """Two requests that cannot both grow in 41 blocks: Orca (prefill first) used to admit the evicted one back
+    into the block the other's decode needed, and the two evicted each other until a batch broke the KV rules."""
+    tr = Trace([0.0, 0.0], [7, 24], [7, 5])
+    engine = Engine(Staircase(1, 1, 8), 16, kv_cache=KVCache(41, 1))
+    r = simulate(engine, make_policy("orca"), None, arrivals="trace", trace=tr, record_batches=True)
+    assert r.finished.all() and r.memory.peak_blocks <= 41
+    assert r.batches.describe(["A", "B"])[-5:] == ["{Ad}", "{Ad}", "{Bp}", "{Bp}", "{Bd}"]

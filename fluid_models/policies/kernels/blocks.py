@@ -35,7 +35,7 @@ from ..base import (ACTIVE, ARRIVAL, BLOCK_SIZE, BLOCKS, CTX, DC, EVICT, FREE_BL
 __all__ = ["KERNEL_SIGNATURE", "KERNEL_TYPE", "run_on_lengths", "rows_from_lengths", "admission_blocks", "open_room",
            "admit", "add_decodes", "add_decodes_in", "add_prefills", "add_prefills_in", "add_whole_prefills", "holding",
            "prefill_order", "latest_arrived_victim", "latest_paused_victim", "evict", "secure_decode", "any_decoding",
-           "any_prefilling", "clear", "tokens_taken"]
+           "any_prefilling", "clear", "tokens_taken", "growing_decodes", "add_prefills_leaving_room"]
 
 # slots of the building blocks' bookkeeping vector
 _BUDGET, _SLOTS, _FREE, _ACTIVE_LEFT, _WATERMARK, _BS, _EVICTIONS = range(7)
@@ -296,6 +296,36 @@ def add_prefills_in(ri, rows, room, take, chunk):
             room[_BUDGET] -= x
             room[_SLOTS] -= 1
             added += x
+    return added
+
+
+@numba.njit(cache=True)
+def growing_decodes(ri, rows, take, block_size, cap):
+    """Decoding rows of ``rows`` not yet in the batch whose next token needs a new KV block (at most ``cap``)."""
+    count = 0
+    for i in rows:
+        if count >= cap:
+            break
+        if ri[i, PF] == 0 and ri[i, DC] > 0 and _untouched(take, i) and ri[i, BLOCKS] > 0 \
+                and ri[i, CTX] + 1 > ri[i, BLOCKS] * block_size:
+            count += 1
+    return count
+
+
+@numba.njit(cache=True)
+def add_prefills_leaving_room(ri, rows, decoding, room, take, chunk, cap):
+    """:func:`add_prefills_in`, admitting only while the blocks the decodes of ``decoding`` (at most ``cap``)
+    need to grow stay free.
+
+    For a policy that admits prompts before it serves decodes: else an admission
+    can take the block a decode needs, the decode then evicts a request (or
+    itself), and two requests can take turns evicting each other forever. vLLM
+    serves running requests before it admits; this keeps that order's outcome.
+    """
+    reserve = growing_decodes(ri, decoding, take, room[_BS], cap)
+    room[_WATERMARK] += reserve
+    added = add_prefills_in(ri, rows, room, take, chunk)
+    room[_WATERMARK] -= reserve
     return added
 
 

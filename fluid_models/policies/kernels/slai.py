@@ -5,10 +5,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..base import (ARRIVAL, BLOCKS, CLASS, CLOCK, CTX, DC, EVICT, FREE_BLOCKS, LAST_BATCH_END, LAST_TOKEN,
-                    LATEST_PAUSED, MEAN_BATCH, PF, SCRATCH, TAKE_D, TAKE_P, TOTAL_BLOCKS)
-from .blocks import (add_decodes_in, add_prefills_in, clear, holding, open_room, prefill_order, tokens_taken,
-                     _ACTIVE_LEFT, _BS, _WATERMARK)
+from ..base import (ARRIVAL, CLASS, CLOCK, DC, FREE_BLOCKS, LAST_BATCH_END, LAST_TOKEN, LATEST_PAUSED, MEAN_BATCH, PF,
+                    SCRATCH, TOTAL_BLOCKS)
+from .blocks import (add_decodes_in, add_prefills_leaving_room, clear, holding, open_room, prefill_order,
+                     tokens_taken, _ACTIVE_LEFT)
 
 # params slots (the order of :meth:`SLAI.parameters`)
 _TAU, _ALPHA, _BETA, _DLO, _DHI, _MEMLIM, _SPF, _PRIORITY, _FIXED, _DEFAULT_TBT = range(10)
@@ -19,6 +19,8 @@ _CLASS_TBT = 10
 def _class_tbt(params, c):
     k = _CLASS_TBT + c
     return params[k] if 0 <= c and k < params.size else params[_DEFAULT_TBT]
+
+
 @numba.njit(cache=True)
 def _set_deadlines(ri, rf, n, eng, params):
     """Step 0: a new LST for each request that decoded, or finished its prefill, in the previous batch."""
@@ -30,6 +32,8 @@ def _set_deadlines(ri, rf, n, eng, params):
             continue
         if rf[i, SCRATCH] != rf[i, SCRATCH] or rf[i, LAST_TOKEN] == eng[LAST_BATCH_END]:
             rf[i, SCRATCH] = eng[LAST_BATCH_END] + _class_tbt(params, ri[i, CLASS]) - delta * eng[MEAN_BATCH]
+
+
 @numba.njit(cache=True)
 def _decode_order(ri, rf, n):
     """Decoding rows by (LST, arrival)."""
@@ -47,17 +51,8 @@ def _decode_order(ri, rf, n):
     for j in range(m):
         key[j] = rf[rows[j], SCRATCH]
     return rows[np.argsort(key, kind="mergesort")]
-@numba.njit(cache=True)
-def _growing(ri, rows, take, block_size, cap):
-    """Decodes of ``rows`` not yet served whose next token needs a new KV block (at most ``cap``)."""
-    count = 0
-    for i in rows:
-        if count >= cap:
-            break
-        if take[i, TAKE_P] == 0 and take[i, TAKE_D] == 0 and take[i, EVICT] == 0 and ri[i, BLOCKS] > 0 \
-                and ri[i, CTX] + 1 > ri[i, BLOCKS] * block_size:
-            count += 1
-    return count
+
+
 @numba.njit(cache=True)
 def _new_prefill_rank(ri, n, params):
     """Each row's TBT target if user priority is on (strict users sort first), else nothing."""
@@ -67,6 +62,8 @@ def _new_prefill_rank(ri, n, params):
     for i in range(n):
         rank[i] = _class_tbt(params, ri[i, CLASS])
     return rank
+
+
 @numba.njit(cache=True)
 def slai_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
     clear(n, take)
@@ -80,12 +77,8 @@ def slai_kernel(ri, rf, n, eng, b_max, k_max, params, memory, take):
     order = _decode_order(ri, rf, n)
     beta = np.int64(params[_BETA])
     crit = add_decodes_in(ri, rf, n, order, room, take, beta, eng[CLOCK], LATEST_PAUSED)
-    # admissions leave the blocks the remaining decodes need to grow (vLLM serves running requests before
-    # admitting): else a decode short of the block an admission just took evicts itself, and two requests
-    # can take turns evicting each other forever
-    reserve = _growing(ri, order, take, room[_BS], beta - crit)
-    room[_WATERMARK] += reserve
-    add_prefills_in(ri, prefill_order(ri, n, _new_prefill_rank(ri, n, params), params[_SPF] != 0), room, take, 0)
-    room[_WATERMARK] -= reserve
+    # admissions leave the blocks the remaining decodes need to grow (see add_prefills_leaving_room)
+    add_prefills_leaving_room(ri, prefill_order(ri, n, _new_prefill_rank(ri, n, params), params[_SPF] != 0), order,
+                              room, take, 0, beta - crit)
     add_decodes_in(ri, rf, n, order, room, take, beta - crit, np.inf, LATEST_PAUSED)
     return tokens_taken(budget, room)
