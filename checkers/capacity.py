@@ -33,7 +33,6 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-import sympy
 
 from llmstab.fluid_models.distributions import product_moment
 from llmstab.fluid_models.engine import Engine
@@ -42,7 +41,8 @@ from llmstab.fluid_models.policies.base import Policy
 from llmstab.fluid_models.simulation.latency import latency_metrics
 from llmstab.fluid_models.simulation.simulator import simulate
 from llmstab.fluid_models.workload import Workload
-from llmstab.theory.work import expected_work
+from llmstab.theory.exact_linalg import Exact, to_fraction
+from llmstab.theory.work import expected_work_exact
 
 from .growth import estimate_growth
 from .single_engine import capacity_of
@@ -77,13 +77,13 @@ def stability_capacity(engine: Engine, workload: Workload) -> StabilityCapacity:
     att = engine.attention
     k_dec, k_pf = (att.decode_exact, att.prefill_exact) if att is not None else (0, 0)
     rate = workload.rate
-    work = sum((c.rate / rate * expected_work(tau, k_pf, k_dec, _class_moments(c)) for c in workload.classes),
-               sympy.Integer(0))
+    work = sum((c.rate / rate * expected_work_exact(tau, k_pf, k_dec, _class_moments(c)) for c in workload.classes),
+               Exact(0))
     compute = float(1000 / work)
     memory = None
     if engine.kv_cache is not None:
         held = sum((c.rate / rate * (_class_moments(c)["pd"] + (c.decode.second_moment - c.decode.mean) / 2)
-                    for c in workload.classes), sympy.Integer(0))
+                    for c in workload.classes), Exact(0))
         t_min = engine.shortest_batch_ms / 1000
         memory = float(engine.kv_cache.tokens / (held * t_min)) if held > 0 else None
     binds = "memory" if memory is not None and memory < compute else "compute"
@@ -107,7 +107,7 @@ def evaluate_load(engine: Engine, policy: Policy, workload: Workload, rps: float
     ``diverging`` whether the backlog grew over the arrival period.
     """
     slos = _slos(workload)
-    scaled = workload.scaled(sympy.Rational(repr(float(rps))) / workload.rate)
+    scaled = workload.scaled(to_fraction(repr(float(rps))) / workload.rate)
     result = simulate(engine, policy.for_workload(scaled), scaled, n_requests=n_requests, seed=seed,
                       record_latency=True)
     metrics = latency_metrics(result, slos)
