@@ -118,9 +118,9 @@ class TypeTable:
     j: np.ndarray
     _exact_times: dict = field(default_factory=dict, repr=False)
 
-    @property
+    @cached_property
     def n(self) -> np.ndarray:
-        """Total tokens of each type."""
+        """Total tokens of each type (computed once: exact points read it one type at a time)."""
         return self.x + self.y
 
     def __len__(self) -> int:

@@ -131,6 +131,19 @@ def _override_rates(workload: Workload, rates: Any) -> Workload:
     return Workload(tuple(classes))
 
 
+def _subject(engine: Engine, nodes: int) -> str:
+    """``one engine (b_max = 512, k_max = 100)``: the limits it has (no ``k_max`` when there is none), and the
+    planner's share when the engine is one of ``nodes``.
+
+    >>> from llmstab.fluid_models.batch_time import Staircase
+    >>> _subject(Engine(Staircase(1, 1, 8), 512), 1), _subject(Engine(Staircase(1, 1, 8), 512, 100), 4)[:38]
+    ('one engine (b_max = 512)', 'one engine (b_max = 512, k_max = 100),')
+    """
+    limit = "" if engine.max_batch_requests is None else f", k_max = {engine.max_batch_requests}"
+    share = f", one of {nodes} behind a random planner (its share lambda/{nodes})" if nodes > 1 else ""
+    return f"one engine (b_max = {engine.token_budget}{limit}){share}"
+
+
 def region_report(spec: RegionSpec, simulate: bool = True) -> dict:
     """Everything the command prints, as one JSON-ready dict (exact numbers kept as text alongside)."""
     engine, workload = spec.engine, spec.workload
@@ -142,8 +155,7 @@ def region_report(spec: RegionSpec, simulate: bool = True) -> dict:
     cert = certify(load)
     load_verdict = check_load_region(engine, workload, region, cert=cert)
     report: dict = {
-        "subject": f"one engine (b_max = {engine.token_budget}, k_max = {engine.max_batch_requests})"
-                   + (f", one of {spec.nodes} behind a random planner (its share lambda/{spec.nodes})" if spec.nodes > 1 else ""),
+        "subject": _subject(engine, spec.nodes),
         "capacity": region_summary(region),
         "load": {"prefill_tokens_per_ms": load[0], "decode_tokens_per_ms": load[1],
                  "prefill_tokens_per_s": 1000 * load[0], "decode_tokens_per_s": 1000 * load[1],
