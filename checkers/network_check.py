@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from llmstab.fluid_models.networks.fluid import FluidError, FluidNetwork, FluidPath, nonzero_state
-from llmstab.fluid_models.networks.network import Network, capacity_of
+from llmstab.fluid_models.networks.network import Network
 from llmstab.fluid_models.policies import Policy
 from llmstab.fluid_models.workload import RequestClass, Workload
 from llmstab.theory.exact_linalg import to_fraction
@@ -160,7 +160,7 @@ def _simulation_evidence(net: Network, horizon_s: float | None, seed: int, expec
 
 def _summaries(net: Network) -> tuple[dict, dict]:
     cap, srv, load, util = net.capacity(), net.service_rate(), net.token_load(), net.utilisation()
-    capacity = {"engines": {e: {"tokens_per_s": (cap[e] if cap[e] is not None else capacity_of(net.engines[e].engine).tokens_per_s),
+    capacity = {"engines": {e: {"tokens_per_s": (cap[e] if cap[e] is not None else net.engines[e].engine.capacity.tokens_per_s),
                                 "exact_tokens_per_s": str(cap[e]) if cap[e] is not None else None,
                                 "full_batch_tokens_per_s": srv[e],
                                 "is_region": cap[e] is None} for e in net.engines}}
@@ -182,7 +182,7 @@ def check_network(net: Network, subject: str = "<network>", simulate: bool = Tru
     """
     capacity, loads = _summaries(net)
     load, srv = net.token_load(), net.service_rate()
-    bound = {e: capacity_of(ne.engine).tokens_per_s for e, ne in net.engines.items()}
+    bound = {e: ne.engine.capacity.tokens_per_s for e, ne in net.engines.items()}
     wc = {e: _work_conservation(ne.policy) for e, ne in net.engines.items()}
     policy = _policy_verdict(net, wc)
 
@@ -336,7 +336,7 @@ def _policy_verdict(net: Network, wc: dict) -> Verdict:
     if regions:
         return Verdict("inconclusive", [Evidence("note", f"engines {regions} have k_max: their capacity is a region "
                                                   "and the per-engine theorem does not decide maximal stability")])
-    inefficient = [e for e, ne in net.engines.items() if not capacity_of(ne.engine).full_batch_is_best]
+    inefficient = [e for e, ne in net.engines.items() if not ne.engine.capacity.full_batch_is_best]
     if inefficient:
         return Verdict("not-maximally-stable", [Evidence(
             "counterexample", f"at engines {inefficient} a full batch is not the most efficient, so a work-conserving "

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.workload import Workload
-from llmstab.theory.capacity import EngineCapacity, capacity_from_times
+from llmstab.theory.capacity import EngineCapacity
 
 from .verdict import Evidence, Verdict
 
@@ -48,21 +48,13 @@ THEOREM_2B = "Li-Dai-Peng (arXiv 2504.07347) Theorem 2(b)"
 
 
 def capacity_of(engine: Engine) -> EngineCapacity:
-    """The exact token capacity of ``engine`` (without a request limit), in Fractions, without sympy.
-
-    The same maximiser, value and candidates as
-    :func:`llmstab.theory.capacity.engine_capacity` on the model's expression:
-    float times from the model, exact ones from ``model.exact``, the pieces'
-    ends from ``model.piece_ends``.
+    """The exact token capacity of ``engine`` (without a request limit): :attr:`Engine.capacity`.
 
     >>> from llmstab.fluid_models.batch_time import Staircase
-    >>> cap = capacity_of(Engine(Staircase("11.28", "35.47", 128), token_budget=512))
-    >>> cap.tokens_per_ms, cap.candidates_checked
-    (Exact(12800, 3829), 1)
+    >>> capacity_of(Engine(Staircase("11.28", "35.47", 128), token_budget=512)).tokens_per_ms
+    Exact(12800, 3829)
     """
-    model, budget = engine.batch_time, engine.token_budget
-    return capacity_from_times(model.table(budget)[1:], lambda sizes: [model.exact(k) for k in sizes],
-                               model.piece_ends(budget), budget)
+    return engine.capacity
 
 
 def capacity_summary(capacity: EngineCapacity, workload: Workload) -> dict:

@@ -22,6 +22,8 @@ from functools import cached_property
 
 import numpy as np
 
+from llmstab.theory.capacity import EngineCapacity, capacity_from_times
+
 from .batch_time import Attention, BatchTimeModel, exact_number
 
 __all__ = ["Engine", "KVCache"]
@@ -127,6 +129,25 @@ class Engine:
         table = np.asarray(model(np.arange(1, self.token_budget + 1)), dtype=float)
         near = np.flatnonzero(table <= table.min() * (1 + 1e-9) + 1e-12) + 1
         return min(model.exact(int(k)) for k in near)
+
+    @cached_property
+    def capacity(self) -> EngineCapacity:
+        """The exact token capacity ``max_b b/t_b`` over ``1 <= b <= b_max`` (without a request limit), in
+        Fractions, without sympy; computed once per engine.
+
+        The same maximiser, value and candidates as
+        :func:`llmstab.theory.capacity.engine_capacity` on the model's expression:
+        float times from the model, exact ones from ``model.exact``, the pieces'
+        ends from ``model.piece_ends``.
+
+        >>> from llmstab.fluid_models.batch_time import Staircase
+        >>> cap = Engine(Staircase("11.28", "35.47", 128), 512).capacity
+        >>> cap.tokens_per_ms, cap.candidates_checked
+        (Exact(12800, 3829), 1)
+        """
+        model, budget = self.batch_time, self.token_budget
+        return capacity_from_times(model.table(budget)[1:], lambda sizes: [model.exact(k) for k in sizes],
+                                   model.piece_ends(budget), budget)
 
     @property
     def has_memory_model(self) -> bool:

@@ -167,13 +167,12 @@ def test_k_max_engine_has_no_scalar_capacity():
 @settings(max_examples=40, deadline=None)
 @given(model=batch_time_models(), budget=st.integers(1, 1000))
 def test_network_capacity_is_the_single_engine_capacity(model, budget):
-    """The network model's sympy-free capacity is the single-engine check's (itself the sympy capacity's twin,
-    tests/test_theory.py): same maximiser, same exact rates, Fractions."""
+    """The network model's sympy-free capacity (Engine.capacity) is the single-engine check's (itself the sympy
+    capacity's twin, tests/test_theory.py): same maximiser, same exact rates, Fractions."""
     from llmstab.checkers.single_engine import capacity_of as single_capacity
     from llmstab.fluid_models.engine import Engine
-    from llmstab.fluid_models.networks.network import capacity_of
 
     engine = Engine(model, budget)
-    network, single = capacity_of(engine), single_capacity(engine)
+    network, single = engine.capacity, single_capacity(Engine(model, budget))
     assert network == single and isinstance(network.tokens_per_s, Fraction)
     assert str(network.tokens_per_s) == str(single.tokens_per_s)

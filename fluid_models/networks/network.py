@@ -37,11 +37,9 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import networkx as nx
 
-from llmstab.theory.capacity import EngineCapacity, capacity_from_times
 from llmstab.theory.exact_linalg import Exact
 
 from ..batch_time import exact_number
@@ -50,7 +48,7 @@ from ..engine import Engine
 from ..errors import InputError
 from ..policies import Policy
 
-__all__ = ["NetworkError", "Step", "NetworkClass", "NetworkEngine", "Buffer", "Network", "capacity_of"]
+__all__ = ["NetworkError", "Step", "NetworkClass", "NetworkEngine", "Buffer", "Network"]
 
 
 class NetworkError(InputError):
@@ -129,29 +127,6 @@ class Buffer:
     def label(self) -> str:
         """``step.p`` or ``step.d``."""
         return f"{self.step}.{self.phase[0]}"
-
-
-@lru_cache(maxsize=None)
-def _capacity_cached(batch_time: object, token_budget: int) -> EngineCapacity:
-    """:func:`~llmstab.theory.capacity.capacity_from_times` on the model's float times, exact times and pieces' ends."""
-    return capacity_from_times(batch_time.table(token_budget)[1:],
-                               lambda sizes: [batch_time.exact(k) for k in sizes],
-                               batch_time.piece_ends(token_budget), token_budget)
-
-
-def capacity_of(engine: Engine) -> EngineCapacity:
-    """The exact single-engine capacity of ``engine`` in Fractions, without sympy (cached per model).
-
-    The same maximiser and values as :func:`llmstab.theory.capacity.engine_capacity`
-    on the model's expression (see :func:`llmstab.checkers.single_engine.capacity_of`).
-    ``tokens_per_s`` is ``1000 max_b b/t_b``; ``1000 * full_batch_rate`` is what a
-    work-conserving engine serves once its batches are full.
-
-    >>> from llmstab.fluid_models.batch_time import Staircase
-    >>> capacity_of(Engine(Staircase(1000, 0, 768), 768)).tokens_per_s
-    Exact(768, 1)
-    """
-    return _capacity_cached(engine.batch_time, engine.token_budget)
 
 
 @dataclass(frozen=True)
@@ -302,14 +277,14 @@ class Network:
             out = {}
             for name, e in self.engines.items():
                 k = e.engine.max_batch_requests
-                out[name] = capacity_of(e.engine).tokens_per_s if k is None or k >= e.engine.token_budget else None
+                out[name] = e.engine.capacity.tokens_per_s if k is None or k >= e.engine.token_budget else None
             return out
 
         return dict(self._memoised("capacity", compute))
 
     def service_rate(self) -> dict[str, Exact]:
         """Tokens/s a work-conserving engine serves with a backlog: full batches, ``1000 b_max / t_(b_max)``."""
-        return dict(self._memoised("service_rate", lambda: {name: 1000 * capacity_of(e.engine).full_batch_rate
+        return dict(self._memoised("service_rate", lambda: {name: 1000 * e.engine.capacity.full_batch_rate
                                                              for name, e in self.engines.items()}))
 
     def token_load(self) -> dict[str, Exact]:
