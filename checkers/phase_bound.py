@@ -43,6 +43,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from llmstab.fluid_models.batch_time import BatchTimeModel
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.workload import Workload
 from llmstab.theory.capacity import EngineCapacity
@@ -114,6 +115,15 @@ class PhaseBound:
                 "diverges_above_fraction_of_capacity": self.utilisation / self.busy_fraction}
 
 
+def _extreme_rate(model: BatchTimeModel, sizes: np.ndarray, *, largest: bool) -> int:
+    """The batch size of ``sizes`` whose rate ``b/t_b`` is the largest (else the smallest), exactly: screened in
+    floating point, the near-extreme sizes compared in Fractions (ties to the larger size, else the smaller)."""
+    rates = sizes / np.asarray(model(sizes), dtype=float)
+    near = sizes[rates >= rates.max() * (1 - _SCREEN)] if largest else sizes[rates <= rates.min() * (1 + _SCREEN)]
+    pick = max if largest else min
+    return int(pick(near.tolist(), key=lambda b: (Fraction(b) / model.exact(b), b)))
+
+
 def phase_bound(engine: Engine, workload: Workload, capacity: EngineCapacity) -> PhaseBound | None:
     """The bound for ``workload`` on ``engine``, or None where it does not hold or says nothing.
 
@@ -129,10 +139,7 @@ def phase_bound(engine: Engine, workload: Workload, capacity: EngineCapacity) ->
     lengths = np.unique(np.concatenate([p.support_up_to(b_max) for p in prompts]))
     if lengths.size * b_max > MAX_SUM_WORK:
         return None
-    sizes = np.flatnonzero(prompt_sums(lengths, b_max)[1:]) + 1
-    rates = sizes / np.asarray(engine.batch_time(sizes), dtype=float)
-    near = sizes[rates >= rates.max() * (1 - _SCREEN)]
-    best = max(near.tolist(), key=lambda b: (Fraction(b) / engine.batch_time.exact(b), b))
+    best = _extreme_rate(engine.batch_time, np.flatnonzero(prompt_sums(lengths, b_max)[1:]) + 1, largest=True)
     return PhaseBound(best, Exact(best / engine.batch_time.exact(best)), Exact(capacity.tokens_per_ms),
                       Exact(workload.prefill_rate / 1000), Exact(workload.decode_rate / 1000))
 
@@ -154,10 +161,7 @@ def witness_bound(engine: Engine, capacity: EngineCapacity) -> PhaseBound | None
     if engine.has_memory_model:
         return None
     b_max, model = engine.token_budget, engine.batch_time
-    sizes = np.arange(b_max // 2 + 1, b_max + 1)
-    rates = sizes / np.asarray(model(sizes), dtype=float)
-    near = sizes[rates <= rates.min() * (1 + _SCREEN)]
-    p = min(near.tolist(), key=lambda s: (Fraction(s) / model.exact(s), s))
+    p = _extreme_rate(model, np.arange(b_max // 2 + 1, b_max + 1), largest=False)
     bound = PhaseBound(p, Exact(p / model.exact(p)), Exact(capacity.tokens_per_ms), Exact(p), Exact(1))
     return bound if bound.cuts_capacity else None
 
