@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmstab.fluid_models.distributions import product_moment
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.errors import InputError
 from llmstab.fluid_models.policies.base import Policy
@@ -65,11 +64,6 @@ class StabilityCapacity:
         return {"rps": self.rps, "compute_rps": self.compute_rps, "memory_rps": self.memory_rps, "binds": self.binds}
 
 
-def _class_moments(c: object) -> dict:
-    p, d = c.prompt, c.decode
-    return {"p": p.mean, "d": d.mean, "p2": p.second_moment, "d2": d.second_moment, "pd": product_moment(p, d)}
-
-
 def stability_capacity(engine: Engine, workload: Workload) -> StabilityCapacity:
     """The stability capacity (req/s) of ``engine`` for ``workload``'s mix (see the module)."""
     cap = capacity_of(engine)
@@ -77,13 +71,12 @@ def stability_capacity(engine: Engine, workload: Workload) -> StabilityCapacity:
     att = engine.attention
     k_dec, k_pf = (att.decode_exact, att.prefill_exact) if att is not None else (0, 0)
     rate = workload.rate
-    work = sum((c.rate / rate * expected_work_exact(tau, k_pf, k_dec, _class_moments(c)) for c in workload.classes),
+    work = sum((c.rate / rate * expected_work_exact(tau, k_pf, k_dec, c.moments) for c in workload.classes),
                Exact(0))
     compute = float(1000 / work)
     memory = None
     if engine.kv_cache is not None:
-        held = sum((c.rate / rate * (_class_moments(c)["pd"] + (c.decode.second_moment - c.decode.mean) / 2)
-                    for c in workload.classes), Exact(0))
+        held = sum((c.rate / rate * c.kv_token_batches for c in workload.classes), Exact(0))
         t_min = engine.shortest_batch_ms / 1000
         memory = float(engine.kv_cache.tokens / (held * t_min)) if held > 0 else None
     binds = "memory" if memory is not None and memory < compute else "compute"

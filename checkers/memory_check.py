@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from llmstab.fluid_models.distributions import product_moment
 from llmstab.fluid_models.engine import Engine
 from llmstab.fluid_models.policies import Policy
 from llmstab.fluid_models.workload import RequestClass, Workload
@@ -89,10 +88,7 @@ def _class_work(engine: Engine, c: RequestClass, tau: Exact) -> tuple[Exact, Fra
     """``(E[W], E[d*p + d(d-1)/2])`` of one class: its work (ms) and its KV token-batches, exact."""
     att = engine.attention
     k_pf, k_dec = (0, 0) if att is None else (att.prefill_exact, att.decode_exact)
-    moments = {"p": c.prompt.mean, "d": c.decode.mean, "p2": c.prompt.second_moment,
-               "d2": c.decode.second_moment, "pd": product_moment(c.prompt, c.decode)}
-    kv = moments["pd"] + (moments["d2"] - moments["d"]) / 2  # E[d p + d(d-1)/2]
-    return expected_work_exact(tau, k_pf, k_dec, moments), kv
+    return expected_work_exact(tau, k_pf, k_dec, c.moments), c.kv_token_batches
 
 
 def memory_numbers(engine: Engine, workload: Workload) -> MemoryNumbers:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from llmstab.theory.exact_linalg import Exact
 
 from .batch_time import exact_number
-from .distributions import LengthDistribution
+from .distributions import LengthDistribution, product_moment
 from .slo import SLO
 
 __all__ = ["RequestClass", "Workload"]
@@ -48,6 +48,24 @@ class RequestClass:
     def token_rate(self) -> Exact:
         """``lambda (m_p + m_d)`` in tokens per second."""
         return self.rate * self.tokens_per_request
+
+    @property
+    def moments(self) -> dict[str, Exact]:
+        """The length moments the work of a request depends on: ``p``, ``d`` (means), ``p2``, ``d2`` (second
+        moments) and ``pd`` (``E[p d]``), exact (:data:`llmstab.theory.work.MOMENT_NAMES`).
+
+        >>> from llmstab.fluid_models.distributions import Deterministic
+        >>> RequestClass("c", 1, Deterministic(3), Deterministic(2)).moments
+        {'p': Exact(3, 1), 'd': Exact(2, 1), 'p2': Exact(9, 1), 'd2': Exact(4, 1), 'pd': Exact(6, 1)}
+        """
+        p, d = self.prompt, self.decode
+        return {"p": p.mean, "d": d.mean, "p2": p.second_moment, "d2": d.second_moment, "pd": product_moment(p, d)}
+
+    @property
+    def kv_token_batches(self) -> Exact:
+        """``E[d p + d(d-1)/2]``: the KV tokens a request holds, summed over its decode batches."""
+        m = self.moments
+        return m["pd"] + (m["d2"] - m["d"]) / 2
 
 
 @dataclass(frozen=True)
